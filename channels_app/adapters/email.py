@@ -1,0 +1,243 @@
+"""Email: RFC 5322 in (ingest_mail, the inbound API, IMAP, ESP webhooks), SMTP/ESP out
+through Django's email backends."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import re
+from email.message import EmailMessage
+from email.utils import getaddresses, make_msgid, parsedate_to_datetime
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+
+from ..models import Channel, Inbox
+from ..types import InboundAttachment, InboundMessage, OutboundMessage, SenderRef, SendError
+from . import register
+from .base import Adapter
+
+_MSGID_RE = re.compile(r"<[^<>\s]+>")
+
+
+def _header(msg: EmailMessage, name: str) -> str:
+    """A header as text, never raising on broken encodings."""
+    try:
+        value = msg.get(name)
+    except Exception:  # malformed header the policy cannot parse
+        value = msg.get_all(name, failobj=[""])[0] if hasattr(msg, "get_all") else ""
+    if value is None:
+        return ""
+    try:
+        return str(value).strip()
+    except Exception:
+        return repr(value)
+
+
+def _msgids(value: str) -> list[str]:
+    return _MSGID_RE.findall(value or "")
+
+
+def _part_text(part) -> str:
+    """Decoded text of a part, whatever charset it declares (unknown → utf-8 / latin-1)."""
+    try:
+        return part.get_content()
+    except (LookupError, UnicodeDecodeError, AssertionError, KeyError, ValueError):
+        payload = part.get_payload(decode=True) or b""
+        for charset in (part.get_content_charset() or "", "utf-8", "cp1252", "latin-1"):
+            if not charset:
+                continue
+            try:
+                return payload.decode(charset)
+            except (LookupError, UnicodeDecodeError):
+                continue
+        return payload.decode("latin-1", errors="replace")
+
+
+def parse_raw(raw: bytes, inbox: Inbox) -> InboundMessage:
+    """Parse RFC 5322 bytes into an InboundMessage. Raises ValueError when there is no
+    usable sender (everything else degrades gracefully)."""
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    from_header = _header(msg, "From")
+    addresses = [a for a in getaddresses([from_header]) if a[1]]
+    if not addresses:
+        raise ValueError(f"no sender address in From: {from_header!r}")
+    name, address = addresses[0]
+
+    text_parts: list[str] = []
+    html_parts: list[str] = []
+    attachments: list[InboundAttachment] = []
+    for part in msg.walk():
+        ctype = part.get_content_type()
+        if part.is_multipart():
+            continue
+        disposition = part.get_content_disposition()
+        filename = part.get_filename()
+        if ctype == "message/rfc822" or (disposition == "attachment" or filename) or not ctype.startswith("text/"):
+            if ctype.startswith("multipart/"):
+                continue
+            content = part.get_payload(decode=True)
+            if content is None:
+                inner = part.get_payload()
+                content = inner[0].as_bytes() if isinstance(inner, list) and inner else b""
+            if ctype in ("application/pgp-signature",) and not filename:
+                filename = "signature.asc"
+            attachments.append(
+                InboundAttachment(
+                    filename=filename or ("forwarded.eml" if ctype == "message/rfc822" else ""),
+                    content_type=ctype,
+                    content=content,
+                    content_id=_header(part, "Content-ID"),
+                    inline=disposition == "inline",
+                )
+            )
+            continue
+        if ctype == "text/html":
+            html_parts.append(_part_text(part))
+        elif ctype == "text/calendar":
+            attachments.append(
+                InboundAttachment(
+                    filename="invite.ics", content_type=ctype, content=part.get_payload(decode=True) or b""
+                )
+            )
+        else:
+            text_parts.append(_part_text(part))
+
+    message_id = (_msgids(_header(msg, "Message-ID")) or [""])[0]
+    # No Message-ID: a digest of the bytes still makes a repeat delivery a duplicate.
+    provider_id = message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
+    received_at = None
+    try:
+        date = _header(msg, "Date")
+        received_at = parsedate_to_datetime(date) if date else None
+        if received_at is not None and received_at.tzinfo is None:
+            received_at = None
+    except (TypeError, ValueError, IndexError):
+        received_at = None
+    to_addrs = [a for _, a in getaddresses([_header(msg, "To"), _header(msg, "Cc"), _header(msg, "Delivered-To")]) if a]
+    return InboundMessage(
+        inbox=inbox,
+        channel=Channel.EMAIL,
+        sender=SenderRef(kind="email", address=address, display_name=name),
+        provider_message_id=provider_id[:255],
+        subject=_header(msg, "Subject").replace("\r", "").replace("\n", " "),
+        text="\n".join(t.strip("\n") for t in text_parts).strip(),
+        html="\n".join(html_parts),
+        attachments=attachments,
+        email_message_id=message_id,
+        in_reply_to=(_msgids(_header(msg, "In-Reply-To")) or [""])[0],
+        references=_msgids(_header(msg, "References")),
+        reply_token=reply_token_from(to_addrs, inbox),
+        auto_submitted=is_auto_submitted(msg, address),
+        received_at=received_at,
+        metadata={"to": to_addrs[:20]},
+    )
+
+
+def reply_token_from(addresses: list[str], inbox: Inbox) -> str:
+    """support+<token>@example.com → <token> (plus-addressing on the inbox's address)."""
+    base = (inbox.config.get("address") or "").lower()
+    local, _, domain = base.partition("@")
+    for addr in addresses:
+        addr = addr.lower()
+        a_local, _, a_domain = addr.partition("@")
+        if "+" in a_local and (not domain or a_domain == domain):
+            head, _, token = a_local.partition("+")
+            if not local or head == local:
+                return token
+    return ""
+
+
+_NOREPLY = re.compile(r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|bounce[s]?)([+\-.].*)?@", re.I)
+
+
+def is_auto_submitted(msg: EmailMessage, sender: str) -> bool:
+    """Machine-generated mail that must never get an automatic answer (RFC 3834)."""
+    auto = _header(msg, "Auto-Submitted").lower()
+    if auto and auto != "no":
+        return True
+    if _header(msg, "Precedence").lower() in ("bulk", "junk", "list", "auto_reply"):
+        return True
+    if any(
+        _header(msg, h)
+        for h in ("List-Id", "List-Unsubscribe", "X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress")
+    ):
+        return True
+    if msg.get_content_type() == "multipart/report":
+        return True
+    return bool(_NOREPLY.match(sender or ""))
+
+
+@register
+class EmailAdapter(Adapter):
+    kind = "email"
+    channels = (Channel.EMAIL,)
+    identity_kind = "email"
+    config_schema = {
+        "address": "The support address customers write to (support@example.com).",
+        "from_name": "Display name on outgoing mail.",
+        "auto_ack": "Send an automatic acknowledgement for new tickets (true/false).",
+        "imap_host": "IMAP server for polling (TLS).",
+        "imap_port": "IMAP port (993).",
+        "imap_user": "IMAP user name.",
+        "imap_folder": "Folder to poll (INBOX).",
+        "default_region": "Region for phone numbers written without a country code.",
+    }
+    required_config = ("address",)
+    secret_schema = {"imap_password": "IMAP password."}
+    supports_html = True
+    supports_attachments = True
+
+    def from_address(self, inbox: Inbox) -> str:
+        address = inbox.config.get("address") or settings.DEFAULT_FROM_EMAIL
+        name = inbox.config.get("from_name")
+        return f"{name} <{address}>" if name else address
+
+    def reply_address(self, inbox: Inbox, token: str) -> str:
+        address = inbox.config.get("address") or settings.DEFAULT_FROM_EMAIL
+        local, _, domain = address.partition("@")
+        return f"{local}+{token}@{domain}" if token else address
+
+    def new_message_id(self, inbox: Inbox) -> str:
+        domain = (inbox.config.get("address") or settings.DEFAULT_FROM_EMAIL).partition("@")[2] or "cxdesk.localhost"
+        return make_msgid(domain=domain)
+
+    def build(self, out: OutboundMessage) -> EmailMultiAlternatives:
+        headers = {"Message-ID": out.email_message_id, **out.headers}
+        if out.in_reply_to:
+            headers["In-Reply-To"] = out.in_reply_to
+        if out.references:
+            headers["References"] = " ".join(out.references)
+        mail = EmailMultiAlternatives(
+            subject=out.subject,
+            body=out.text,
+            from_email=self.from_address(out.inbox),
+            to=[f"{out.to_name} <{out.to}>" if out.to_name else out.to],
+            reply_to=[out.reply_to] if out.reply_to else None,
+            headers=headers,
+        )
+        if out.html:
+            mail.attach_alternative(out.html, "text/html")
+        for att in out.attachments:
+            with open(att.path, "rb") as fh:
+                mail.attach(att.filename, fh.read(), att.content_type)
+        return mail
+
+    def send(self, out: OutboundMessage) -> str:
+        import smtplib
+
+        try:
+            self.build(out).send(fail_silently=False)
+        except smtplib.SMTPResponseException as exc:
+            raise SendError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=500 <= exc.smtp_code < 600) from exc
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise SendError(f"recipient refused: {exc.recipients}", permanent=True) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise SendError(f"SMTP unavailable: {exc}") from exc
+        return out.email_message_id
+
+    def deliver(self, out: OutboundMessage) -> str:
+        # Email's development transport is Django's file backend (EMAIL_BACKEND), so
+        # the same code path runs in `make run` and production.
+        return self.send(out)

@@ -1,0 +1,42 @@
+"""Provider media (MMS, WhatsApp/Messenger/Telegram files) fetched after ingest."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from tickets.models import Attachment, attachment_path
+
+
+class MediaError(Exception):
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def fetch_attachment_media(attachment_id: int) -> str:
+    att = Attachment.objects.select_related("message__inbox").filter(pk=attachment_id).first()
+    if att is None:
+        return "missing"
+    if att.sha256:
+        return "done"  # already fetched: idempotent
+    inbox = att.message.inbox
+    content, content_type = inbox.adapter.fetch_media(inbox, att.source_url)
+    digest = hashlib.sha256(content).hexdigest()
+    with transaction.atomic():
+        att = Attachment.objects.select_for_update().get(pk=attachment_id)
+        if att.sha256:
+            return "done"
+        att.sha256 = digest
+        path = attachment_path(att, att.filename)
+        if not default_storage.exists(path):
+            default_storage.save(path, ContentFile(content))
+        att.file.name = path
+        att.size = len(content)
+        if content_type:
+            att.content_type = content_type[:255]
+        att.save()
+    return "done"

@@ -1,0 +1,96 @@
+from datetime import timedelta
+
+from django.db import models
+
+
+class Channel(models.TextChoices):
+    """The medium a message travels on (what the customer sees), not the provider."""
+
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    WHATSAPP = "whatsapp", "WhatsApp"
+    MESSENGER = "messenger", "Messenger"
+    TELEGRAM = "telegram", "Telegram"
+    PORTAL = "portal", "Portal"
+    API = "api", "API"
+    DESK = "desk", "Desk"
+
+
+class Inbox(models.Model):
+    """A configured channel endpoint: one mailbox, one Twilio number, one WhatsApp
+    phone number id, one Facebook page, one Telegram bot.
+
+    `config` is public (validated against the adapter's schema); `secrets` never
+    leave the server: not rendered, not logged, not serialised by the API."""
+
+    class Transport(models.TextChoices):
+        LIVE = "live", "Live (provider API / SMTP)"
+        FILE = "file", "Development: write to var/outbox/"
+
+    kind = models.CharField(max_length=32, help_text="Adapter kind: email, twilio, whatsapp, messenger, telegram.")
+    name = models.CharField(max_length=100, unique=True)
+    config = models.JSONField(default=dict, blank=True)
+    secrets = models.JSONField(default=dict, blank=True)
+    transport = models.CharField(max_length=8, choices=Transport.choices, default=Transport.LIVE)
+    continuity_window = models.DurationField(
+        default=timedelta(days=7),
+        help_text="A message from a customer with an open ticket updated within this window joins that ticket.",
+    )
+    default_team = models.ForeignKey("tickets.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "inboxes"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    @property
+    def adapter(self):
+        from .adapters import get_adapter
+
+        return get_adapter(self.kind)
+
+    @property
+    def default_region(self) -> str:
+        from django.conf import settings
+
+        return self.config.get("default_region") or settings.CXDESK_DEFAULT_REGION
+
+
+class RawInbound(models.Model):
+    """Every inbound delivery as received, stored before it is processed. One that
+    fails to parse or ingest stays here as a dead letter, visible and retryable."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSED = "processed", "Processed"
+        FAILED = "failed", "Failed"
+        IGNORED = "ignored", "Ignored"
+
+    inbox = models.ForeignKey(Inbox, null=True, blank=True, on_delete=models.SET_NULL, related_name="raw_inbound")
+    source = models.CharField(max_length=32, help_text="ingest_mail, api, imap, anymail, webhook…")
+    content_type = models.CharField(max_length=100, default="message/rfc822")
+    payload = models.BinaryField(help_text="zlib-compressed raw bytes")
+    sha256 = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    message = models.ForeignKey("tickets.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"], name="rawinbound_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.source} #{self.pk} ({self.status})"
+
+    @property
+    def raw(self) -> bytes:
+        import zlib
+
+        return zlib.decompress(bytes(self.payload))

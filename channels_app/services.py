@@ -1,0 +1,408 @@
+"""The ingest pipeline: every inbound message from every channel goes through `ingest()`.
+
+verify (webhook view) → dedupe → resolve identity → thread → store (one transaction)
+→ on commit: broadcast, automations, routing, webhooks (receivers of tickets.signals).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zlib
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from customers.models import Customer, Identity
+from customers.services import identity_resolve
+from cxdesk.errors import ApplicationError
+from tickets import events, signals
+from tickets.attachments import attachment_store
+from tickets.models import Attachment, Message, Ticket
+from tickets.services import broadcast_ticket, message_created, ticket_set_status
+
+from .models import Channel, Inbox, RawInbound
+from .sanitize import html_to_text, sanitize_html
+from .types import InboundMessage
+
+log = logging.getLogger(__name__)
+
+R = Message.ThreadReason
+_REF_RE = re.compile(r"\[" + re.escape(settings.CXDESK_TICKET_PREFIX) + r"-(\d{1,12})\]", re.I)
+_REPLY_SUBJECT = re.compile(r"^\s*(re|aw|sv|odp|r|rif|fw|fwd|wg|tr)\s*(\[\d+\])?\s*:", re.I)
+
+
+@dataclass
+class IngestResult:
+    ticket: Ticket
+    message: Message
+    created_ticket: bool
+    duplicate: bool
+
+    def as_dict(self) -> dict:
+        return {
+            "ticket": self.ticket.pk,
+            "message": self.message.pk,
+            "created_ticket": self.created_ticket,
+            "duplicate": self.duplicate,
+        }
+
+
+def _existing(inbox: Inbox, provider_message_id: str | None) -> Message | None:
+    if not provider_message_id:
+        return None
+    return Message.objects.select_related("ticket").filter(inbox=inbox, provider_message_id=provider_message_id).first()
+
+
+def _validate(inbound: InboundMessage) -> None:
+    if inbound.channel not in Channel.values:
+        raise ApplicationError(f"unknown channel {inbound.channel!r}", code="invalid_channel")
+    if not inbound.sender or not inbound.sender.address:
+        raise ApplicationError("the message has no sender address", code="no_sender")
+    if inbound.provider_message_id is not None and len(inbound.provider_message_id) > 255:
+        raise ApplicationError("provider message id longer than 255 characters", code="invalid_message_id")
+    limit = settings.CXDESK_MAX_BODY_CHARS
+    if len(inbound.text) > limit or len(inbound.html) > limit * 4:
+        raise ApplicationError(f"message body over the limit of {limit} characters", code="body_too_large", status=413)
+
+
+def ingest(inbound: InboundMessage) -> IngestResult:
+    """Store one inbound message exactly once and thread it into the right ticket.
+
+    Idempotent on (inbox, provider_message_id): a repeat, sequential or concurrent,
+    returns the stored message with duplicate=True."""
+    _validate(inbound)
+    existing = _existing(inbound.inbox, inbound.provider_message_id)
+    if existing:
+        return IngestResult(existing.ticket, existing, False, True)
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                return _ingest(inbound)
+        except IntegrityError:
+            # A concurrent delivery of the same message committed first: the unique
+            # constraint rolled ours back whole. Return theirs.
+            existing = _existing(inbound.inbox, inbound.provider_message_id)
+            if existing:
+                return IngestResult(existing.ticket, existing, False, True)
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _ingest(inbound: InboundMessage) -> IngestResult:
+    inbox = inbound.inbox
+    now = timezone.now()
+    sender = inbound.sender
+    identity, _ = identity_resolve(
+        kind=sender.kind, address=sender.address, display_name=sender.display_name, region=inbox.default_region
+    )
+    # One ingest per customer at a time: threading decisions (join or open a ticket)
+    # must see what a concurrent message of the same customer just did.
+    customer = Customer.objects.select_for_update().get(pk=identity.customer_id)
+    existing = _existing(inbox, inbound.provider_message_id)
+    if existing:
+        return IngestResult(existing.ticket, existing, False, True)
+    _touch_identity(identity, customer, sender.display_name, now)
+
+    ticket, reason = _thread(inbound, customer)
+    created = ticket is None
+    if created:
+        subject = inbound.subject.strip() or _subject_from_text(inbound.text or html_to_text(inbound.html))
+        ticket = Ticket.objects.create(
+            subject=subject[:500],
+            customer=customer,
+            inbox=inbox,
+            channel=inbound.channel,
+            team=inbox.default_team,
+            last_customer_message_at=now,
+            last_message_at=now,
+        )
+        reason = R.NEW_TICKET
+    else:
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+
+    text = inbound.text or html_to_text(inbound.html)
+    message = Message.objects.create(
+        ticket=ticket,
+        direction=Message.Direction.INBOUND,
+        channel=inbound.channel,
+        inbox=inbox,
+        identity=identity,
+        subject=inbound.subject[:500],
+        body_text=text,
+        body_html=sanitize_html(inbound.html),
+        provider_message_id=inbound.provider_message_id,
+        email_message_id=inbound.email_message_id[:998],
+        in_reply_to=inbound.in_reply_to[:998],
+        references=" ".join(inbound.references),
+        status=Message.Status.RECEIVED,
+        thread_reason=reason,
+        metadata={**inbound.metadata, "auto_submitted": inbound.auto_submitted},
+        received_at=inbound.received_at or now,
+    )
+    pending_media = []
+    for att in inbound.attachments:
+        if att.content is not None:
+            attachment_store(
+                message=message,
+                filename=att.filename,
+                content=att.content,
+                content_type=att.content_type,
+                content_id=att.content_id,
+                inline=att.inline,
+            )
+        elif att.url:
+            pending_media.append(
+                Attachment.objects.create(
+                    message=message,
+                    filename=att.filename or "media",
+                    content_type=att.content_type,
+                    source_url=att.url[:2000],
+                    sha256="",
+                )
+            )
+
+    if created:
+        events.created(ticket, channel=inbound.channel)
+        signals.ticket_created.send(sender=Ticket, ticket=ticket, actor=None)
+    else:
+        _continue_ticket(ticket, message, now)
+    if inbound.raw_inbound_id:
+        RawInbound.objects.filter(pk=inbound.raw_inbound_id).update(
+            status=RawInbound.Status.PROCESSED, message=message, processed_at=now, error=""
+        )
+    message_created(message=message, created_ticket=created)
+    broadcast_ticket(ticket, "ticket.created" if created else "ticket.updated")
+    if pending_media:
+        from .tasks import fetch_attachment
+
+        ids = [a.pk for a in pending_media]
+        transaction.on_commit(lambda: [fetch_attachment.delay(i) for i in ids])
+    return IngestResult(ticket, message, created, False)
+
+
+def _touch_identity(identity: Identity, customer: Customer, display_name: str, now) -> None:
+    fields = ["last_seen_at"]
+    identity.last_seen_at = now
+    if display_name and not identity.display_name:
+        identity.display_name = display_name[:200]
+        fields.append("display_name")
+    identity.save(update_fields=fields)
+    if display_name and not customer.name:
+        customer.name = display_name[:200]
+        customer.save(update_fields=["name", "updated_at"])
+
+
+def _continue_ticket(ticket: Ticket, message: Message, now) -> None:
+    """A customer message joined an existing ticket: activity, reopen, channel switch."""
+    previous = (
+        Message.objects.filter(ticket=ticket, direction=Message.Direction.INBOUND)
+        .exclude(pk=message.pk)
+        .order_by("-created_at", "-id")
+        .values_list("channel", flat=True)
+        .first()
+    )
+    Ticket.objects.filter(pk=ticket.pk).update(last_customer_message_at=now, last_message_at=now, updated_at=now)
+    ticket.last_customer_message_at = ticket.last_message_at = now
+    if previous and previous != message.channel:
+        events.channel_switched(ticket, old=previous, new=message.channel, message_id=message.pk)
+    old = ticket.status
+    if old in (Ticket.Status.SOLVED, Ticket.Status.PENDING):
+        ticket_set_status(ticket=ticket, status=Ticket.Status.OPEN, reason="customer_reply")
+        events.reopened(ticket, old=old, message_id=message.pk)
+
+
+def _live_ticket(ticket: Ticket | None) -> Ticket | None:
+    seen = set()
+    while ticket is not None and ticket.merged_into_id and ticket.pk not in seen:
+        seen.add(ticket.pk)
+        ticket = ticket.merged_into
+    return ticket
+
+
+def _usable(ticket: Ticket | None) -> Ticket | None:
+    ticket = _live_ticket(ticket)
+    if ticket is None or ticket.status == Ticket.Status.CLOSED:
+        return None  # a closed conversation is not reopened; the customer gets a new ticket
+    return ticket
+
+
+def _thread(inbound: InboundMessage, customer: Customer) -> tuple[Ticket | None, str]:
+    # 1. Email headers: the message this one replies to.
+    header_ids = [i for i in [inbound.in_reply_to, *reversed(inbound.references)] if i]
+    if header_ids:
+        parent = (
+            Message.objects.select_related("ticket__merged_into")
+            .filter(email_message_id__in=header_ids)
+            .order_by("-id")
+            .first()
+        )
+        ticket = _usable(parent.ticket if parent else None)
+        if ticket:
+            return ticket, R.HEADER
+    # 1b. A reply that arrived before this message (its parent): join the reply's ticket.
+    if inbound.email_message_id:
+        child = (
+            Message.objects.select_related("ticket__merged_into")
+            .filter(in_reply_to=inbound.email_message_id, ticket__customer=customer)
+            .order_by("id")
+            .first()
+        )
+        ticket = _usable(child.ticket if child else None)
+        if ticket:
+            return ticket, R.HEADER
+    # 2. The [CX-1042] reference in the subject, for this customer (or their organisation).
+    match = _REF_RE.search(inbound.subject or "")
+    if match:
+        scope = Q(customer=customer)
+        if customer.organization_id:
+            scope |= Q(customer__organization_id=customer.organization_id)
+        ticket = _usable(Ticket.objects.select_related("merged_into").filter(scope, pk=int(match.group(1))).first())
+        if ticket:
+            return ticket, R.SUBJECT_REFERENCE
+    # 3. The reply-address token (support+<token>@…).
+    if inbound.reply_token:
+        ticket = _usable(Ticket.objects.select_related("merged_into").filter(reply_token=inbound.reply_token).first())
+        if ticket:
+            return ticket, R.REPLY_TOKEN
+    # 4. The customer's newest open ticket on any channel, inside the continuity window.
+    #    A fresh email (no reply headers, no "Re:") is a new conversation by design: an
+    #    email thread has its own threading, and customers write new mail for new issues.
+    if not _is_fresh_email(inbound):
+        cutoff = timezone.now() - inbound.inbox.continuity_window
+        ticket = (
+            Ticket.objects.filter(
+                customer=customer, status__in=Ticket.OPEN_STATUSES, merged_into=None, last_message_at__gte=cutoff
+            )
+            .order_by("-last_message_at", "-id")
+            .first()
+        )
+        if ticket:
+            return ticket, R.OPEN_TICKET
+    return None, R.NEW_TICKET
+
+
+def _is_fresh_email(inbound: InboundMessage) -> bool:
+    if inbound.channel != Channel.EMAIL:
+        return False
+    return not (inbound.in_reply_to or inbound.references or _REPLY_SUBJECT.match(inbound.subject or ""))
+
+
+def _subject_from_text(text: str) -> str:
+    first = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return first[:80] + ("…" if len(first) > 80 else "")
+
+
+# --- raw inbound and dead letters -----------------------------------------------
+
+
+def raw_inbound_store(
+    *, raw: bytes, source: str, inbox: Inbox | None, content_type: str = "message/rfc822"
+) -> RawInbound:
+    """Keep the delivery as received before anything parses it."""
+    import hashlib
+
+    return RawInbound.objects.create(
+        inbox=inbox,
+        source=source,
+        content_type=content_type,
+        payload=zlib.compress(raw),
+        sha256=hashlib.sha256(raw).hexdigest(),
+    )
+
+
+def raw_inbound_failed(*, raw: RawInbound, error: str) -> None:
+    RawInbound.objects.filter(pk=raw.pk).update(
+        status=RawInbound.Status.FAILED, error=error[:4000], attempts=raw.attempts + 1
+    )
+    log.warning("inbound %s #%s failed: %s", raw.source, raw.pk, error)
+
+
+def ingest_raw_email(*, raw: bytes, inbox: Inbox, source: str) -> IngestResult:
+    """Store the raw mail, parse it, ingest it. A failure leaves a dead letter with the
+    error (visible in the admin and the desk, retryable) and raises ApplicationError."""
+    record = raw_inbound_store(raw=raw, source=source, inbox=inbox)
+    return raw_inbound_process(record=record)
+
+
+def raw_inbound_process(*, record: RawInbound) -> IngestResult:
+    """(Re)process a stored raw email: the dead-letter retry action calls this too."""
+    from .adapters.email import parse_raw
+
+    try:
+        inbound = parse_raw(record.raw, record.inbox)
+        inbound.raw_inbound_id = record.pk
+        result = ingest(inbound)
+    except (ApplicationError, ValueError, LookupError) as exc:
+        raw_inbound_failed(raw=record, error=f"{type(exc).__name__}: {exc}")
+        raise ApplicationError(str(exc), code="unprocessable_email", fields={"raw_inbound": [record.pk]}) from exc
+    except Exception as exc:
+        raw_inbound_failed(raw=record, error=f"{type(exc).__name__}: {exc}")
+        raise
+    if result.duplicate:
+        RawInbound.objects.filter(pk=record.pk).update(
+            status=RawInbound.Status.IGNORED, message=result.message, processed_at=timezone.now(), error="duplicate"
+        )
+    return result
+
+
+# --- inbox configuration ------------------------------------------------------
+
+_INBOX_FIELDS = {"transport", "continuity_window", "default_team", "is_active"}
+
+
+@transaction.atomic
+def inbox_upsert(*, kind: str, name: str, values: dict[str, str]) -> Inbox:
+    """Create or update the inbox `name`. Each value goes to the adapter's public
+    config or its secrets by the adapter's schema; unknown keys are an error."""
+    from datetime import timedelta
+
+    from tickets.models import Team
+
+    from .adapters import get_adapter
+
+    try:
+        adapter = get_adapter(kind)
+    except LookupError as exc:
+        raise ApplicationError(str(exc), code="unknown_kind") from None
+    inbox = Inbox.objects.select_for_update().filter(name=name).first() or Inbox(kind=kind, name=name)
+    if inbox.pk and inbox.kind != kind:
+        raise ApplicationError(
+            f"inbox {name!r} exists with kind {inbox.kind}, not {kind}", code="kind_mismatch", status=409
+        )
+    config, secrets = dict(inbox.config), dict(inbox.secrets)
+    for key, value in values.items():
+        if key == "transport":
+            if value not in Inbox.Transport.values:
+                raise ApplicationError(f"transport must be one of {Inbox.Transport.values}", code="invalid_setting")
+            inbox.transport = value
+        elif key == "continuity_window":
+            try:
+                inbox.continuity_window = timedelta(hours=float(value))
+            except ValueError:
+                raise ApplicationError("continuity_window is a number of hours", code="invalid_setting") from None
+        elif key == "default_team":
+            inbox.default_team = Team.objects.filter(name=value).first()
+            if inbox.default_team is None:
+                raise ApplicationError(f"no team named {value!r}", code="invalid_setting")
+        elif key == "is_active":
+            inbox.is_active = value.lower() in ("1", "true", "yes", "on")
+        elif key in adapter.secret_schema:
+            secrets[key] = value
+        elif key in adapter.config_schema:
+            config[key] = value
+        else:
+            known = sorted({*adapter.config_schema, *adapter.secret_schema, *_INBOX_FIELDS})
+            raise ApplicationError(
+                f"unknown setting {key!r} for {kind}; known: {', '.join(known)}", code="invalid_setting"
+            )
+    problems = adapter.validate_settings(config, secrets)
+    if problems:
+        raise ApplicationError("; ".join(problems), code="invalid_setting")
+    inbox.config, inbox.secrets = config, secrets
+    inbox.save()
+    return inbox

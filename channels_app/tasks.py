@@ -1,0 +1,33 @@
+"""Thin Celery tasks: ids in, one service call, idempotent, retried with backoff."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=8, queue="outbound")
+def send_message(self, message_id: int) -> str:
+    from .outbound import Retry, send_stored_message
+
+    try:
+        return send_stored_message(message_id)
+    except Retry as exc:
+        # 5s, 10s, 20s, … capped at 10 minutes
+        raise self.retry(exc=exc, countdown=min(600, 5 * 2**self.request.retries)) from exc
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5, queue="inbound")
+def fetch_attachment(self, attachment_id: int) -> str:
+    from .media import MediaError, fetch_attachment_media
+
+    try:
+        return fetch_attachment_media(attachment_id)
+    except MediaError as exc:
+        if exc.permanent:
+            log.warning("media for attachment %s cannot be fetched: %s", attachment_id, exc)
+            return "failed"
+        raise self.retry(exc=exc, countdown=min(600, 10 * 2**self.request.retries)) from exc

@@ -1,0 +1,66 @@
+"""Public provider webhooks: one generic view, the adapter does the provider part.
+
+verify → parse → ingest (commit) → answer. A 2xx only once the delivery is durable;
+a wrong signature is 403 with nothing stored; a malformed body is 400 with a reason;
+an event we do not handle is 200 (logged) so the provider stops retrying."""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from cxdesk.errors import ApplicationError
+from tickets.models import Message
+from tickets.services import message_set_status
+
+from .models import Inbox
+from .services import ingest
+from .types import WebhookError
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    return JsonResponse(
+        {"error": {"code": "webhook_rejected" if status == 403 else "bad_request", "message": message}}, status=status
+    )
+
+
+@csrf_exempt
+def provider_webhook(request: HttpRequest, route: str, inbox_id: int) -> HttpResponse:
+    inbox = Inbox.objects.filter(pk=inbox_id, is_active=True).first()
+    try:
+        adapter = inbox.adapter if inbox else None
+    except LookupError:
+        adapter = None
+    if inbox is None or adapter is None or getattr(adapter, "route", adapter.kind) != route:
+        return _error(404, f"no active {route} inbox {inbox_id}")
+    try:
+        if request.method == "GET":
+            return adapter.handshake(request, inbox)
+        if request.method != "POST":
+            return _error(405, "POST only")
+        adapter.verify(request, inbox)
+        inbound = adapter.parse(request, inbox)
+        statuses = adapter.parse_status(request, inbox)
+    except WebhookError as exc:
+        log.warning("%s webhook for inbox %s rejected (%s): %s", route, inbox.pk, exc.status, exc)
+        return _error(exc.status, str(exc))
+    results = []
+    try:
+        for item in inbound:
+            results.append(ingest(item))
+    except ApplicationError as exc:
+        log.warning("%s webhook for inbox %s: %s", route, inbox.pk, exc.message)
+        return _error(exc.status_code, exc.message)
+    for update in statuses:
+        message = Message.objects.filter(inbox=inbox, provider_message_id=update.provider_message_id).first()
+        if message is None:
+            log.info("%s status %s for unknown message %s ignored", route, update.status, update.provider_message_id)
+            continue
+        message_set_status(message=message, status=update.status, error=update.error, at=update.at)
+    if not inbound and not statuses:
+        log.info("%s webhook for inbox %s: nothing we handle in this event; ignored", route, inbox.pk)
+    return adapter.acknowledge(request, inbox, results)

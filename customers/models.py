@@ -1,0 +1,101 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Organization(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    domains = models.JSONField(default=list, blank=True, help_text="Email domains that belong to it.")
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Customer(models.Model):
+    name = models.CharField(max_length=200, blank=True)
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.SET_NULL, related_name="customers"
+    )
+    attributes = models.JSONField(default=dict, blank=True)
+    language = models.CharField(max_length=16, blank=True)
+    # A merged-away customer stays as a tombstone that points at the one it was merged into.
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_from"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        indexes = [models.Index(fields=["updated_at", "id"], name="customer_updated_idx")]
+
+    def __str__(self) -> str:
+        return self.name or f"Customer #{self.pk}"
+
+    @property
+    def is_merged(self) -> bool:
+        return self.merged_into_id is not None
+
+
+class Identity(models.Model):
+    """One way to reach a customer. Unique per kind, not per inbox: an E.164 number
+    is one identity whether it texts by SMS or by WhatsApp."""
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "Email"
+        PHONE = "phone", "Phone (SMS / WhatsApp)"
+        MESSENGER = "messenger", "Messenger PSID"
+        TELEGRAM = "telegram", "Telegram user"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    address = models.CharField(max_length=320, help_text="Normalised: lower-case email, E.164 phone, provider id.")
+    display_name = models.CharField(max_length=200, blank=True)
+    # SMS opt-out (STOP/START keywords); sending to an opted-out number is refused.
+    opted_out_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "identities"
+        constraints = [models.UniqueConstraint(fields=["kind", "address"], name="identity_kind_address_uniq")]
+        indexes = [models.Index(fields=["customer", "kind"], name="identity_customer_kind_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.address}"
+
+
+class CustomerMerge(models.Model):
+    """What a merge moved, so that `unmerge_customers` can put back exactly that."""
+
+    kept = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="merges_kept")
+    other = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="merges_absorbed")
+    identity_ids = models.JSONField(default=list)
+    ticket_ids = models.JSONField(default=list)
+    other_snapshot = models.JSONField(default=dict, help_text="The other customer's name/org/attributes before.")
+    kept_snapshot = models.JSONField(default=dict)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One live merge per absorbed customer.
+            models.UniqueConstraint(
+                fields=["other"], condition=Q(undone_at__isnull=True), name="customer_merge_live_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"merge #{self.other_id} into #{self.kept_id}"

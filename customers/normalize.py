@@ -1,0 +1,52 @@
+"""Address normalisation, shared by ingest, the API lookup and the desk."""
+
+from __future__ import annotations
+
+import re
+from email.utils import parseaddr
+
+import phonenumbers
+
+from cxdesk.errors import ApplicationError
+
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def normalize_email(value: str) -> str:
+    _, addr = parseaddr(value or "")
+    addr = addr.strip().lower()
+    if not _EMAIL_RE.match(addr):
+        raise ApplicationError(f"not a valid email address: {value!r}", code="invalid_email")
+    return addr
+
+
+def normalize_phone(value: str, region: str | None = None) -> str:
+    """E.164 from any common notation: '+48 600 100 200', '0048600100200',
+    '600 100 200' (with the inbox's default region), 'whatsapp:+48600100200'."""
+    raw = (value or "").strip()
+    for prefix in ("whatsapp:", "sms:", "tel:"):
+        if raw.lower().startswith(prefix):
+            raw = raw[len(prefix) :]
+    raw = raw.strip()
+    if raw.startswith("00"):
+        raw = "+" + raw[2:]
+    elif raw and raw[0].isdigit() and region is None and len(re.sub(r"\D", "", raw)) > 10:
+        raw = "+" + raw  # WhatsApp Cloud API sends wa_id without '+'
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        raise ApplicationError(f"not a valid phone number: {value!r} ({exc})", code="invalid_phone") from None
+    if not phonenumbers.is_possible_number(number):
+        raise ApplicationError(f"not a valid phone number: {value!r}", code="invalid_phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_address(kind: str, value: str, region: str | None = None) -> str:
+    if kind == "email":
+        return normalize_email(value)
+    if kind == "phone":
+        return normalize_phone(value, region)
+    value = (value or "").strip()
+    if not value:
+        raise ApplicationError(f"empty {kind} address", code="invalid_address")
+    return value

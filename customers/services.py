@@ -1,0 +1,186 @@
+"""Write paths for customers: identity resolution, creation, merge and its undo."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from cxdesk.errors import ApplicationError
+from cxdesk.realtime import broadcast_on_commit
+
+from . import signals
+from .models import Customer, CustomerMerge, Identity, Organization
+from .normalize import normalize_address
+
+
+def live_customer(customer: Customer) -> Customer:
+    """Follow merge tombstones to the customer that is kept."""
+    seen = set()
+    while customer.merged_into_id and customer.pk not in seen:
+        seen.add(customer.pk)
+        customer = customer.merged_into
+    return customer
+
+
+def identity_resolve(
+    *, kind: str, address: str, display_name: str = "", region: str | None = None
+) -> tuple[Identity, bool]:
+    """The identity for (kind, address), creating it and a new customer if unknown.
+    Safe under concurrency: the unique (kind, address) constraint decides the race."""
+    address = normalize_address(kind, address, region)
+    identity = Identity.objects.select_related("customer").filter(kind=kind, address=address).first()
+    if identity is not None:
+        return identity, False
+    try:
+        with transaction.atomic():
+            customer = Customer.objects.create(
+                name=display_name[:200] or "", organization=_organization_for(kind, address)
+            )
+            identity = Identity.objects.create(
+                customer=customer, kind=kind, address=address, display_name=display_name[:200]
+            )
+            return identity, True
+    except IntegrityError:
+        # Someone created it in the meantime: use theirs.
+        return Identity.objects.select_related("customer").get(kind=kind, address=address), False
+
+
+def _organization_for(kind: str, address: str) -> Organization | None:
+    if kind != "email":
+        return None
+    domain = address.rsplit("@", 1)[-1]
+    # domains is a JSON list of strings; a text match on the quoted domain works on every backend.
+    return Organization.objects.filter(domains__icontains=f'"{domain}"').first()
+
+
+@transaction.atomic
+def customer_create(
+    *,
+    name: str = "",
+    identities: list[tuple[str, str]],
+    organization: Organization | None = None,
+    region: str | None = None,
+) -> Customer:
+    """A new customer with the given identities; an identity already taken is an error."""
+    if not identities:
+        raise ApplicationError("a customer needs at least one identity (email or phone)", code="identity_required")
+    normalized = [(kind, normalize_address(kind, value, region)) for kind, value in identities]
+    for kind, address in normalized:
+        existing = Identity.objects.filter(kind=kind, address=address).first()
+        if existing:
+            raise ApplicationError(
+                f"{kind} {address} already belongs to customer {existing.customer_id}",
+                code="identity_taken",
+                fields={kind: [f"already belongs to customer {existing.customer_id}"]},
+                status=409,
+            )
+    customer = Customer.objects.create(name=name, organization=organization)
+    Identity.objects.bulk_create([Identity(customer=customer, kind=k, address=a) for k, a in normalized])
+    return customer
+
+
+@transaction.atomic
+def identity_add(*, customer: Customer, kind: str, address: str, actor=None, region: str | None = None) -> Identity:
+    address = normalize_address(kind, address, region)
+    existing = Identity.objects.filter(kind=kind, address=address).first()
+    if existing:
+        if existing.customer_id == customer.pk:
+            return existing
+        raise ApplicationError(
+            f"{kind} {address} belongs to another customer (#{existing.customer_id}); merge the customers instead",
+            code="identity_taken",
+            status=409,
+        )
+    identity = Identity.objects.create(customer=customer, kind=kind, address=address)
+    broadcast_on_commit(f"customer.{customer.pk}", "customer.updated", customer_id=customer.pk)
+    return identity
+
+
+@transaction.atomic
+def identity_remove(*, identity: Identity, actor=None) -> None:
+    if identity.customer.identities.count() <= 1:
+        raise ApplicationError("a customer keeps at least one identity", code="last_identity")
+    customer_id = identity.customer_id
+    identity.delete()
+    broadcast_on_commit(f"customer.{customer_id}", "customer.updated", customer_id=customer_id)
+
+
+def _snapshot(customer: Customer) -> dict:
+    return {"name": customer.name, "organization_id": customer.organization_id, "attributes": customer.attributes}
+
+
+@transaction.atomic
+def merge_customers(*, keep: Customer, other: Customer, actor=None) -> CustomerMerge:
+    """Move `other`'s identities and tickets to `keep`; `other` stays as a tombstone.
+    Recorded in a CustomerMerge so `unmerge_customers` can undo exactly this."""
+    from tickets import events
+    from tickets.models import Ticket, TicketEvent
+
+    if keep.pk == other.pk:
+        raise ApplicationError("cannot merge a customer into itself", code="merge_self")
+    # Lock both rows in a stable order so concurrent merges cannot cross.
+    locked = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=[keep.pk, other.pk]).order_by("pk")}
+    keep, other = locked[keep.pk], locked[other.pk]
+    if keep.merged_into_id or other.merged_into_id:
+        raise ApplicationError("one of these customers was already merged away", code="already_merged", status=409)
+
+    identity_ids = list(other.identities.values_list("pk", flat=True))
+    ticket_ids = list(Ticket.objects.filter(customer=other).values_list("pk", flat=True))
+    merge = CustomerMerge.objects.create(
+        kept=keep,
+        other=other,
+        identity_ids=identity_ids,
+        ticket_ids=ticket_ids,
+        other_snapshot=_snapshot(other),
+        kept_snapshot=_snapshot(keep),
+        actor=actor,
+    )
+    Identity.objects.filter(pk__in=identity_ids).update(customer=keep)
+    Ticket.objects.filter(pk__in=ticket_ids).update(customer=keep, updated_at=timezone.now())
+    changed = False
+    if not keep.name and other.name:
+        keep.name, changed = other.name, True
+    if not keep.organization_id and other.organization_id:
+        keep.organization_id, changed = other.organization_id, True
+    merged_attrs = {**other.attributes, **keep.attributes}
+    if merged_attrs != keep.attributes:
+        keep.attributes, changed = merged_attrs, True
+    if changed:
+        keep.save()
+    other.merged_into = keep
+    other.save(update_fields=["merged_into", "updated_at"])
+    for ticket in Ticket.objects.filter(pk__in=ticket_ids):
+        events.record(
+            ticket, TicketEvent.Kind.CUSTOMER_MERGED, actor=actor, kept=keep.pk, other=other.pk, merge_id=merge.pk
+        )
+    broadcast_on_commit(f"customer.{keep.pk}", "customer.merged", customer_id=keep.pk, other_id=other.pk)
+    signals.customer_merged.send(sender=Customer, merge=merge)
+    return merge
+
+
+@transaction.atomic
+def unmerge_customers(*, merge: CustomerMerge, actor=None) -> Customer:
+    """Undo a merge: the identities and tickets it moved go back, the tombstone lives again."""
+    from tickets import events
+    from tickets.models import Ticket, TicketEvent
+
+    merge = CustomerMerge.objects.select_for_update().get(pk=merge.pk)
+    if merge.undone_at:
+        raise ApplicationError("this merge was already undone", code="already_undone", status=409)
+    keep, other = merge.kept, merge.other
+    Identity.objects.filter(pk__in=merge.identity_ids, customer=keep).update(customer=other)
+    Ticket.objects.filter(pk__in=merge.ticket_ids, customer=keep).update(customer=other, updated_at=timezone.now())
+    snap = merge.kept_snapshot
+    keep.name, keep.organization_id, keep.attributes = snap["name"], snap["organization_id"], snap["attributes"]
+    keep.save()
+    other.merged_into = None
+    other.save(update_fields=["merged_into", "updated_at"])
+    merge.undone_at = timezone.now()
+    merge.undone_by = actor
+    merge.save(update_fields=["undone_at", "undone_by"])
+    for ticket in Ticket.objects.filter(pk__in=merge.ticket_ids):
+        events.record(
+            ticket, TicketEvent.Kind.CUSTOMER_UNMERGED, actor=actor, kept=keep.pk, other=other.pk, merge_id=merge.pk
+        )
+    broadcast_on_commit(f"customer.{keep.pk}", "customer.updated", customer_id=keep.pk)
+    return other

@@ -1,0 +1,62 @@
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from channels_app.models import Inbox, RawInbound
+from tickets.models import Message
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args) -> list[dict]:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+
+
+def test_create_inbox_prints_and_hides_secrets():
+    [made] = run("create_inbox", "email", "Help", "--set", "address=help@example.com", "--set", "imap_password=s3cret")
+    assert set(made) == {"id", "name", "kind", "webhook_url"}
+    assert "s3cret" not in json.dumps(made)
+    inbox = Inbox.objects.get(pk=made["id"])
+    assert inbox.secrets == {"imap_password": "s3cret"} and inbox.config == {"address": "help@example.com"}
+    [again] = run("create_inbox", "email", "Help", "--set", "from_name=Help desk")
+    assert again["id"] == made["id"] and Inbox.objects.get().config["from_name"] == "Help desk"
+
+
+def test_create_inbox_rejects_unknown_kind_and_keys():
+    with pytest.raises(CommandError, match="no channel adapter"):
+        call_command("create_inbox", "pigeon", "X", stdout=StringIO())
+    with pytest.raises(CommandError, match="unknown setting"):
+        call_command("create_inbox", "email", "X", "--set", "address=a@b.cd", "--set", "colour=blue", stdout=StringIO())
+    assert not Inbox.objects.exists()
+
+
+def test_ingest_mail_takes_the_corpus_and_reports_duplicates(corpus, email_inbox, tmp_path):
+    folder = corpus / "email" / "django-helpdesk"
+    lines = run("ingest_mail", str(folder))
+    assert len(lines) == 6
+    assert all(set(line) == {"ticket", "message", "created_ticket", "duplicate"} for line in lines)
+    again = run("ingest_mail", str(folder / "pgp.eml"), str(tmp_path / "missing.eml"))
+    assert again[0]["duplicate"] is True
+    assert again[1] == {"error": "no such file or directory", "path": str(tmp_path / "missing.eml")}
+    assert Message.objects.count() == 6
+
+
+def test_ingest_mail_reads_mbox_and_maildir_and_keeps_dead_letters(email_inbox, tmp_path):
+    import mailbox
+
+    mbox = mailbox.mbox(str(tmp_path / "box.mbox"))
+    for i in range(3):
+        mbox.add(f"From: c{i}@example.com\nSubject: mbox {i}\nMessage-ID: <mb{i}@x>\n\nbody {i}\n".encode())
+    mbox.add(b"Subject: no sender at all\n\nbody\n")
+    mbox.flush()
+    md = mailbox.Maildir(str(tmp_path / "md"))
+    md.add(b"From: d@example.com\nSubject: maildir\nMessage-ID: <md1@x>\n\nhello\n")
+    lines = run("ingest_mail", str(tmp_path / "box.mbox"), str(tmp_path / "md"))
+    assert [("error" in line) for line in lines] == [False, False, False, True, False]
+    failed = RawInbound.objects.get(status=RawInbound.Status.FAILED)
+    assert "no sender" in failed.error and b"no sender at all" in failed.raw

@@ -1,0 +1,266 @@
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from channels_app.models import Channel
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="teams")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tag(models.Model):
+    name = models.SlugField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _reply_token() -> str:
+    return secrets.token_hex(8)
+
+
+class Ticket(models.Model):
+    class Status(models.TextChoices):
+        NEW = "new", "New"
+        OPEN = "open", "Open"
+        PENDING = "pending", "Pending"
+        SOLVED = "solved", "Solved"
+        CLOSED = "closed", "Closed"
+
+    OPEN_STATUSES = (Status.NEW, Status.OPEN, Status.PENDING)
+
+    class Priority(models.TextChoices):
+        LOW = "low", "Low"
+        NORMAL = "normal", "Normal"
+        HIGH = "high", "High"
+        URGENT = "urgent", "Urgent"
+
+    subject = models.CharField(max_length=500, blank=True)
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="tickets")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    priority = models.CharField(max_length=16, choices=Priority.choices, default=Priority.NORMAL)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_tickets"
+    )
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets")
+    inbox = models.ForeignKey(
+        "channels_app.Inbox", null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets"
+    )
+    channel = models.CharField(max_length=16, choices=Channel.choices, help_text="The channel it was opened on.")
+    tags = models.ManyToManyField(Tag, blank=True, related_name="tickets")
+    # Per-ticket secret for reply addresses (support+<token>@…): threads replies from
+    # clients that drop In-Reply-To and the subject reference.
+    reply_token = models.CharField(max_length=32, unique=True, default=_reply_token, editable=False)
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_from"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    first_response_at = models.DateTimeField(null=True, blank=True)
+    solved_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    last_customer_message_at = models.DateTimeField(null=True, blank=True)
+    last_agent_message_at = models.DateTimeField(null=True, blank=True)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    reopen_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-last_message_at", "-id"]
+        indexes = [
+            # Inbox views: by status (+assignee / team), newest activity first, keyset on id.
+            models.Index(fields=["status", "-last_message_at", "-id"], name="ticket_status_activity_idx"),
+            models.Index(fields=["assignee", "status", "-last_message_at"], name="ticket_assignee_idx"),
+            models.Index(fields=["team", "status", "-last_message_at"], name="ticket_team_idx"),
+            # Continuity lookup: a customer's newest open ticket.
+            models.Index(fields=["customer", "status", "-last_message_at"], name="ticket_customer_idx"),
+            # Incremental sync (updated_since) with a stable tiebreak.
+            models.Index(fields=["updated_at", "id"], name="ticket_updated_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.subject}"
+
+    @property
+    def reference(self) -> str:
+        return f"{settings.CXDESK_TICKET_PREFIX}-{self.pk}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+
+class Message(models.Model):
+    class Direction(models.TextChoices):
+        INBOUND = "inbound", "From customer"
+        OUTBOUND = "outbound", "To customer"
+        NOTE = "note", "Internal note"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        READ = "read", "Read"
+        FAILED = "failed", "Failed"
+
+    # Delivery statuses only move forward: a late "sent" never undoes "delivered".
+    STATUS_RANK = {"received": 0, "queued": 1, "sending": 2, "sent": 3, "delivered": 4, "read": 5, "failed": 6}
+
+    class ThreadReason(models.TextChoices):
+        HEADER = "header", "Reply headers (In-Reply-To / References)"
+        SUBJECT_REFERENCE = "subject_reference", "Ticket reference in the subject"
+        REPLY_TOKEN = "reply_token", "Reply-address token"
+        OPEN_TICKET = "open_ticket", "Customer's open ticket, within the continuity window"
+        NEW_TICKET = "new_ticket", "No open conversation: new ticket"
+        EXPLICIT = "explicit", "Posted to this ticket"
+        MOVED = "moved", "Moved here by a merge or split"
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=16, choices=Direction.choices)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    inbox = models.ForeignKey(
+        "channels_app.Inbox", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    identity = models.ForeignKey(
+        "customers.Identity", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    subject = models.CharField(max_length=500, blank=True)
+    body_text = models.TextField(blank=True)
+    body_html = models.TextField(blank=True, help_text="Sanitised with nh3 before it is stored.")
+    provider_message_id = models.CharField(max_length=255, null=True, blank=True)
+    email_message_id = models.CharField(max_length=998, blank=True, db_index=True)
+    in_reply_to = models.CharField(max_length=998, blank=True, db_index=True)
+    references = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    thread_reason = models.CharField(max_length=32, choices=ThreadReason.choices, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    received_at = models.DateTimeField(null=True, blank=True, help_text="When the provider says it was sent.")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["inbox", "provider_message_id"],
+                condition=Q(provider_message_id__isnull=False),
+                name="message_inbox_provider_id_uniq",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["ticket", "created_at"], name="message_ticket_created_idx"),
+            models.Index(fields=["status", "updated_at"], name="message_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.channel} #{self.pk}"
+
+    @property
+    def is_note(self) -> bool:
+        return self.direction == self.Direction.NOTE
+
+
+def attachment_path(instance: "Attachment", filename: str) -> str:
+    return f"attachments/{instance.sha256[:2]}/{instance.sha256[2:4]}/{instance.sha256}"
+
+
+class Attachment(models.Model):
+    """A file on a message. Content-addressed: the bytes live once on disk under
+    their sha256, however many messages carry them."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
+    filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=255, default="application/octet-stream")
+    size = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    file = models.FileField(upload_to=attachment_path, max_length=255, blank=True)
+    content_id = models.CharField(max_length=255, blank=True, help_text="For inline cid: images.")
+    inline = models.BooleanField(default=False)
+    source_url = models.URLField(max_length=2000, blank=True, help_text="Provider media URL, fetched by Celery.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.filename
+
+
+class TicketEvent(models.Model):
+    """Append-only audit trail shown in the timeline. Written by `tickets.events`."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "Created"
+        STATUS = "status", "Status changed"
+        ASSIGNMENT = "assignment", "Assignment changed"
+        PRIORITY = "priority", "Priority changed"
+        TAGS = "tags", "Tags changed"
+        CHANNEL_SWITCH = "channel_switch", "Customer switched channel"
+        REOPENED = "reopened", "Reopened by customer reply"
+        MERGED = "merged", "Tickets merged"
+        UNMERGED = "unmerged", "Ticket merge undone"
+        SPLIT = "split", "Messages split off"
+        UNSPLIT = "unsplit", "Split undone"
+        CUSTOMER_MERGED = "customer_merged", "Customer merged"
+        CUSTOMER_UNMERGED = "customer_unmerged", "Customer merge undone"
+        DELIVERY_FAILED = "delivery_failed", "Delivery failed"
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["ticket", "created_at"], name="ticketevent_ticket_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on #{self.ticket_id}"
+
+
+class TicketMove(models.Model):
+    """A merge (all messages of `source` into `target`) or a split (chosen messages of
+    `source` into a new `target`), recorded so it can be undone exactly."""
+
+    class Kind(models.TextChoices):
+        MERGE = "merge", "Merge"
+        SPLIT = "split", "Split"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    source = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="moves_out")
+    target = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="moves_in")
+    message_ids = models.JSONField(default=list)
+    source_status = models.CharField(max_length=16, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.source_id} → #{self.target_id}"

@@ -1,0 +1,546 @@
+"""Write paths for tickets: status, reply, note, assignment, merge and split."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from channels_app.models import Channel, Inbox
+from customers.models import Customer, Identity
+from cxdesk.errors import ApplicationError
+from cxdesk.realtime import broadcast_on_commit
+
+from . import events, signals
+from .attachments import attachment_store
+from .models import Message, Tag, Team, Ticket, TicketMove
+
+S = Ticket.Status
+
+# The one transition table. Anything not listed is refused.
+TRANSITIONS: dict[str, set[str]] = {
+    S.NEW: {S.OPEN, S.PENDING, S.SOLVED, S.CLOSED},
+    S.OPEN: {S.PENDING, S.SOLVED, S.CLOSED},
+    S.PENDING: {S.OPEN, S.SOLVED, S.CLOSED},
+    S.SOLVED: {S.OPEN, S.CLOSED},
+    S.CLOSED: set(),
+}
+
+
+def broadcast_ticket(ticket: Ticket, event: str = "ticket.updated") -> None:
+    payload = {"ticket_id": ticket.pk}
+    broadcast_on_commit(f"ticket.{ticket.pk}", event, **payload)
+    broadcast_on_commit("desk", event, **payload)
+    if ticket.inbox_id:
+        broadcast_on_commit(f"inbox.{ticket.inbox_id}", event, **payload)
+
+
+def ticket_set_status(*, ticket: Ticket, status: str, actor=None, reason: str = "") -> Ticket:
+    """Move `ticket` to `status` through the transition table, with its timestamps and event."""
+    old = ticket.status
+    if status == old:
+        return ticket
+    if status not in TRANSITIONS.get(old, set()):
+        raise ApplicationError(f"a {old} ticket cannot become {status}", code="invalid_transition", status=409)
+    now = timezone.now()
+    ticket.status = status
+    fields = ["status", "updated_at"]
+    if status == S.SOLVED:
+        ticket.solved_at = now
+        fields.append("solved_at")
+    elif status == S.CLOSED:
+        ticket.closed_at = now
+        fields.append("closed_at")
+    if old == S.SOLVED and status == S.OPEN:
+        ticket.reopen_count = F("reopen_count") + 1
+        fields.append("reopen_count")
+    ticket.save(update_fields=fields)
+    if "reopen_count" in fields:
+        ticket.refresh_from_db(fields=["reopen_count"])
+    if reason == "customer_reply":
+        pass  # the caller records the `reopened` event with the message id
+    else:
+        events.status_changed(ticket, actor=actor, old=old, new=status)
+    signals.ticket_updated.send(sender=Ticket, ticket=ticket, actor=actor, changes={"status": [old, status]})
+    broadcast_ticket(ticket)
+    return ticket
+
+
+@transaction.atomic
+def ticket_update(
+    *,
+    ticket: Ticket,
+    actor=None,
+    status: str | None = None,
+    priority: str | None = None,
+    assignee=...,
+    team=...,
+    tags: Iterable[str] | None = None,
+) -> Ticket:
+    """Change any of status / priority / assignee / team / tags, one event per change."""
+    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    if status is not None:
+        ticket_set_status(ticket=ticket, status=status, actor=actor)
+    if priority is not None and priority != ticket.priority:
+        if priority not in Ticket.Priority.values:
+            raise ApplicationError(
+                f"unknown priority {priority!r}", code="invalid_priority", fields={"priority": ["unknown"]}
+            )
+        old = ticket.priority
+        ticket.priority = priority
+        ticket.save(update_fields=["priority", "updated_at"])
+        events.priority_changed(ticket, actor=actor, old=old, new=priority)
+        signals.ticket_updated.send(sender=Ticket, ticket=ticket, actor=actor, changes={"priority": [old, priority]})
+    if assignee is not ... or team is not ...:
+        ticket_assign(
+            ticket=ticket,
+            actor=actor,
+            assignee=ticket.assignee if assignee is ... else assignee,
+            team=ticket.team if team is ... else team,
+        )
+    if tags is not None:
+        ticket_set_tags(ticket=ticket, tags=tags, actor=actor)
+    broadcast_ticket(ticket)
+    return ticket
+
+
+def ticket_assign(*, ticket: Ticket, assignee=None, team: Team | None = None, actor=None) -> Ticket:
+    old_a, old_t = ticket.assignee_id, ticket.team_id
+    new_a = assignee.pk if assignee else None
+    new_t = team.pk if team else None
+    if (old_a, old_t) == (new_a, new_t):
+        return ticket
+    if assignee is not None and not assignee.is_staff:
+        raise ApplicationError("only staff can be assigned tickets", code="invalid_assignee")
+    ticket.assignee, ticket.team = assignee, team
+    ticket.save(update_fields=["assignee", "team", "updated_at"])
+    events.assignment_changed(
+        ticket, actor=actor, old_assignee=old_a, new_assignee=new_a, old_team=old_t, new_team=new_t
+    )
+    signals.ticket_updated.send(
+        sender=Ticket, ticket=ticket, actor=actor, changes={"assignee": [old_a, new_a], "team": [old_t, new_t]}
+    )
+    if new_a and new_a != old_a:
+        broadcast_on_commit(f"agent.{new_a}", "ticket.assigned", ticket_id=ticket.pk, by=actor.pk if actor else None)
+    broadcast_ticket(ticket)
+    return ticket
+
+
+def ticket_set_tags(*, ticket: Ticket, tags: Iterable[str], actor=None) -> Ticket:
+    wanted = {t.strip().lower() for t in tags if t and t.strip()}
+    current = set(ticket.tags.values_list("name", flat=True))
+    added, removed = sorted(wanted - current), sorted(current - wanted)
+    if not added and not removed:
+        return ticket
+    for name in added:
+        tag, _ = Tag.objects.get_or_create(name=name[:64])
+        ticket.tags.add(tag)
+    if removed:
+        ticket.tags.remove(*Tag.objects.filter(name__in=removed))
+    Ticket.objects.filter(pk=ticket.pk).update(updated_at=timezone.now())
+    events.tags_changed(ticket, actor=actor, added=added, removed=removed)
+    signals.ticket_updated.send(
+        sender=Ticket, ticket=ticket, actor=actor, changes={"tags": [sorted(current), sorted(wanted)]}
+    )
+    return ticket
+
+
+# --- outbound ----------------------------------------------------------------
+
+CHANNEL_IDENTITY_KIND = {
+    Channel.EMAIL: "email",
+    Channel.SMS: "phone",
+    Channel.WHATSAPP: "phone",
+    Channel.MESSENGER: "messenger",
+    Channel.TELEGRAM: "telegram",
+}
+
+
+@dataclass
+class ReplyTarget:
+    channel: str
+    inbox: Inbox
+    identity: Identity
+
+
+def reply_target(*, ticket: Ticket, channel: str | None = None, identity: Identity | None = None) -> ReplyTarget:
+    """Where a reply goes: the chosen channel (default: the one the customer last wrote
+    on), to the customer's identity of that kind, through an inbox that carries it."""
+    last_in = ticket.messages.filter(direction=Message.Direction.INBOUND).order_by("-created_at", "-id").first()
+    if channel is None:
+        channel = last_in.channel if last_in else ticket.channel
+    kind = CHANNEL_IDENTITY_KIND.get(channel)
+    if kind is None:
+        raise ApplicationError(f"cannot send a reply on the {channel} channel", code="channel_not_sendable")
+    if identity is None:
+        if (
+            last_in
+            and last_in.identity
+            and last_in.channel == channel
+            and last_in.identity.customer_id == ticket.customer_id
+        ):
+            identity = last_in.identity
+        else:
+            identity = ticket.customer.identities.filter(kind=kind).order_by("-last_seen_at", "-id").first()
+    if identity is None or identity.kind != kind or identity.customer_id != ticket.customer_id:
+        raise ApplicationError(
+            f"the customer has no {kind} identity to reach them on {channel}", code="no_identity_for_channel"
+        )
+    inbox = None
+    if last_in and last_in.channel == channel and last_in.inbox and last_in.inbox.is_active:
+        inbox = last_in.inbox
+    if inbox is None:
+        prior = (
+            ticket.messages.filter(channel=channel, inbox__is_active=True).exclude(inbox=None).order_by("-id").first()
+        )
+        inbox = prior.inbox if prior else None
+    if inbox is None:
+        for candidate in Inbox.objects.filter(is_active=True).order_by("pk"):
+            try:
+                if channel in candidate.adapter.channels:
+                    inbox = candidate
+                    break
+            except LookupError:
+                continue
+    if inbox is None:
+        raise ApplicationError(f"no active inbox can send on {channel}", code="no_inbox_for_channel")
+    return ReplyTarget(channel=channel, inbox=inbox, identity=identity)
+
+
+@transaction.atomic
+def reply(
+    *,
+    ticket: Ticket,
+    author,
+    body: str,
+    channel: str | None = None,
+    identity: Identity | None = None,
+    html: str = "",
+    attachments: Iterable[tuple[str, bytes, str]] = (),
+    status_after: str | None = None,
+) -> Message:
+    """An agent's reply to the customer: stored `queued` first, then sent by Celery."""
+    from channels_app.sanitize import sanitize_html
+
+    body = (body or "").strip()
+    if not body and not attachments:
+        raise ApplicationError("a reply needs a body", code="empty_body", fields={"body": ["required"]})
+    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    if ticket.status == S.CLOSED:
+        raise ApplicationError("this ticket is closed; open a new one", code="ticket_closed", status=409)
+    target = reply_target(ticket=ticket, channel=channel, identity=identity)
+    if target.identity.opted_out_at and target.channel == Channel.SMS:
+        raise ApplicationError(
+            f"{target.identity.address} has opted out of SMS (replied STOP); reply on another channel",
+            code="opted_out",
+            status=409,
+        )
+    problem = target.inbox.adapter.can_send(
+        inbox=target.inbox, identity=target.identity, channel=target.channel, ticket=ticket
+    )
+    if problem:
+        raise ApplicationError(problem, code="channel_window_closed", status=409)
+    now = timezone.now()
+    message = Message.objects.create(
+        ticket=ticket,
+        direction=Message.Direction.OUTBOUND,
+        channel=target.channel,
+        inbox=target.inbox,
+        identity=target.identity,
+        author=author,
+        subject=ticket.subject,
+        body_text=body,
+        body_html=sanitize_html(html) if html else "",
+        status=Message.Status.QUEUED,
+        thread_reason=Message.ThreadReason.EXPLICIT,
+    )
+    for filename, content, content_type in attachments:
+        attachment_store(message=message, filename=filename, content=content, content_type=content_type)
+    fields = ["last_agent_message_at", "last_message_at", "updated_at"]
+    ticket.last_agent_message_at = ticket.last_message_at = now
+    if ticket.first_response_at is None:
+        ticket.first_response_at = now
+        fields.append("first_response_at")
+    if ticket.assignee_id is None and author is not None and getattr(author, "is_staff", False):
+        ticket_assign(ticket=ticket, assignee=author, team=ticket.team, actor=author)
+    ticket.save(update_fields=fields)
+    if status_after:
+        ticket_set_status(ticket=ticket, status=status_after, actor=author)
+    elif ticket.status == S.NEW:
+        ticket_set_status(ticket=ticket, status=S.OPEN, actor=author)
+    message_created(message=message, created_ticket=False)
+    from channels_app.tasks import send_message
+
+    transaction.on_commit(lambda: send_message.delay(message.pk))
+    return message
+
+
+@transaction.atomic
+def note_add(*, ticket: Ticket, author, body: str, attachments: Iterable[tuple[str, bytes, str]] = ()) -> Message:
+    """An internal note: never sent, never shown to the customer."""
+    body = (body or "").strip()
+    if not body:
+        raise ApplicationError("a note needs a body", code="empty_body", fields={"body": ["required"]})
+    message = Message.objects.create(
+        ticket=ticket,
+        direction=Message.Direction.NOTE,
+        channel=Channel.DESK,
+        author=author,
+        body_text=body,
+        status=Message.Status.SENT,
+        thread_reason=Message.ThreadReason.EXPLICIT,
+    )
+    for filename, content, content_type in attachments:
+        attachment_store(message=message, filename=filename, content=content, content_type=content_type)
+    Ticket.objects.filter(pk=ticket.pk).update(updated_at=timezone.now())
+    message_created(message=message, created_ticket=False)
+    return message
+
+
+def message_created(*, message: Message, created_ticket: bool) -> None:
+    """Announce a stored message: live clients and subscribers, after commit."""
+    ticket_id = message.ticket_id
+    broadcast_on_commit(
+        f"ticket.{ticket_id}", "message.created", ticket_id=ticket_id, message_id=message.pk, note=message.is_note
+    )
+    broadcast_on_commit("desk", "ticket.activity", ticket_id=ticket_id, message_id=message.pk, created=created_ticket)
+    if message.inbox_id:
+        broadcast_on_commit(f"inbox.{message.inbox_id}", "ticket.activity", ticket_id=ticket_id, message_id=message.pk)
+    signals.message_created.send(sender=Message, message=message, created_ticket=created_ticket)
+
+
+@transaction.atomic
+def message_set_status(*, message: Message, status: str, error: str = "", at=None) -> bool:
+    """Record a delivery status. Statuses only move forward (a late `sent` never undoes
+    `delivered`); `failed` wins over queued/sending/sent. Returns whether it changed."""
+    message = Message.objects.select_for_update().get(pk=message.pk)
+    old = message.status
+    rank = Message.STATUS_RANK
+    if status == old or status not in rank:
+        return False
+    if status != Message.Status.FAILED and rank[status] < rank.get(old, 0):
+        return False
+    if status == Message.Status.FAILED and old in (Message.Status.DELIVERED, Message.Status.READ):
+        return False
+    at = at or timezone.now()
+    message.status = status
+    fields = ["status", "updated_at"]
+    if status == Message.Status.FAILED:
+        message.error = error[:2000]
+        fields.append("error")
+    if status in (Message.Status.SENT, Message.Status.DELIVERED, Message.Status.READ) and not message.sent_at:
+        message.sent_at = at
+        fields.append("sent_at")
+    if status in (Message.Status.DELIVERED, Message.Status.READ) and not message.delivered_at:
+        message.delivered_at = at
+        fields.append("delivered_at")
+    message.save(update_fields=fields)
+    if status == Message.Status.FAILED:
+        events.delivery_failed(message.ticket, message_id=message.pk, error=error[:500])
+    broadcast_on_commit(
+        f"ticket.{message.ticket_id}",
+        "message.status",
+        ticket_id=message.ticket_id,
+        message_id=message.pk,
+        status=status,
+    )
+    signals.message_status_changed.send(sender=Message, message=message, old=old)
+    return True
+
+
+# --- creation from the API / portal ----------------------------------------------
+
+
+@transaction.atomic
+def ticket_open(
+    *,
+    customer: Customer,
+    subject: str,
+    body: str,
+    channel: str = Channel.API,
+    author=None,
+    identity: Identity | None = None,
+    priority: str = Ticket.Priority.NORMAL,
+    attachments: Iterable[tuple[str, bytes, str]] = (),
+) -> Ticket:
+    """A ticket opened on the customer's behalf (API, portal, desk), with its first message."""
+    subject = (subject or "").strip()
+    body = (body or "").strip()
+    if not subject and not body:
+        raise ApplicationError(
+            "a ticket needs a subject or a body", code="empty_ticket", fields={"subject": ["required"]}
+        )
+    if priority not in Ticket.Priority.values:
+        raise ApplicationError(
+            f"unknown priority {priority!r}", code="invalid_priority", fields={"priority": ["unknown"]}
+        )
+    now = timezone.now()
+    ticket = Ticket.objects.create(
+        subject=subject[:500] or body[:80],
+        customer=customer,
+        channel=channel,
+        priority=priority,
+        last_customer_message_at=now,
+        last_message_at=now,
+    )
+    message = Message.objects.create(
+        ticket=ticket,
+        direction=Message.Direction.INBOUND,
+        channel=channel,
+        identity=identity,
+        author=author,
+        subject=ticket.subject,
+        body_text=body,
+        status=Message.Status.RECEIVED,
+        thread_reason=Message.ThreadReason.NEW_TICKET,
+        received_at=now,
+    )
+    for filename, content, content_type in attachments:
+        attachment_store(message=message, filename=filename, content=content, content_type=content_type)
+    events.created(ticket, actor=author, channel=channel)
+    signals.ticket_created.send(sender=Ticket, ticket=ticket, actor=author)
+    message_created(message=message, created_ticket=True)
+    broadcast_ticket(ticket, "ticket.created")
+    return ticket
+
+
+# --- merge and split ----------------------------------------------------------------
+
+
+@transaction.atomic
+def merge_tickets(*, source: Ticket, target: Ticket, actor=None) -> TicketMove:
+    """All of `source`'s messages move into `target`; `source` is closed and points at it."""
+    if source.pk == target.pk:
+        raise ApplicationError("cannot merge a ticket into itself", code="merge_self")
+    locked = {t.pk: t for t in Ticket.objects.select_for_update().filter(pk__in=[source.pk, target.pk]).order_by("pk")}
+    source, target = locked[source.pk], locked[target.pk]
+    if source.merged_into_id or target.merged_into_id:
+        raise ApplicationError("one of these tickets was already merged", code="already_merged", status=409)
+    if source.customer_id != target.customer_id:
+        raise ApplicationError(
+            "tickets of different customers cannot be merged; merge the customers first", code="different_customers"
+        )
+    message_ids = list(source.messages.values_list("pk", flat=True))
+    move = TicketMove.objects.create(
+        kind=TicketMove.Kind.MERGE,
+        source=source,
+        target=target,
+        message_ids=message_ids,
+        source_status=source.status,
+        actor=actor,
+    )
+    Message.objects.filter(pk__in=message_ids).update(ticket=target)
+    _refresh_activity(target)
+    source.merged_into = target
+    source.status = S.CLOSED
+    source.closed_at = timezone.now()
+    source.save(update_fields=["merged_into", "status", "closed_at", "updated_at"])
+    events.record(source, "merged", actor=actor, into=target.pk, move_id=move.pk, messages=len(message_ids))
+    events.record(target, "merged", actor=actor, source=source.pk, move_id=move.pk, messages=len(message_ids))
+    broadcast_ticket(source)
+    broadcast_ticket(target)
+    return move
+
+
+@transaction.atomic
+def split_ticket(*, ticket: Ticket, message_ids: list[int], actor=None, subject: str = "") -> TicketMove:
+    """Chosen messages move into a new ticket for the same customer."""
+    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    ids = set(ticket.messages.filter(pk__in=message_ids).values_list("pk", flat=True))
+    if not ids or ids != set(message_ids):
+        raise ApplicationError("choose messages of this ticket to split off", code="invalid_messages")
+    if ids == set(ticket.messages.values_list("pk", flat=True)):
+        raise ApplicationError("leave at least one message in the ticket", code="split_all")
+    first = ticket.messages.filter(pk__in=ids).order_by("created_at", "id").first()
+    new = Ticket.objects.create(
+        subject=(subject or first.subject or ticket.subject)[:500],
+        customer=ticket.customer,
+        channel=first.channel if first.channel != Channel.DESK else ticket.channel,
+        inbox=first.inbox or ticket.inbox,
+        priority=ticket.priority,
+        team=ticket.team,
+        assignee=ticket.assignee,
+        status=S.OPEN,
+    )
+    move = TicketMove.objects.create(
+        kind=TicketMove.Kind.SPLIT,
+        source=ticket,
+        target=new,
+        message_ids=sorted(ids),
+        source_status=ticket.status,
+        actor=actor,
+    )
+    Message.objects.filter(pk__in=ids).update(ticket=new)
+    _refresh_activity(new)
+    _refresh_activity(ticket)
+    events.record(ticket, "split", actor=actor, into=new.pk, move_id=move.pk, messages=len(ids))
+    events.record(new, "split", actor=actor, source=ticket.pk, move_id=move.pk, messages=len(ids))
+    signals.ticket_created.send(sender=Ticket, ticket=new, actor=actor)
+    broadcast_ticket(ticket)
+    broadcast_ticket(new, "ticket.created")
+    return move
+
+
+@transaction.atomic
+def undo_move(*, move: TicketMove, actor=None) -> TicketMove:
+    """Undo a merge or a split exactly: the moved messages go back where they were."""
+    move = TicketMove.objects.select_for_update().get(pk=move.pk)
+    if move.undone_at:
+        raise ApplicationError("this was already undone", code="already_undone", status=409)
+    source, target = move.source, move.target
+    Message.objects.filter(pk__in=move.message_ids, ticket=target).update(ticket=source)
+    _refresh_activity(source)
+    _refresh_activity(target)
+    now = timezone.now()
+    if move.kind == TicketMove.Kind.MERGE:
+        source.merged_into = None
+        source.status = move.source_status
+        source.closed_at = None
+        source.save(update_fields=["merged_into", "status", "closed_at", "updated_at"])
+        kind = "unmerged"
+    else:
+        if not target.messages.exists():
+            target.status = S.CLOSED
+            target.closed_at = now
+            target.save(update_fields=["status", "closed_at", "updated_at"])
+        kind = "unsplit"
+    move.undone_at = now
+    move.save(update_fields=["undone_at"])
+    events.record(source, kind, actor=actor, move_id=move.pk, other=target.pk)
+    events.record(target, kind, actor=actor, move_id=move.pk, other=source.pk)
+    broadcast_ticket(source)
+    broadcast_ticket(target)
+    return move
+
+
+def _refresh_activity(ticket: Ticket) -> None:
+    """Recompute the ticket's activity timestamps from its messages."""
+    msgs = ticket.messages
+    last_in = (
+        msgs.filter(direction=Message.Direction.INBOUND)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    last_out = (
+        msgs.filter(direction=Message.Direction.OUTBOUND)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    last_any = (
+        msgs.exclude(direction=Message.Direction.NOTE)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    Ticket.objects.filter(pk=ticket.pk).update(
+        last_customer_message_at=last_in,
+        last_agent_message_at=last_out,
+        last_message_at=last_any,
+        updated_at=timezone.now(),
+    )
+    ticket.refresh_from_db()
