@@ -9,7 +9,7 @@ from celery import shared_task
 log = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, acks_late=True, max_retries=8, queue="outbound")
+@shared_task(bind=True, acks_late=True, max_retries=8)
 def send_message(self, message_id: int) -> str:
     from .outbound import Retry, send_stored_message
 
@@ -20,7 +20,7 @@ def send_message(self, message_id: int) -> str:
         raise self.retry(exc=exc, countdown=min(600, 5 * 2**self.request.retries)) from exc
 
 
-@shared_task(bind=True, acks_late=True, max_retries=5, queue="inbound")
+@shared_task(bind=True, acks_late=True, max_retries=5)
 def fetch_attachment(self, attachment_id: int) -> str:
     from .media import MediaError, fetch_attachment_media
 

@@ -1,0 +1,142 @@
+"""Real services for integration tests: PostgreSQL, Redis, and a real Celery worker
+process running against the test database.
+
+Integration tests are transactional (`django_db(transaction=True)`) so that the
+worker, a separate process, sees committed rows. With CI=true a missing service
+fails the test; elsewhere it skips with the reason."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _missing(reason: str):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"integration service missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        _missing("REDIS_URL is not set (integration tests need Redis)")
+    parsed = urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), 2).close()
+    except OSError:
+        _missing(f"Redis is not answering at {url}")
+    return url
+
+
+@pytest.fixture
+def live_redis() -> str:
+    return redis_url()
+
+
+def _test_database_url() -> str:
+    if connection.vendor != "postgresql":
+        _missing("integration tests run on PostgreSQL (set DATABASE_URL)")
+    db = settings.DATABASES["default"]
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, settings, tmp_path, live_redis):
+    """A real `celery worker` (and beat when asked) in a subprocess, on the test
+    database and a Redis broker. Tasks sent by the test go through Redis to it."""
+    from cxdesk.celery import app
+
+    database_url = _test_database_url()
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    app.conf.task_always_eager = False
+    app.conf.broker_url = live_redis
+    # Drop stale messages from an earlier run in this Redis database.
+    with app.connection_for_write() as conn:
+        for queue in ("default", "inbound", "outbound", "webhooks"):
+            try:
+                conn.default_channel.queue_purge(queue)
+            except Exception:  # noqa: BLE001, S110 - a queue that does not exist yet has nothing to purge
+                pass
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": live_redis,
+        "CELERY_BROKER_URL": live_redis,
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "CXDESK_VAR_DIR": str(tmp_path / "worker-var"),
+        "EMAIL_BACKEND": os.environ.get("WORKER_EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend"),
+        "PYTHONPATH": str(ROOT),
+    }
+    procs: list[subprocess.Popen] = []
+
+    def start(*, beat: bool = False, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "cxdesk",
+            "worker",
+            "-Q",
+            "default,inbound,outbound,webhooks",
+            "--pool=solo",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel=INFO",
+            f"--hostname=test-{os.getpid()}-{len(procs)}@%h",
+        ]
+        if beat:
+            cmd += ["-B", "--schedule", str(tmp_path / "beat-schedule")]
+        log = (tmp_path / f"worker-{len(procs)}.log").open("wb")
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        _wait_ready(tmp_path / f"worker-{len(procs) - 1}.log", proc)
+        return proc
+
+    start.log_dir = tmp_path  # type: ignore[attr-defined]
+    yield start
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    app.conf.task_always_eager = True
+
+
+def _wait_ready(log: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if " ready." in text:
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"celery worker exited with {proc.returncode}:\n{text[-4000:]}")
+        time.sleep(0.2)
+    raise RuntimeError(f"celery worker not ready after {timeout}s:\n{log.read_text(errors='replace')[-4000:]}")
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.2, message: str = "condition"):
+    """Poll until predicate() is truthy (integration tests wait on other processes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
