@@ -106,7 +106,7 @@ def _ingest(inbound: InboundMessage) -> IngestResult:
     existing = _existing(inbox, inbound.provider_message_id)
     if existing:
         return IngestResult(existing.ticket, existing, False, True)
-    _touch_identity(identity, customer, sender.display_name, now)
+    _touch_identity(identity, customer, sender.display_name, now, opt_out=inbound.opt_out)
 
     ticket, reason = _thread(inbound, customer)
     created = ticket is None
@@ -185,9 +185,12 @@ def _ingest(inbound: InboundMessage) -> IngestResult:
     return IngestResult(ticket, message, created, False)
 
 
-def _touch_identity(identity: Identity, customer: Customer, display_name: str, now) -> None:
+def _touch_identity(identity: Identity, customer: Customer, display_name: str, now, opt_out: bool | None) -> None:
     fields = ["last_seen_at"]
     identity.last_seen_at = now
+    if opt_out is not None and bool(identity.opted_out_at) != opt_out:
+        identity.opted_out_at = now if opt_out else None
+        fields.append("opted_out_at")
     if display_name and not identity.display_name:
         identity.display_name = display_name[:200]
         fields.append("display_name")

@@ -31,3 +31,10 @@ def fetch_attachment(self, attachment_id: int) -> str:
             log.warning("media for attachment %s cannot be fetched: %s", attachment_id, exc)
             return "failed"
         raise self.retry(exc=exc, countdown=min(600, 10 * 2**self.request.retries)) from exc
+
+
+@shared_task(acks_late=True)
+def reconcile_twilio() -> dict[str, int]:
+    from .reconcile import reconcile_twilio as run
+
+    return run()

@@ -53,6 +53,8 @@ class InboundMessage:
     received_at: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     raw_inbound_id: int | None = None
+    # The sender opted out (True: STOP) or back in (False: START) of messages on this channel.
+    opt_out: bool | None = None
 
 
 @dataclass

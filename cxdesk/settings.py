@@ -124,7 +124,9 @@ CELERY_TASK_ROUTES = {
     "channels_app.tasks.*": {"queue": "inbound"},
     "tickets.tasks.*": {"queue": "default"},
 }
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    "reconcile-twilio": {"task": "channels_app.tasks.reconcile_twilio", "schedule": 300.0},
+}
 CELERY_TIMEZONE = "UTC"
 
 # Email out: EMAIL_URL (smtp://user:pass@host:587/?tls=True) or a backend; default: files in var/mail/.
@@ -150,6 +152,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"
