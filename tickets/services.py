@@ -221,8 +221,10 @@ def reply(
     html: str = "",
     attachments: Iterable[tuple[str, bytes, str]] = (),
     status_after: str | None = None,
+    template: dict | None = None,
 ) -> Message:
-    """An agent's reply to the customer: stored `queued` first, then sent by Celery."""
+    """An agent's reply to the customer: stored `queued` first, then sent by Celery.
+    `template` is a provider message template (WhatsApp outside its 24-hour window)."""
     from channels_app.sanitize import sanitize_html
 
     body = (body or "").strip()
@@ -238,9 +240,11 @@ def reply(
             code="opted_out",
             status=409,
         )
-    problem = target.inbox.adapter.can_send(
-        inbox=target.inbox, identity=target.identity, channel=target.channel, ticket=ticket
-    )
+    problem = None
+    if template is None:
+        problem = target.inbox.adapter.can_send(
+            inbox=target.inbox, identity=target.identity, channel=target.channel, ticket=ticket
+        )
     if problem:
         raise ApplicationError(problem, code="channel_window_closed", status=409)
     now = timezone.now()
@@ -256,6 +260,7 @@ def reply(
         body_html=sanitize_html(html) if html else "",
         status=Message.Status.QUEUED,
         thread_reason=Message.ThreadReason.EXPLICIT,
+        metadata={"template": template} if template else {},
     )
     for filename, content, content_type in attachments:
         attachment_store(message=message, filename=filename, content=content, content_type=content_type)

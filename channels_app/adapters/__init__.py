@@ -26,3 +26,4 @@ def adapter_kinds() -> list[str]:
 # Import the provider modules so they register. Add a channel: one module + one line here.
 from . import email  # noqa: E402, F401, I001
 from . import twilio  # noqa: E402, F401, I001
+from . import meta  # noqa: E402, F401, I001
