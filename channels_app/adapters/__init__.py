@@ -27,3 +27,4 @@ def adapter_kinds() -> list[str]:
 from . import email  # noqa: E402, F401, I001
 from . import twilio  # noqa: E402, F401, I001
 from . import meta  # noqa: E402, F401, I001
+from . import telegram  # noqa: E402, F401, I001
