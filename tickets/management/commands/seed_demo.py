@@ -52,7 +52,7 @@ class Command(BaseCommand):
     help = "Load idempotent demo data and print the demo logins."
 
     def add_arguments(self, parser):
-        parser.add_argument("--tickets", type=int, default=200)
+        parser.add_argument("--tickets", type=int, default=240)
         parser.add_argument("--customers", type=int, default=50)
 
     def handle(self, *args, tickets: int, customers: int, **options):
