@@ -7,4 +7,9 @@ class ChannelsAppConfig(AppConfig):
 
     def ready(self) -> None:
         # Importing the adapters package registers every adapter module.
+        from tickets.signals import message_created
+
         from . import adapters  # noqa: F401
+        from .email_inbound import on_message_created
+
+        message_created.connect(on_message_created, dispatch_uid="channels_app.auto_ack")

@@ -41,14 +41,18 @@ class IngestResult:
     message: Message
     created_ticket: bool
     duplicate: bool
+    bounce: bool = False  # a delivery report: `message` is the outbound message it failed
 
     def as_dict(self) -> dict:
-        return {
+        data = {
             "ticket": self.ticket.pk,
             "message": self.message.pk,
             "created_ticket": self.created_ticket,
             "duplicate": self.duplicate,
         }
+        if self.bounce:
+            data["bounce"] = True
+        return data
 
 
 def _existing(inbox: Inbox, provider_message_id: str | None) -> Message | None:
@@ -335,8 +339,23 @@ def ingest_raw_email(*, raw: bytes, inbox: Inbox, source: str) -> IngestResult:
 def raw_inbound_process(*, record: RawInbound) -> IngestResult:
     """(Re)process a stored raw email: the dead-letter retry action calls this too."""
     from .adapters.email import parse_raw
+    from .email_inbound import bounce_apply, bounce_details
 
     try:
+        bounce = bounce_details(record.raw)
+        if bounce is not None:
+            failed = bounce_apply(original_id=bounce[0], reason=bounce[1])
+            RawInbound.objects.filter(pk=record.pk).update(
+                status=RawInbound.Status.IGNORED,
+                message=failed,
+                processed_at=timezone.now(),
+                error=f"bounce: {bounce[1]}"[:4000],
+            )
+            if failed is None:
+                raise ApplicationError(
+                    f"delivery report for an unknown message {bounce[0] or '(no id)'}", code="bounce_unmatched"
+                )
+            return IngestResult(failed.ticket, failed, False, False, bounce=True)
         inbound = parse_raw(record.raw, record.inbox)
         inbound.raw_inbound_id = record.pk
         result = ingest(inbound)

@@ -16,8 +16,12 @@ def send_message(self, message_id: int) -> str:
     try:
         return send_stored_message(message_id)
     except Retry as exc:
-        # 5s, 10s, 20s, … capped at 10 minutes
-        raise self.retry(exc=exc, countdown=min(600, 5 * 2**self.request.retries)) from exc
+        from django.conf import settings
+
+        # base, 2×base, 4×base … seconds, capped at 10 minutes
+        raise self.retry(
+            exc=exc, countdown=min(600, settings.CXDESK_SEND_RETRY_BASE * 2**self.request.retries)
+        ) from exc
 
 
 @shared_task(bind=True, acks_late=True, max_retries=5)
@@ -38,3 +42,11 @@ def reconcile_twilio() -> dict[str, int]:
     from .reconcile import reconcile_twilio as run
 
     return run()
+
+
+@shared_task(acks_late=True)
+def send_auto_acknowledgement(message_id: int) -> int | None:
+    from .email_inbound import auto_acknowledge
+
+    ack = auto_acknowledge(message_id=message_id)
+    return ack.pk if ack else None

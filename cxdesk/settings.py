@@ -204,3 +204,7 @@ if not DEBUG:
 
 # Outbound: attempts per message before it is marked failed (transient errors retry with backoff).
 CXDESK_SEND_MAX_ATTEMPTS = env.int("CXDESK_SEND_MAX_ATTEMPTS", default=6)
+# Backoff of send retries: base * 2**retry seconds, capped at 10 minutes.
+CXDESK_SEND_RETRY_BASE = env.float("CXDESK_SEND_RETRY_BASE", default=5.0)
+# At most this many automatic mails (acknowledgements, surveys) per address per hour.
+CXDESK_AUTO_REPLY_PER_HOUR = env.int("CXDESK_AUTO_REPLY_PER_HOUR", default=3)
