@@ -50,3 +50,10 @@ def send_auto_acknowledgement(message_id: int) -> int | None:
 
     ack = auto_acknowledge(message_id=message_id)
     return ack.pk if ack else None
+
+
+@shared_task
+def poll_imap() -> dict:
+    from .imap import poll_all
+
+    return poll_all()

@@ -126,6 +126,10 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_BEAT_SCHEDULE: dict = {
     "reconcile-twilio": {"task": "channels_app.tasks.reconcile_twilio", "schedule": 300.0},
+    "poll-imap": {
+        "task": "channels_app.tasks.poll_imap",
+        "schedule": env.float("CXDESK_IMAP_POLL_SECONDS", default=60.0),
+    },
 }
 CELERY_TIMEZONE = "UTC"
 

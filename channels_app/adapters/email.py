@@ -182,6 +182,10 @@ class EmailAdapter(Adapter):
         "imap_port": "IMAP port (993).",
         "imap_user": "IMAP user name.",
         "imap_folder": "Folder to poll (INBOX).",
+        "imap_ssl": "IMAP over TLS (default true; false only for a loopback test server).",
+        "imap_last_uid": "Kept by the poller: the last UID taken.",
+        "imap_uidvalidity": "Kept by the poller: the folder's UIDVALIDITY.",
+        "auto_ack_template": "Acknowledgement text; placeholders {name} {reference} {subject} {portal_url}.",
         "default_region": "Region for phone numbers written without a country code.",
     }
     required_config = ("address",)
