@@ -13,3 +13,9 @@ class ChannelsAppConfig(AppConfig):
         from .email_inbound import on_message_created
 
         message_created.connect(on_message_created, dispatch_uid="channels_app.auto_ack")
+
+        from anymail.signals import inbound
+
+        from .anymail_inbound import on_inbound
+
+        inbound.connect(on_inbound, dispatch_uid="channels_app.anymail_inbound")

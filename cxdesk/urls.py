@@ -6,6 +6,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/desk/", permanent=False)),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("hooks/anymail/", include("anymail.urls")),
     path("hooks/", include("channels_app.urls")),
     path("desk/", include("tickets.urls")),
 ]
