@@ -25,6 +25,9 @@ _MSGID = re.compile(r"<[^<>\s]+>")
 
 def bounce_details(raw: bytes) -> tuple[str, str] | None:
     """For a delivery status report: (original Message-ID, reason). None otherwise."""
+    head = raw[:16384].lower()
+    if b"multipart/report" not in head:
+        return None  # cheap test first: most mail is not a report, and parsing costs
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     if msg.get_content_type() != "multipart/report":
         return None

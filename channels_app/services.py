@@ -58,7 +58,14 @@ class IngestResult:
 def _existing(inbox: Inbox, provider_message_id: str | None) -> Message | None:
     if not provider_message_id:
         return None
-    return Message.objects.select_related("ticket").filter(inbox=inbox, provider_message_id=provider_message_id).first()
+    # An id-only probe on the unique index (an ORDER BY … LIMIT with a join can make the
+    # planner walk another index); the full row only when there is a repeat.
+    found = list(
+        Message.objects.filter(inbox=inbox, provider_message_id=provider_message_id)
+        .order_by()
+        .values_list("pk", flat=True)[:1]
+    )
+    return Message.objects.select_related("ticket").get(pk=found[0]) if found else None
 
 
 def _validate(inbound: InboundMessage) -> None:
@@ -239,27 +246,17 @@ def _usable(ticket: Ticket | None) -> Ticket | None:
 
 
 def _thread(inbound: InboundMessage, customer: Customer) -> tuple[Ticket | None, str]:
-    # 1. Email headers: the message this one replies to.
+    # 1. Email headers: the message this one replies to. (No ORDER BY … LIMIT here: on a
+    #    large table the planner would walk the primary key backwards instead of using
+    #    the Message-ID index; the matches are few, so pick the newest in Python.)
     header_ids = [i for i in [inbound.in_reply_to, *reversed(inbound.references)] if i]
     if header_ids:
-        parent = (
-            Message.objects.select_related("ticket__merged_into")
-            .filter(email_message_id__in=header_ids)
-            .order_by("-id")
-            .first()
-        )
-        ticket = _usable(parent.ticket if parent else None)
+        ticket = _newest_ticket(Message.objects.filter(email_message_id__in=header_ids))
         if ticket:
             return ticket, R.HEADER
     # 1b. A reply that arrived before this message (its parent): join the reply's ticket.
     if inbound.email_message_id:
-        child = (
-            Message.objects.select_related("ticket__merged_into")
-            .filter(in_reply_to=inbound.email_message_id, ticket__customer=customer)
-            .order_by("id")
-            .first()
-        )
-        ticket = _usable(child.ticket if child else None)
+        ticket = _newest_ticket(Message.objects.filter(in_reply_to=inbound.email_message_id, ticket__customer=customer))
         if ticket:
             return ticket, R.HEADER
     # 2. The [CX-1042] reference in the subject, for this customer (or their organisation).
@@ -291,6 +288,14 @@ def _thread(inbound: InboundMessage, customer: Customer) -> tuple[Ticket | None,
         if ticket:
             return ticket, R.OPEN_TICKET
     return None, R.NEW_TICKET
+
+
+def _newest_ticket(messages) -> Ticket | None:
+    rows = list(messages.order_by().values_list("id", "ticket_id")[:50])
+    if not rows:
+        return None
+    ticket_id = max(rows)[1]
+    return _usable(Ticket.objects.select_related("merged_into").filter(pk=ticket_id).first())
 
 
 def _is_fresh_email(inbound: InboundMessage) -> bool:

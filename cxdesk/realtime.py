@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ def group_send(group: str, event: str, **data: Any) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    if isinstance(layer, InMemoryChannelLayer) and not layer.groups.get(group):
+        return  # in-process layer and nobody listening in this process (commands, tests)
     try:
         async_to_sync(layer.group_send)(group, message)
     except Exception:  # a broken channel layer must never break a write path
