@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "customers",
     "tickets",
     "channels_app",
+    "integrations",
 ]
 
 MIDDLEWARE = [
@@ -181,11 +182,20 @@ CXDESK_TICKET_PREFIX = "CX"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "integrations.auth.BearerKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["integrations.auth.IsAgent"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "cxdesk.api_errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["integrations.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api": env.str("CXDESK_API_RATE", default="1200/min")},
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
 }
+CXDESK_WEBHOOK_RETRY_BASE = env.float("CXDESK_WEBHOOK_RETRY_BASE", default=10.0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "cxdesk API",
     "VERSION": "1.0.0",
@@ -193,6 +203,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TicketStatusEnum": "tickets.models.Ticket.Status",
+        "MessageStatusEnum": "tickets.models.Message.Status",
+        "ChannelEnum": "channels_app.models.Channel",
+    },
 }
 
 LOGGING = {

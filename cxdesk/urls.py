@@ -5,6 +5,7 @@ from django.views.generic import RedirectView
 urlpatterns = [
     path("", RedirectView.as_view(url="/desk/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("cxdesk.api_urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("hooks/anymail/", include("anymail.urls")),
     path("hooks/", include("channels_app.urls")),

@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class IntegrationsConfig(AppConfig):
+    name = "integrations"
+    verbose_name = "API keys and webhooks"
+
+    def ready(self) -> None:
+        from . import receivers, schema  # noqa: F401 - schema registers the OpenAPI auth extension
+
+        receivers.connect()

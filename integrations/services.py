@@ -1,0 +1,170 @@
+"""API keys, idempotency records and outgoing webhooks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from cxdesk.errors import ApplicationError
+
+from .models import ApiKey, WebhookDelivery, WebhookSubscription
+
+KEY_PREFIX = "cxk_"
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@transaction.atomic
+def api_key_create(*, user, name: str, scope: str = ApiKey.Scope.READ_WRITE) -> tuple[ApiKey, str]:
+    """A new key for `user`. Returns (record, the key) — the key is not stored and cannot be shown again."""
+    if scope not in ApiKey.Scope.values:
+        raise ApplicationError(
+            f"scope must be one of {ApiKey.Scope.values}", code="invalid_scope", fields={"scope": ["invalid"]}
+        )
+    if not user.is_active:
+        raise ApplicationError("the user is inactive", code="inactive_user")
+    prefix = secrets.token_hex(4)
+    key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    record = ApiKey.objects.create(
+        user=user, name=(name or "API key")[:100], prefix=prefix, key_hash=_hash(key), scope=scope
+    )
+    return record, key
+
+
+def api_key_authenticate(key: str) -> ApiKey | None:
+    if not key.startswith(KEY_PREFIX):
+        return None
+    record = ApiKey.objects.select_related("user").filter(key_hash=_hash(key), revoked_at=None).first()
+    if record is None or not record.user.is_active:
+        return None
+    now = timezone.now()
+    if record.last_used_at is None or (now - record.last_used_at).total_seconds() > 60:
+        ApiKey.objects.filter(pk=record.pk).update(last_used_at=now)  # at most once a minute
+        record.last_used_at = now
+    return record
+
+
+def api_key_revoke(*, key: ApiKey) -> ApiKey:
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+    return key
+
+
+# --- outgoing webhooks ----------------------------------------------------------
+
+MAX_CONSECUTIVE_FAILURES = 10
+
+
+@transaction.atomic
+def webhook_subscribe(*, url: str, events: list[str], user=None) -> tuple[WebhookSubscription, str]:
+    unknown = sorted(set(events) - set(WebhookSubscription.EVENTS))
+    if not events or unknown:
+        raise ApplicationError(
+            f"events must be a non-empty subset of {list(WebhookSubscription.EVENTS)}",
+            code="invalid_events",
+            fields={"events": [f"unknown: {', '.join(unknown)}" if unknown else "required"]},
+        )
+    secret = secrets.token_urlsafe(32)
+    sub = WebhookSubscription.objects.create(url=url, events=sorted(set(events)), secret=secret, created_by=user)
+    return sub, secret
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """`t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>` — the X-CXDesk-Signature header."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def webhook_enqueue(*, event: str, data: dict[str, Any]) -> list[int]:
+    """Create a delivery per active subscription to `event`; sent by Celery after commit."""
+    subs = [s for s in WebhookSubscription.objects.filter(is_active=True) if event in s.events]
+    if not subs:
+        return []
+    payload = {"event": event, "created_at": timezone.now().isoformat(), "data": data}
+    deliveries = WebhookDelivery.objects.bulk_create(
+        [WebhookDelivery(subscription=s, event=event, payload=payload) for s in subs]
+    )
+    ids = [d.pk for d in deliveries]
+    from .tasks import deliver_webhook
+
+    transaction.on_commit(lambda: [deliver_webhook.delay(i) for i in ids])
+    return ids
+
+
+class DeliveryRetry(Exception):
+    pass
+
+
+def webhook_deliver(*, delivery_id: int, max_attempts: int) -> str:
+    """One attempt. Raises DeliveryRetry for a failure that should be retried."""
+    import requests
+
+    delivery = WebhookDelivery.objects.select_related("subscription").filter(pk=delivery_id).first()
+    if delivery is None or delivery.status in (WebhookDelivery.Status.DELIVERED, WebhookDelivery.Status.FAILED):
+        return delivery.status if delivery else "missing"
+    sub = delivery.subscription
+    if not sub.is_active:
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status=WebhookDelivery.Status.FAILED, error="subscription disabled"
+        )
+        return "failed"
+    body = json.dumps({"id": delivery.pk, **delivery.payload}, separators=(",", ":")).encode()
+    ts = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "cxdesk-webhooks/1",
+        "X-CXDesk-Event": delivery.event,
+        "X-CXDesk-Delivery": str(delivery.pk),
+        "X-CXDesk-Signature": sign(sub.secret, body, ts),
+    }
+    started = time.monotonic()
+    code, error = None, ""
+    try:
+        response = requests.post(sub.url, data=body, headers=headers, timeout=10, allow_redirects=False)
+        code = response.status_code
+        ok = 200 <= code < 300
+        if not ok:
+            error = f"HTTP {code}: {response.text[:300]}"
+    except requests.RequestException as exc:
+        ok, error = False, f"{type(exc).__name__}: {exc}"[:500]
+    latency = int((time.monotonic() - started) * 1000)
+    attempts = delivery.attempts + 1
+    with transaction.atomic():
+        sub = WebhookSubscription.objects.select_for_update().get(pk=sub.pk)
+        if ok:
+            status = WebhookDelivery.Status.DELIVERED
+            sub.consecutive_failures = 0
+        else:
+            status = WebhookDelivery.Status.RETRYING if attempts < max_attempts else WebhookDelivery.Status.FAILED
+            sub.consecutive_failures += 1
+            if sub.consecutive_failures >= MAX_CONSECUTIVE_FAILURES and sub.is_active:
+                sub.is_active = False
+                sub.disabled_at = timezone.now()
+                sub.disabled_reason = (
+                    f"disabled after {sub.consecutive_failures} failed deliveries in a row; last: {error}"[:500]
+                )
+                from cxdesk.realtime import broadcast_on_commit
+
+                broadcast_on_commit("desk", "webhook.disabled", subscription_id=sub.pk, url=sub.url)
+        sub.save(update_fields=["consecutive_failures", "is_active", "disabled_at", "disabled_reason"])
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status=status,
+            attempts=attempts,
+            response_code=code,
+            latency_ms=latency,
+            error=error,
+            last_attempt_at=timezone.now(),
+        )
+    if status == WebhookDelivery.Status.RETRYING and sub.is_active:
+        raise DeliveryRetry(error)
+    return status

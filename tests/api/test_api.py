@@ -1,0 +1,381 @@
+import threading
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, connections
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from channels_app.services import ingest
+from customers.models import Customer, Identity
+from integrations.models import ApiKey
+from integrations.services import api_key_create
+from tests.channels_app.factories import InboxFactory, email_inbound, inbound
+from tests.tickets.factories import AgentFactory
+from tickets.models import Message, Ticket
+
+pytestmark = pytest.mark.django_db
+
+
+def error_of(response):
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "fields"}
+    return body["error"]
+
+
+# --- auth -------------------------------------------------------------------------
+
+
+def test_no_key_unknown_key_and_revoked_key_are_401(agent_key):
+    agent, key = agent_key
+    assert APIClient().get("/api/v1/tickets/").status_code in (401, 403)
+    bad = APIClient()
+    bad.credentials(HTTP_AUTHORIZATION="Bearer cxk_nope_nope")
+    response = bad.get("/api/v1/tickets/")
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "authentication_failed"
+    record = ApiKey.objects.get(user=agent)
+    record.revoked_at = timezone.now()
+    record.save()
+    revoked = APIClient()
+    revoked.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert revoked.get("/api/v1/tickets/").status_code == 401
+
+
+def test_key_is_stored_hashed_with_a_prefix_and_records_last_use(api, agent_key):
+    agent, key = agent_key
+    record = ApiKey.objects.get(user=agent)
+    assert key.startswith(f"cxk_{record.prefix}_")
+    assert key not in (record.key_hash, record.prefix)
+    api.get("/api/v1/tickets/")
+    record.refresh_from_db()
+    assert record.last_used_at is not None
+
+
+def test_read_scope_key_cannot_write(db):
+    agent = AgentFactory(username="reader")
+    _, key = api_key_create(user=agent, name="ro", scope="read")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert client.get("/api/v1/tickets/").status_code == 200
+    response = client.post(
+        "/api/v1/tickets/", {"subject": "x", "body": "y", "customer": {"email": "a@example.com"}}, format="json"
+    )
+    assert response.status_code == 403
+    assert "read-only" in error_of(response)["message"]
+
+
+def test_non_staff_key_sees_nothing(db, email_inbox):
+    ingest(email_inbound(email_inbox))
+    user = AgentFactory(username="customer-user", is_staff=False)
+    _, key = api_key_create(user=user, name="x")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    for url in ("/api/v1/tickets/", "/api/v1/customers/", f"/api/v1/tickets/{Ticket.objects.get().pk}/"):
+        assert client.get(url).status_code == 403
+
+
+def test_create_api_key_command_prints_the_key_once(db):
+    AgentFactory(username="ops")
+    out = StringIO()
+    call_command("create_api_key", "ops", "--name", "CRM", stdout=out)
+    key = out.getvalue().strip()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert client.get("/api/v1/tickets/").status_code == 200
+    assert ApiKey.objects.get().name == "CRM"
+
+
+# --- tickets ------------------------------------------------------------------------
+
+
+def test_create_ticket_for_a_new_customer(api):
+    payload = {
+        "subject": "Order 1042 missing",
+        "body": "It never came.",
+        "customer": {"email": "New@Example.com", "phone": "+48 600 100 900", "name": "Nina"},
+    }
+    response = api.post("/api/v1/tickets/", payload, format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["reference"] == f"CX-{body['id']}"
+    assert body["status"] == "new"
+    customer = Customer.objects.get(pk=body["customer"]["id"])
+    assert customer.name == "Nina"
+    assert set(customer.identities.values_list("kind", "address")) == {
+        ("email", "new@example.com"),
+        ("phone", "+48600100900"),
+    }
+    # the same customer by phone in another notation: no new customer
+    again = api.post(
+        "/api/v1/tickets/", {"subject": "Second", "body": "b", "customer": {"phone": "0048600100900"}}, format="json"
+    )
+    assert again.json()["customer"]["id"] == customer.pk
+
+
+def test_create_ticket_bad_input_is_a_clear_400_and_stores_nothing(api):
+    response = api.post("/api/v1/tickets/", {"subject": "x", "customer": {"phone": "12"}}, format="json")
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "invalid_phone"
+    response = api.post("/api/v1/tickets/", {"subject": "x"}, format="json")
+    assert response.status_code == 400
+    assert "customer" in error_of(response)["fields"]
+    assert Ticket.objects.count() == 0
+    assert Customer.objects.count() == 0
+
+
+def test_list_filters_and_cursor_pagination(api, email_inbox, sms_inbox, django_assert_max_num_queries):
+    for i in range(7):
+        ingest(email_inbound(email_inbox, address=f"c{i}@example.com", subject=f"S{i}"))
+    ingest(inbound(sms_inbox, address="+48600100555"))
+    with django_assert_max_num_queries(8):
+        page = api.get("/api/v1/tickets/?page_size=3").json()
+    assert len(page["results"]) == 3
+    assert page["next"]
+    seen = [t["id"] for t in page["results"]]
+    while page["next"]:
+        page = api.get(page["next"]).json()
+        seen += [t["id"] for t in page["results"]]
+    assert sorted(seen) == sorted(Ticket.objects.values_list("pk", flat=True))
+    assert [t["channel"] for t in api.get("/api/v1/tickets/?channel=sms").json()["results"]] == ["sms"]
+    assert api.get("/api/v1/tickets/?assignee=none").json()["results"]
+    bad = api.get("/api/v1/tickets/?updated_since=yesterday")
+    assert bad.status_code == 400
+    assert "updated_since" in error_of(bad)["fields"]
+
+
+def test_updated_since_never_misses_rows_updated_in_the_same_second(api, email_inbox):
+    t1 = ingest(email_inbound(email_inbox, address="a@example.com")).ticket
+    t2 = ingest(email_inbound(email_inbox, address="b@example.com")).ticket
+    same = timezone.now().replace(microsecond=500000)
+    Ticket.objects.filter(pk__in=[t1.pk, t2.pk]).update(updated_at=same)
+    since = same.replace(microsecond=0).isoformat()
+    ids = [t["id"] for t in api.get("/api/v1/tickets/", {"updated_since": since}).json()["results"]]
+    assert ids == sorted([t1.pk, t2.pk])
+
+
+def test_patch_status_priority_assignee_tags(api, email_inbox):
+    ticket = ingest(email_inbound(email_inbox)).ticket
+    response = api.patch(
+        f"/api/v1/tickets/{ticket.pk}/",
+        {"status": "pending", "priority": "high", "assignee": api.agent.pk, "tags": ["vip", "refund"]},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["status"], body["priority"], body["assignee"], sorted(body["tags"])) == (
+        "pending",
+        "high",
+        api.agent.pk,
+        ["refund", "vip"],
+    )
+    bad = api.patch(f"/api/v1/tickets/{ticket.pk}/", {"status": "new"}, format="json")
+    assert bad.status_code == 409
+    assert error_of(bad)["code"] == "invalid_transition"
+    events = api.get(f"/api/v1/tickets/{ticket.pk}/events/").json()["results"]
+    assert {"status", "priority", "assignment", "tags"} <= {e["kind"] for e in events}
+
+
+def test_reply_note_and_timeline(api, email_inbox, django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    ticket = ingest(email_inbound(email_inbox, address="r@example.com")).ticket
+    with django_capture_on_commit_callbacks(execute=True):
+        reply = api.post(f"/api/v1/tickets/{ticket.pk}/messages/", {"body": "On it", "channel": "email"}, format="json")
+    assert reply.status_code == 201, reply.content
+    assert reply.json()["direction"] == "outbound"
+    note = api.post(f"/api/v1/tickets/{ticket.pk}/messages/", {"body": "internal", "internal": True}, format="json")
+    assert note.json()["direction"] == "note"
+    timeline = api.get(f"/api/v1/tickets/{ticket.pk}/messages/").json()["results"]
+    assert [m["direction"] for m in timeline] == ["inbound", "outbound", "note"]
+    assert any(m.to == ["r@example.com"] or "r@example.com" in m.to[0] for m in mail.outbox)
+    no_sms = api.post(f"/api/v1/tickets/{ticket.pk}/messages/", {"body": "x", "channel": "sms"}, format="json")
+    assert no_sms.status_code == 400
+    assert error_of(no_sms)["code"] == "no_identity_for_channel"
+
+
+def test_unknown_ticket_is_404_in_the_error_shape(api):
+    response = api.get("/api/v1/tickets/999999/")
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
+
+
+# --- customers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("phone", ["+48 600 100 200", "0048600100200", "600100200"])
+def test_screen_pop_lookup_by_phone_in_any_format(api, sms_inbox, email_inbox, phone, django_assert_max_num_queries):
+    first = ingest(inbound(sms_inbox, address="+48600100200", text="hello"))
+    Identity.objects.create(customer=first.ticket.customer, kind="email", address="p@example.com")
+    ingest(email_inbound(email_inbox, address="p@example.com", subject="Re: more"))
+    with django_assert_max_num_queries(10):
+        response = api.get("/api/v1/customers/", {"phone": phone})
+    [found] = response.json()["results"]
+    assert found["id"] == first.ticket.customer_id
+    assert found["stats"]["open_tickets"] == 1
+    assert found["stats"]["channels"] == ["email", "sms"]
+    assert found["open_tickets"][0]["reference"] == first.ticket.reference
+    assert api.get("/api/v1/customers/", {"email": "P@EXAMPLE.com"}).json()["results"][0]["id"] == found["id"]
+    assert api.get("/api/v1/customers/", {"phone": "+48 600 999 999"}).json()["results"] == []
+
+
+def test_customer_360_timeline_merge_and_unmerge(api, email_inbox, sms_inbox):
+    a = ingest(email_inbound(email_inbox, address="m@example.com")).ticket.customer
+    b = ingest(inbound(sms_inbox, address="+48600100700")).ticket.customer
+    merged = api.post(f"/api/v1/customers/{a.pk}/merge/", {"other": b.pk}, format="json")
+    assert merged.status_code == 200
+    detail = api.get(f"/api/v1/customers/{a.pk}/").json()
+    assert {i["kind"] for i in detail["identities"]} == {"email", "phone"}
+    assert detail["stats"]["tickets"] == 2
+    timeline = api.get(f"/api/v1/customers/{a.pk}/timeline/").json()["results"]
+    assert {m["channel"] for m in timeline} == {"email", "sms"}
+    again = api.post(f"/api/v1/customers/{a.pk}/merge/", {"other": b.pk}, format="json")
+    assert again.status_code == 409
+    undone = api.post(f"/api/v1/customers/{a.pk}/unmerge/", {"merge": merged.json()["merge"]}, format="json")
+    assert undone.status_code == 200
+    assert undone.json()["id"] == b.pk
+
+
+def test_create_customer_and_duplicate_identity(api):
+    response = api.post("/api/v1/customers/", {"name": "Ola", "email": "ola@example.com"}, format="json")
+    assert response.status_code == 201
+    dup = api.post("/api/v1/customers/", {"name": "Ola 2", "email": "OLA@example.com"}, format="json")
+    assert dup.status_code == 409
+    assert error_of(dup)["code"] == "identity_taken"
+
+
+# --- inboxes, attachments, inbound email --------------------------------------------
+
+
+def test_inboxes_never_show_secrets(api):
+    InboxFactory(kind="twilio", name="T", config={"phone_number": "+15005550006"}, secrets={"auth_token": "TOPSECRET"})
+    response = api.get("/api/v1/inboxes/")
+    assert "TOPSECRET" not in response.content.decode()
+    assert response.json()["results"][0]["secrets_set"] == ["auth_token"]
+
+
+def test_attachment_download_is_permission_checked_and_a_download(api, email_inbox):
+    from channels_app.types import InboundAttachment
+
+    msg = email_inbound(email_inbox)
+    msg.attachments = [
+        InboundAttachment(filename="x.html", content_type="text/html", content=b"<script>alert(1)</script>")
+    ]
+    att = ingest(msg).message.attachments.get()
+    response = api.get(f"/api/v1/attachments/{att.pk}/")
+    assert response.status_code == 200
+    assert response["Content-Disposition"].startswith("attachment")
+    assert response["Content-Type"] == "application/octet-stream"
+    assert b"".join(response.streaming_content) == b"<script>alert(1)</script>"
+    outsider = AgentFactory(username="outsider", is_staff=False)
+    _, key = api_key_create(user=outsider, name="x")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert client.get(f"/api/v1/attachments/{att.pk}/").status_code == 403
+
+
+def test_inbound_email_endpoint(api, email_inbox):
+    raw = b"From: relay@example.com\r\nSubject: via MTA\r\nMessage-ID: <mta1@x>\r\n\r\nhello\r\n"
+    first = api.post("/api/v1/inbound/email/", data=raw, content_type="message/rfc822")
+    assert first.status_code == 201
+    assert set(first.json()) == {"ticket", "message", "created_ticket", "duplicate"}
+    again = api.post("/api/v1/inbound/email/", data=raw, content_type="message/rfc822")
+    assert again.status_code == 200
+    assert again.json()["duplicate"] is True
+    bad = api.post("/api/v1/inbound/email/", data=b"Subject: nobody\r\n\r\nx", content_type="message/rfc822")
+    assert bad.status_code == 400
+    assert error_of(bad)["fields"]["raw_inbound"]
+
+
+# --- idempotency, throttling, schema --------------------------------------------------
+
+
+def test_idempotency_key_replays_the_first_answer(api):
+    payload = {"subject": "Once", "body": "b", "customer": {"email": "idem@example.com"}}
+    first = api.post("/api/v1/tickets/", payload, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    second = api.post("/api/v1/tickets/", payload, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    assert second["Idempotent-Replayed"] == "true"
+    assert Ticket.objects.count() == 1
+    other = api.post("/api/v1/tickets/", {**payload, "subject": "Different"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert other.status_code == 422
+
+
+@pytest.mark.django_db(transaction=True)
+def test_idempotency_under_concurrent_retries(agent_key):
+    if connection.vendor != "postgresql":
+        pytest.fail("needs PostgreSQL")
+    _, key = agent_key
+    payload = {"subject": "Race", "body": "b", "customer": {"email": "race@example.com"}}
+    barrier = threading.Barrier(4)
+    results = []
+
+    def call():
+        try:
+            client = APIClient()
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+            barrier.wait()
+            response = client.post("/api/v1/tickets/", payload, format="json", HTTP_IDEMPOTENCY_KEY="race-1")
+            results.append((response.status_code, response.json().get("id")))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Ticket.objects.count() == 1
+    assert set(results) == {(201, Ticket.objects.get().pk)}
+
+
+def test_throttling_answers_429_with_retry_after(api, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "api": "3/min"}
+    from integrations.throttling import ApiKeyRateThrottle
+
+    ApiKeyRateThrottle.THROTTLE_RATES = rates
+    try:
+        codes = [api.get("/api/v1/tags/").status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        response = api.get("/api/v1/tags/")
+        assert int(response["Retry-After"]) > 0
+        assert error_of(response)["code"] == "throttled"
+    finally:
+        ApiKeyRateThrottle.THROTTLE_RATES = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+        cache.clear()
+
+
+def test_schema_and_docs_are_served_locally(client, api):
+    schema = api.get("/api/v1/schema/")
+    assert schema.status_code == 200
+    text = schema.content.decode()
+    for path in (
+        "/api/v1/tickets/",
+        "/api/v1/customers/{id}/merge/",
+        "/api/v1/inbound/email/",
+        "/api/v1/tickets/{id}/messages/",
+    ):
+        assert path in text
+    from tests.tickets.factories import AgentFactory as AF
+
+    client.force_login(AF(username="docs-reader"))
+    docs = client.get("/api/v1/docs/")
+    assert docs.status_code == 200
+    assert b"cdn" not in docs.content.lower()
+    assert b"swagger-ui" in docs.content
+
+
+def test_old_ticket_excluded_by_updated_since(api, email_inbox):
+    old = ingest(email_inbound(email_inbox, address="o@example.com")).ticket
+    Ticket.objects.filter(pk=old.pk).update(updated_at=timezone.now() - timedelta(days=2))
+    new = ingest(email_inbound(email_inbox, address="n@example.com")).ticket
+    since = (timezone.now() - timedelta(days=1)).isoformat()
+    assert [t["id"] for t in api.get("/api/v1/tickets/", {"updated_since": since}).json()["results"]] == [new.pk]
+    assert Message.objects.count() == 2

@@ -1,0 +1,335 @@
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+
+from channels_app.models import Channel
+from customers import services as customer_services
+from customers.models import Customer, Identity
+from cxdesk.errors import ApplicationError
+from integrations.idempotency import idempotent
+
+from . import selectors, services
+from .models import Attachment, Message, Tag, Team, Ticket, TicketEvent
+
+
+class TicketCursor(CursorPagination):
+    """Stable cursors. With `updated_since`, oldest change first (incremental sync)."""
+
+    page_size = 50
+    max_page_size = 200
+    page_size_query_param = "page_size"
+    ordering = ("-updated_at", "-id")
+
+    def get_ordering(self, request, queryset, view):
+        return ("updated_at", "id") if request.query_params.get("updated_since") else self.ordering
+
+
+class MessageCursor(CursorPagination):
+    page_size = 100
+    max_page_size = 500
+    page_size_query_param = "page_size"
+    ordering = ("created_at", "id")
+
+
+class CustomerRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class TicketSerializer(serializers.ModelSerializer):
+    reference = serializers.CharField(read_only=True)
+    customer = CustomerRefSerializer(read_only=True)
+    tags = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+
+    class Meta:
+        model = Ticket
+        fields = [
+            "id", "reference", "subject", "status", "priority", "channel", "customer", "assignee", "team", "inbox",
+            "tags", "merged_into", "created_at", "updated_at", "first_response_at", "solved_at",
+            "last_customer_message_at", "last_message_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class CustomerInputSerializer(serializers.Serializer):
+    id = serializers.IntegerField(required=False)
+    email = serializers.CharField(required=False, allow_blank=True)
+    phone = serializers.CharField(required=False, allow_blank=True)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+
+class TicketCreateSerializer(serializers.Serializer):
+    subject = serializers.CharField(max_length=500, allow_blank=True, required=False, default="")
+    body = serializers.CharField(allow_blank=True, required=False, default="")
+    customer = CustomerInputSerializer()
+    priority = serializers.ChoiceField(choices=Ticket.Priority.choices, default=Ticket.Priority.NORMAL)
+
+
+class TicketUpdateSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Ticket.Status.choices, required=False)
+    priority = serializers.ChoiceField(choices=Ticket.Priority.choices, required=False)
+    assignee = serializers.IntegerField(required=False, allow_null=True)
+    team = serializers.IntegerField(required=False, allow_null=True)
+    tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False)
+
+
+class AttachmentSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Attachment
+        fields = ["id", "filename", "content_type", "size", "sha256", "inline", "url"]
+
+    def get_url(self, obj) -> str:
+        return f"/api/v1/attachments/{obj.pk}/"
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    body = serializers.CharField(source="body_text")
+    html = serializers.CharField(source="body_html")
+    identity = serializers.SerializerMethodField()
+    attachments = AttachmentSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Message
+        fields = [
+            "id", "ticket", "direction", "channel", "status", "error", "author", "identity", "subject", "body", "html",
+            "thread_reason", "created_at", "sent_at", "delivered_at", "attachments",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_identity(self, obj) -> dict | None:
+        return {"kind": obj.identity.kind, "address": obj.identity.address} if obj.identity_id else None
+
+
+class MessageCreateSerializer(serializers.Serializer):
+    body = serializers.CharField()
+    channel = serializers.ChoiceField(
+        choices=[c for c in Channel.choices if c[0] not in ("portal", "api", "desk")], required=False
+    )
+    internal = serializers.BooleanField(default=False)
+    status_after = serializers.ChoiceField(choices=Ticket.Status.choices, required=False)
+
+
+class EventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TicketEvent
+        fields = ["id", "ticket", "kind", "actor", "data", "created_at"]
+
+
+def _customer_for(data: dict) -> tuple[Customer, Identity | None]:
+    """The customer by id, email or phone — created when unknown — and the identity used.
+    Unknown identities given together with a known one are added to that customer."""
+    from django.conf import settings
+
+    from customers.normalize import normalize_address
+
+    if data.get("id"):
+        customer = Customer.objects.filter(pk=data["id"]).first()
+        if customer is None:
+            raise ApplicationError("no such customer", code="not_found", fields={"customer": ["not found"]}, status=404)
+        return customer_services.live_customer(customer), None
+    pairs = [(k, data[k]) for k in ("email", "phone") if data.get(k)]
+    if not pairs:
+        raise ApplicationError(
+            "customer needs an id, an email or a phone", code="identity_required", fields={"customer": ["required"]}
+        )
+    region = settings.CXDESK_DEFAULT_REGION
+    normalized = [(k, normalize_address(k, v, region)) for k, v in pairs]
+    existing = [Identity.objects.select_related("customer").filter(kind=k, address=a).first() for k, a in normalized]
+    found = next((i for i in existing if i is not None), None)
+    if found is None:
+        customer = customer_services.customer_create(name=data.get("name", ""), identities=normalized)
+        return customer, customer.identities.order_by("pk").first()
+    customer = customer_services.live_customer(found.customer)
+    for (kind, address), known in zip(normalized, existing, strict=True):
+        if known is None:
+            customer_services.identity_add(customer=customer, kind=kind, address=address)
+    return customer, found
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("status", str, description="Comma-separated statuses."),
+        OpenApiParameter("channel", str, description="Comma-separated channels."),
+        OpenApiParameter("assignee", str, description="Agent id, 'me' or 'none'."),
+        OpenApiParameter("customer", int),
+        OpenApiParameter("tag", str),
+        OpenApiParameter("updated_since", str, description="ISO 8601 with time zone; inclusive; oldest first."),
+    ]
+)
+class TicketViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = TicketSerializer
+    pagination_class = TicketCursor
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.tickets_for_api(agent=self.request.user, params=self.request.query_params)
+
+    def get_object(self) -> Ticket:
+        ticket = selectors.ticket_get_for_agent(agent=self.request.user, ticket_id=int(self.kwargs["pk"]))
+        if ticket is None:
+            raise NotFound("no such ticket")
+        return ticket
+
+    @extend_schema(request=TicketCreateSerializer, responses={201: TicketSerializer})
+    def create(self, request, *args, **kwargs):
+        return idempotent(request, lambda: self._create(request))
+
+    def _create(self, request):
+        from django.db import transaction
+
+        data = TicketCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        with transaction.atomic():
+            customer, identity = _customer_for(v["customer"])
+            ticket = services.ticket_open(
+                customer=customer,
+                subject=v["subject"],
+                body=v["body"],
+                channel=Channel.API,
+                identity=identity,
+                priority=v["priority"],
+            )
+        return Response(
+            TicketSerializer(selectors.ticket_get_for_agent(agent=request.user, ticket_id=ticket.pk)).data, status=201
+        )
+
+    @extend_schema(request=TicketUpdateSerializer, responses={200: TicketSerializer})
+    def partial_update(self, request, *args, **kwargs):
+        from django.contrib.auth import get_user_model
+
+        ticket = self.get_object()
+        data = TicketUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        kwargs = {}
+        if "assignee" in v:
+            kwargs["assignee"] = None
+            if v["assignee"] is not None:
+                kwargs["assignee"] = (
+                    get_user_model().objects.filter(pk=v["assignee"], is_staff=True, is_active=True).first()
+                )
+                if kwargs["assignee"] is None:
+                    raise ApplicationError(
+                        "no such agent", code="invalid_assignee", fields={"assignee": ["not an agent"]}
+                    )
+        if "team" in v:
+            kwargs["team"] = Team.objects.filter(pk=v["team"]).first() if v["team"] is not None else None
+            if v["team"] is not None and kwargs["team"] is None:
+                raise ApplicationError("no such team", code="invalid_team", fields={"team": ["not found"]})
+        services.ticket_update(
+            ticket=ticket,
+            actor=request.user,
+            status=v.get("status"),
+            priority=v.get("priority"),
+            tags=v.get("tags"),
+            **kwargs,
+        )
+        return Response(TicketSerializer(self.get_object()).data)
+
+    def update(self, request, *args, **kwargs):
+        return self.partial_update(request, *args, **kwargs)
+
+    @extend_schema(methods=["get"], responses={200: MessageSerializer(many=True)})
+    @extend_schema(methods=["post"], request=MessageCreateSerializer, responses={201: MessageSerializer})
+    @action(detail=True, methods=["get", "post"], pagination_class=MessageCursor)
+    def messages(self, request, pk=None):
+        ticket = self.get_object()
+        if request.method == "GET":
+            page = self.paginate_queryset(selectors.ticket_messages_qs(ticket=ticket))
+            return self.get_paginated_response(MessageSerializer(page, many=True).data)
+        return idempotent(request, lambda: self._post_message(request, ticket))
+
+    def _post_message(self, request, ticket):
+        data = MessageCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        if v["internal"]:
+            message = services.note_add(ticket=ticket, author=request.user, body=v["body"])
+        else:
+            message = services.reply(
+                ticket=ticket,
+                author=request.user,
+                body=v["body"],
+                channel=v.get("channel"),
+                status_after=v.get("status_after"),
+            )
+        message.refresh_from_db()
+        return Response(MessageSerializer(message).data, status=201)
+
+    @extend_schema(responses={200: EventSerializer(many=True)})
+    @action(detail=True, methods=["get"], pagination_class=MessageCursor)
+    def events(self, request, pk=None):
+        ticket = self.get_object()
+        page = self.paginate_queryset(ticket.events.all())
+        return self.get_paginated_response(EventSerializer(page, many=True).data)
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Team
+        fields = ["id", "name", "members"]
+
+
+class TeamViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = TeamSerializer
+    queryset = Team.objects.prefetch_related("members").order_by("id")
+
+
+class AgentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    name = serializers.CharField(source="get_full_name")
+    email = serializers.EmailField()
+
+
+class AgentViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = AgentSerializer
+
+    def get_queryset(self):
+        from django.contrib.auth import get_user_model
+
+        return get_user_model().objects.filter(is_staff=True, is_active=True).order_by("id")
+
+
+class TagSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Tag
+        fields = ["id", "name"]
+
+
+class TagViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = TagSerializer
+    queryset = Tag.objects.order_by("name")
+
+
+class AttachmentViewSet(viewsets.GenericViewSet):
+    """Download an attachment (permission-checked, always as a download)."""
+
+    serializer_class = AttachmentSerializer
+
+    def get_queryset(self):
+        return Attachment.objects.filter(message__ticket__in=selectors.tickets_visible_to(agent=self.request.user))
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    def retrieve(self, request, pk=None):
+        att = self.get_queryset().filter(pk=pk).first()
+        if att is None or not att.file:
+            raise NotFound("no such attachment")
+        response = FileResponse(
+            att.file.open("rb"), as_attachment=True, filename=att.filename, content_type="application/octet-stream"
+        )
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
