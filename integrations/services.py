@@ -157,6 +157,8 @@ def webhook_deliver(*, delivery_id: int, max_attempts: int) -> str:
 
                 broadcast_on_commit("desk", "webhook.disabled", subscription_id=sub.pk, url=sub.url)
         sub.save(update_fields=["consecutive_failures", "is_active", "disabled_at", "disabled_reason"])
+        if status == WebhookDelivery.Status.RETRYING and not sub.is_active:
+            status, error = WebhookDelivery.Status.FAILED, f"{error} (subscription disabled)"
         WebhookDelivery.objects.filter(pk=delivery.pk).update(
             status=status,
             attempts=attempts,
@@ -165,6 +167,6 @@ def webhook_deliver(*, delivery_id: int, max_attempts: int) -> str:
             error=error,
             last_attempt_at=timezone.now(),
         )
-    if status == WebhookDelivery.Status.RETRYING and sub.is_active:
+    if status == WebhookDelivery.Status.RETRYING:
         raise DeliveryRetry(error)
     return status
