@@ -366,7 +366,7 @@ def raw_inbound_process(*, record: RawInbound) -> IngestResult:
         result = ingest(inbound)
     except (ApplicationError, ValueError, LookupError) as exc:
         raw_inbound_failed(raw=record, error=f"{type(exc).__name__}: {exc}")
-        raise ApplicationError(str(exc), code="unprocessable_email", fields={"raw_inbound": [record.pk]}) from exc
+        raise ApplicationError(str(exc), code="unprocessable_email", fields={"raw_inbound": [str(record.pk)]}) from exc
     except Exception as exc:
         raw_inbound_failed(raw=record, error=f"{type(exc).__name__}: {exc}")
         raise

@@ -131,7 +131,9 @@ class CustomerViewSet(
         return qs.order_by("id")
 
     def get_object(self):
-        customer = selectors.customer_360(agent=self.request.user, customer_id=int(self.kwargs["pk"]))
+        from tickets.api import pk_from
+
+        customer = selectors.customer_360(agent=self.request.user, customer_id=pk_from(self.kwargs))
         if customer is None:
             raise NotFound("no such customer")
         return customer

@@ -41,7 +41,9 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.Gen
     @extend_schema(request=None, responses={200: ApiKeySerializer})
     @action(detail=True, methods=["post"])
     def revoke(self, request, pk=None):
-        key = self.get_queryset().filter(pk=pk).first()
+        from tickets.api import pk_from
+
+        key = self.get_queryset().filter(pk=pk_from(self.kwargs)).first()
         if key is None:
             from rest_framework.exceptions import NotFound
 

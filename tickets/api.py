@@ -16,6 +16,14 @@ from . import selectors, services
 from .models import Attachment, Message, Tag, Team, Ticket, TicketEvent
 
 
+def pk_from(kwargs: dict) -> int:
+    """The URL's id as an int, or a 404 (never a 500 for `/tickets/abc/`)."""
+    value = str(kwargs.get("pk", ""))
+    if not value.isdigit() or len(value) > 18:
+        raise NotFound("no such object")
+    return int(value)
+
+
 class TicketCursor(CursorPagination):
     """Stable cursors. With `updated_since`, oldest change first (incremental sync)."""
 
@@ -177,7 +185,7 @@ class TicketViewSet(
         return selectors.tickets_for_api(agent=self.request.user, params=self.request.query_params)
 
     def get_object(self) -> Ticket:
-        ticket = selectors.ticket_get_for_agent(agent=self.request.user, ticket_id=int(self.kwargs["pk"]))
+        ticket = selectors.ticket_get_for_agent(agent=self.request.user, ticket_id=pk_from(self.kwargs))
         if ticket is None:
             raise NotFound("no such ticket")
         return ticket
@@ -292,7 +300,7 @@ class AgentSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
     name = serializers.CharField(source="get_full_name")
-    email = serializers.EmailField()
+    email = serializers.CharField(help_text="May be empty.")
 
 
 class AgentViewSet(viewsets.ReadOnlyModelViewSet):
@@ -325,7 +333,7 @@ class AttachmentViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     def retrieve(self, request, pk=None):
-        att = self.get_queryset().filter(pk=pk).first()
+        att = self.get_queryset().filter(pk=pk_from(self.kwargs)).first()
         if att is None or not att.file:
             raise NotFound("no such attachment")
         response = FileResponse(
