@@ -95,7 +95,9 @@ def test_failures_retry_then_the_subscription_is_disabled(
     first, second = WebhookDelivery.objects.order_by("pk")
     assert (first.status, first.response_code, first.attempts) == ("failed", 500, 8)
     assert second.status == "failed"
-    assert first.attempts + second.attempts == MAX_CONSECUTIVE_FAILURES, "the subscription stops at the 10th failure in a row"
+    assert first.attempts + second.attempts == MAX_CONSECUTIVE_FAILURES, (
+        "the subscription stops at the 10th failure in a row"
+    )
     sub.refresh_from_db()
     assert not sub.is_active
     assert "failed deliveries in a row" in sub.disabled_reason
