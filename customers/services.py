@@ -81,7 +81,9 @@ def customer_create(
 
 @transaction.atomic
 def identity_add(*, customer: Customer, kind: str, address: str, actor=None, region: str | None = None) -> Identity:
-    address = normalize_address(kind, address, region)
+    from django.conf import settings
+
+    address = normalize_address(kind, address, region or settings.CXDESK_DEFAULT_REGION)
     existing = Identity.objects.filter(kind=kind, address=address).first()
     if existing:
         if existing.customer_id == customer.pk:

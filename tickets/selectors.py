@@ -83,3 +83,109 @@ def tickets_for_api(*, agent, params) -> QuerySet[Ticket]:
 
 def ticket_messages_qs(*, ticket: Ticket) -> QuerySet[Message]:
     return ticket.messages.select_related("identity").prefetch_related("attachments")
+
+
+# --- the desk's inbox ----------------------------------------------------------------
+
+INBOX_VIEWS = {
+    "mine": "Mine",
+    "unassigned": "Unassigned",
+    "teams": "My teams",
+    "open": "All open",
+    "pending": "Pending",
+    "solved": "Solved",
+}
+
+
+def _view_q(*, agent, view: str):
+    from django.db.models import Q
+
+    open_q = Q(status__in=Ticket.OPEN_STATUSES, merged_into=None)
+    return {
+        "mine": open_q & Q(assignee=agent),
+        "unassigned": open_q & Q(assignee=None),
+        "teams": open_q & Q(team__in=agent.teams.all()),
+        "open": open_q,
+        "pending": Q(status=Ticket.Status.PENDING),
+        "solved": Q(status__in=[Ticket.Status.SOLVED, Ticket.Status.CLOSED], merged_into=None),
+    }.get(view, open_q)
+
+
+def inbox_counts(*, agent) -> dict[str, int]:
+    """Every view's count in one aggregate query."""
+    from django.db.models import Count
+
+    qs = tickets_visible_to(agent=agent)
+    return qs.aggregate(**{view: Count("id", filter=_view_q(agent=agent, view=view)) for view in INBOX_VIEWS})
+
+
+def inbox_page(
+    *, agent, view: str = "open", channel: str = "", status: str = "", priority: str = "", tag: str = "",
+    inbox_id: str = "", q: str = "", sort: str = "activity", before: str = "", limit: int = 50,
+) -> tuple[list[Ticket], str]:  # fmt: skip
+    """One page of an inbox view, newest activity first (or longest waiting), keyset-paginated.
+    Returns (tickets, cursor of the next page or "")."""
+    from django.db.models import Exists, OuterRef, Q, Subquery
+    from django.db.models.functions import Substr
+
+    from customers.models import Identity
+
+    qs = tickets_visible_to(agent=agent).filter(_view_q(agent=agent, view=view))
+    if channel:
+        qs = qs.filter(channel=channel)
+    if status:
+        qs = qs.filter(status=status)
+    if priority:
+        qs = qs.filter(priority=priority)
+    if tag:
+        qs = qs.filter(tags__name=tag)
+    if inbox_id.isdigit():
+        qs = qs.filter(inbox_id=int(inbox_id))
+    if q:
+        q = q.strip()
+        term = q[3:] if q.upper().startswith("CX-") else q
+        match = Q(subject__icontains=q) | Q(customer__name__icontains=q)
+        match |= Exists(Identity.objects.filter(customer=OuterRef("customer"), address__icontains=q))
+        match |= Exists(Message.objects.filter(ticket=OuterRef("pk"), body_text__icontains=q).exclude(direction="note"))
+        if term.isdigit():
+            match |= Q(pk=int(term))
+        qs = qs.filter(match)
+    last = Message.objects.filter(ticket=OuterRef("pk")).exclude(direction="note").order_by("-created_at", "-id")
+    qs = qs.select_related("customer", "assignee", "team").annotate(
+        excerpt=Subquery(last.annotate(short=Substr("body_text", 1, 140)).values("short")[:1]),
+        last_direction=Subquery(last.values("direction")[:1]),
+    )
+    order = ("last_customer_message_at", "id") if sort == "waiting" else ("-last_message_at", "-id")
+    if before:
+        from django.utils.dateparse import parse_datetime
+
+        stamp, _, pk = before.rpartition("|")
+        at = parse_datetime(stamp)
+        if at is not None and pk.isdigit():
+            if sort == "waiting":
+                qs = qs.filter(Q(last_customer_message_at__gt=at) | Q(last_customer_message_at=at, id__gt=int(pk)))
+            else:
+                qs = qs.filter(Q(last_message_at__lt=at) | Q(last_message_at=at, id__lt=int(pk)))
+    if sort == "waiting":
+        qs = qs.exclude(last_customer_message_at=None)
+    rows = list(qs.order_by(*order)[: limit + 1])
+    cursor = ""
+    if len(rows) > limit:
+        rows = rows[:limit]
+        tail = rows[-1]
+        at = tail.last_customer_message_at if sort == "waiting" else tail.last_message_at
+        cursor = f"{at.isoformat() if at else ''}|{tail.pk}"
+    return rows, cursor
+
+
+def ticket_timeline_items(*, ticket: Ticket) -> list[tuple[str, object]]:
+    """Messages (every channel, notes) and events in time order: [("message", m) | ("event", e)]."""
+    messages = list(
+        ticket.messages.select_related("author", "identity", "inbox")
+        .prefetch_related("attachments")
+        .order_by("created_at", "id")
+    )
+    events = list(ticket.events.select_related("actor").order_by("created_at", "id"))
+    items = [("message", m) for m in messages] + [("event", e) for e in events]
+    items.sort(key=lambda item: (item[1].created_at, 0 if item[0] == "message" else 1, item[1].pk))
+    return items

@@ -308,8 +308,14 @@ def note_add(*, ticket: Ticket, author, body: str, attachments: Iterable[tuple[s
 def message_created(*, message: Message, created_ticket: bool) -> None:
     """Announce a stored message: live clients and subscribers, after commit."""
     ticket_id = message.ticket_id
+    author = (message.author.get_full_name() or message.author.username) if message.author_id else ""
     broadcast_on_commit(
-        f"ticket.{ticket_id}", "message.created", ticket_id=ticket_id, message_id=message.pk, note=message.is_note
+        f"ticket.{ticket_id}",
+        "message.created",
+        ticket_id=ticket_id,
+        message_id=message.pk,
+        note=message.is_note,
+        author=author,
     )
     broadcast_on_commit("desk", "ticket.activity", ticket_id=ticket_id, message_id=message.pk, created=created_ticket)
     if message.inbox_id:

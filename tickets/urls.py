@@ -1,9 +1,15 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
 urlpatterns = [
     path("", views.inbox, name="desk-inbox"),
     path("tickets/<int:ticket_id>/", views.ticket_detail, name="desk-ticket"),
+    path("tickets/<int:ticket_id>/timeline/", views.ticket_timeline, name="desk-ticket-timeline"),
     path("tickets/<int:ticket_id>/reply/", views.ticket_reply, name="desk-ticket-reply"),
+    path("tickets/<int:ticket_id>/update/", views.ticket_update, name="desk-ticket-update"),
+    path("tickets/<int:ticket_id>/merge/", views.ticket_merge, name="desk-ticket-merge"),
+    path("tickets/<int:ticket_id>/split/", views.ticket_split, name="desk-ticket-split"),
+    path("moves/<int:move_id>/undo/", views.move_undo, name="desk-move-undo"),
+    path("customers/", include("customers.urls")),
 ]

@@ -1,24 +1,31 @@
-"""The agent workspace (HTML). Thin: selectors to read, services to write."""
+"""The agent workspace (HTML + htmx partials). Thin: selectors read, services write."""
 
 from __future__ import annotations
 
 from django.contrib import messages as flash
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth import get_user_model
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from channels_app.models import Channel, Inbox
+from customers.desk_selectors import customer_panel
 from cxdesk.errors import ApplicationError
 
 from . import selectors, services
-from .models import Ticket
+from .models import Team, Ticket, TicketMove
 
-
-@staff_member_required
-def inbox(request: HttpRequest) -> HttpResponse:
-    status = request.GET.getlist("status") or list(Ticket.OPEN_STATUSES)
-    tickets = selectors.ticket_list_for_agent(agent=request.user, status=status)
-    return render(request, "tickets/inbox.html", {"tickets": tickets, "status": status})
+CHANNEL_ICONS = {
+    "email": "✉",
+    "sms": "💬",
+    "whatsapp": "🟢",
+    "messenger": "🔵",
+    "telegram": "✈",
+    "portal": "🌐",
+    "api": "⚙",
+    "desk": "📝",
+}
 
 
 def _ticket_or_404(request: HttpRequest, ticket_id: int) -> Ticket:
@@ -29,19 +36,93 @@ def _ticket_or_404(request: HttpRequest, ticket_id: int) -> Ticket:
 
 
 @staff_member_required
+def inbox(request: HttpRequest) -> HttpResponse:
+    params = request.GET
+    view = params.get("view", "open")
+    if view not in selectors.INBOX_VIEWS:
+        view = "open"
+    filters = {
+        k: params.get(k, "") for k in ("channel", "status", "priority", "tag", "inbox_id", "q", "sort", "before")
+    }
+    tickets, cursor = selectors.inbox_page(
+        agent=request.user,
+        view=view,
+        **{k: v for k, v in filters.items() if k != "sort"},
+        sort=filters["sort"] or "activity",
+    )
+    context = {
+        "tickets": tickets,
+        "cursor": cursor,
+        "view": view,
+        "views": selectors.INBOX_VIEWS,
+        "counts": selectors.inbox_counts(agent=request.user),
+        "filters": filters,
+        "channels": Channel.choices,
+        "statuses": Ticket.Status.choices,
+        "priorities": Ticket.Priority.choices,
+        "inboxes": Inbox.objects.order_by("name").values_list("pk", "name"),
+        "icons": CHANNEL_ICONS,
+    }
+    if request.htmx and request.htmx.target == "inbox-list":
+        return render(request, "tickets/_inbox_list.html", context)
+    return render(request, "tickets/inbox.html", context)
+
+
+def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
+    identities = list(ticket.customer.identities.order_by("kind", "address"))
+    try:
+        default = services.reply_target(ticket=ticket).channel
+    except ApplicationError:
+        default = ""
+    choices = []
+    for identity in identities:
+        for channel, kind in services.CHANNEL_IDENTITY_KIND.items():
+            if kind == identity.kind:
+                choices.append((channel, identity))
+    return {
+        "ticket": ticket,
+        "timeline": selectors.ticket_timeline_items(ticket=ticket),
+        "panel": customer_panel(customer=ticket.customer, current=ticket),
+        "reply_choices": choices,
+        "default_channel": default,
+        "agents": get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username"),
+        "teams": Team.objects.order_by("name"),
+        "statuses": Ticket.Status.choices,
+        "priorities": Ticket.Priority.choices,
+        "moves": TicketMove.objects.filter(source=ticket, undone_at=None).select_related("target")[:5],
+        "icons": CHANNEL_ICONS,
+        "tags": ", ".join(t.name for t in ticket.tags.all()),
+    }
+
+
+@staff_member_required
 def ticket_detail(request: HttpRequest, ticket_id: int) -> HttpResponse:
     ticket = _ticket_or_404(request, ticket_id)
-    timeline = selectors.ticket_timeline(ticket=ticket)
-    return render(request, "tickets/ticket.html", {"ticket": ticket, "timeline": timeline})
+    return render(request, "tickets/ticket.html", _ticket_context(request, ticket))
+
+
+@staff_member_required
+def ticket_timeline(request: HttpRequest, ticket_id: int) -> HttpResponse:
+    ticket = _ticket_or_404(request, ticket_id)
+    return render(
+        request,
+        "tickets/_timeline.html",
+        {"ticket": ticket, "timeline": selectors.ticket_timeline_items(ticket=ticket), "icons": CHANNEL_ICONS},
+    )
+
+
+def _done(request: HttpRequest, ticket: Ticket) -> HttpResponse:
+    return redirect("desk-ticket", ticket_id=ticket.pk)
 
 
 @staff_member_required
 @require_POST
 def ticket_reply(request: HttpRequest, ticket_id: int) -> HttpResponse:
     ticket = _ticket_or_404(request, ticket_id)
+    files = [(f.name, f.read(), f.content_type or "") for f in request.FILES.getlist("attachments")]
     try:
         if request.POST.get("internal"):
-            services.note_add(ticket=ticket, author=request.user, body=request.POST.get("body", ""))
+            services.note_add(ticket=ticket, author=request.user, body=request.POST.get("body", ""), attachments=files)
         else:
             services.reply(
                 ticket=ticket,
@@ -49,7 +130,85 @@ def ticket_reply(request: HttpRequest, ticket_id: int) -> HttpResponse:
                 body=request.POST.get("body", ""),
                 channel=request.POST.get("channel") or None,
                 status_after=request.POST.get("status_after") or None,
+                attachments=files,
             )
     except ApplicationError as exc:
         flash.error(request, exc.message)
-    return redirect("desk-ticket", ticket_id=ticket.pk)
+    return _done(request, ticket)
+
+
+@staff_member_required
+@require_POST
+def ticket_update(request: HttpRequest, ticket_id: int) -> HttpResponse:
+    ticket = _ticket_or_404(request, ticket_id)
+    post = request.POST
+    kwargs: dict = {}
+    if "assignee" in post:
+        kwargs["assignee"] = (
+            get_user_model().objects.filter(pk=post["assignee"], is_staff=True).first() if post["assignee"] else None
+        )
+    if "team" in post:
+        kwargs["team"] = Team.objects.filter(pk=post["team"]).first() if post["team"] else None
+    if "tags" in post:
+        kwargs["tags"] = [t for t in post["tags"].replace(",", " ").split() if t]
+    try:
+        services.ticket_update(
+            ticket=ticket,
+            actor=request.user,
+            status=post.get("status") or None,
+            priority=post.get("priority") or None,
+            **kwargs,
+        )
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+    return _done(request, ticket)
+
+
+@staff_member_required
+@require_POST
+def ticket_merge(request: HttpRequest, ticket_id: int) -> HttpResponse:
+    ticket = _ticket_or_404(request, ticket_id)
+    ref = request.POST.get("target", "").upper().removeprefix("CX-").strip()
+    target = selectors.ticket_get_for_agent(agent=request.user, ticket_id=int(ref)) if ref.isdigit() else None
+    if target is None:
+        flash.error(request, "No such ticket to merge into.")
+        return _done(request, ticket)
+    try:
+        services.merge_tickets(source=ticket, target=target, actor=request.user)
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+        return _done(request, ticket)
+    flash.success(request, f"Merged {ticket.reference} into {target.reference}.")
+    return _done(request, target)
+
+
+@staff_member_required
+@require_POST
+def ticket_split(request: HttpRequest, ticket_id: int) -> HttpResponse:
+    ticket = _ticket_or_404(request, ticket_id)
+    ids = [int(i) for i in request.POST.getlist("message") if i.isdigit()]
+    try:
+        move = services.split_ticket(ticket=ticket, message_ids=ids, actor=request.user)
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+        return _done(request, ticket)
+    flash.success(request, f"Split into {move.target.reference}.")
+    return _done(request, move.target)
+
+
+@staff_member_required
+@require_POST
+def move_undo(request: HttpRequest, move_id: int) -> HttpResponse:
+    move = (
+        TicketMove.objects.filter(pk=move_id, source__in=selectors.tickets_visible_to(agent=request.user))
+        .select_related("source")
+        .first()
+    )
+    if move is None:
+        raise Http404("no such merge or split")
+    try:
+        services.undo_move(move=move, actor=request.user)
+        flash.success(request, "Undone.")
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+    return _done(request, move.source)

@@ -1,0 +1,54 @@
+"""Reads for the desk's customer-360 (panel and page)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Q
+
+from tickets.models import Ticket
+
+from .models import Customer, CustomerMerge, Identity
+from .selectors import CustomerStats, customer_stats
+
+
+@dataclass
+class Panel:
+    customer: Customer
+    identities: list[Identity]
+    tickets: list[Ticket]
+    stats: CustomerStats
+    merges: list[CustomerMerge]
+
+
+def customer_panel(*, customer: Customer, current: Ticket | None = None) -> Panel:
+    tickets = list(
+        Ticket.objects.filter(customer=customer)
+        .exclude(pk=current.pk if current else None)
+        .order_by("-last_message_at", "-id")[:50]
+    )
+    tickets.sort(key=lambda t: not t.is_open)
+    return Panel(
+        customer=customer,
+        identities=list(customer.identities.order_by("kind", "address")),
+        tickets=tickets,
+        stats=customer_stats(customer=customer),
+        merges=list(CustomerMerge.objects.filter(kept=customer, undone_at=None).select_related("other")[:10]),
+    )
+
+
+def duplicate_suggestions(*, customer: Customer, limit: int = 5) -> list[Customer]:
+    """Other customers likely to be the same person: same name (and organisation), or an
+    identity of the same local part / national number."""
+    if not customer.name:
+        return []
+    qs = Customer.objects.filter(merged_into=None).exclude(pk=customer.pk)
+    same_name = Q(name__iexact=customer.name)
+    if customer.organization_id:
+        same_name &= Q(organization_id=customer.organization_id) | Q(organization=None)
+    locals_ = [i.address.split("@")[0] for i in customer.identities.all() if i.kind == "email"]
+    match = same_name
+    for local in locals_:
+        if len(local) >= 4:
+            match |= Q(identities__kind="email", identities__address__istartswith=local + "@")
+    return list(qs.filter(match).distinct().order_by("pk")[:limit])

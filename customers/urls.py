@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("<int:customer_id>/", views.customer_detail, name="desk-customer"),
+    path("<int:customer_id>/identities/", views.identity_add, name="desk-identity-add"),
+    path("<int:customer_id>/identities/<int:identity_id>/remove/", views.identity_remove, name="desk-identity-remove"),
+    path("<int:customer_id>/merge/", views.customer_merge, name="desk-customer-merge"),
+    path("merges/<int:merge_id>/undo/", views.merge_undo, name="desk-merge-undo"),
+]

@@ -1,0 +1,113 @@
+"""Customer-360 in the desk: the full page, identities, merge with confirmation, undo."""
+
+from __future__ import annotations
+
+from django.contrib import messages as flash
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from cxdesk.errors import ApplicationError
+
+from . import selectors, services
+from .desk_selectors import customer_panel, duplicate_suggestions
+from .models import CustomerMerge, Identity
+
+
+def _customer_or_404(request: HttpRequest, customer_id: int):
+    customer = (
+        selectors.customers_visible_to(agent=request.user)
+        .select_related("organization", "merged_into")
+        .filter(pk=customer_id)
+        .first()
+    )
+    if customer is None:
+        raise Http404("no such customer")
+    return customer
+
+
+@staff_member_required
+def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
+    customer = _customer_or_404(request, customer_id)
+    timeline = list(
+        selectors.customer_timeline(customer=customer).select_related("ticket").order_by("-created_at", "-id")[:100]
+    )
+    return render(
+        request,
+        "customers/customer.html",
+        {
+            "customer": customer,
+            "panel": customer_panel(customer=customer),
+            "timeline": timeline,
+            "suggestions": duplicate_suggestions(customer=customer),
+            "merge_candidate": _customer_or_404(request, int(request.GET["merge"]))
+            if request.GET.get("merge", "").isdigit()
+            else None,
+        },
+    )
+
+
+@staff_member_required
+@require_POST
+def identity_add(request: HttpRequest, customer_id: int) -> HttpResponse:
+    customer = _customer_or_404(request, customer_id)
+    try:
+        services.identity_add(
+            customer=customer,
+            kind=request.POST.get("kind", ""),
+            address=request.POST.get("address", ""),
+            actor=request.user,
+        )
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+    return redirect("desk-customer", customer_id=customer.pk)
+
+
+@staff_member_required
+@require_POST
+def identity_remove(request: HttpRequest, customer_id: int, identity_id: int) -> HttpResponse:
+    customer = _customer_or_404(request, customer_id)
+    identity = Identity.objects.filter(pk=identity_id, customer=customer).first()
+    if identity is None:
+        raise Http404("no such identity")
+    try:
+        services.identity_remove(identity=identity, actor=request.user)
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+    return redirect("desk-customer", customer_id=customer.pk)
+
+
+@staff_member_required
+@require_POST
+def customer_merge(request: HttpRequest, customer_id: int) -> HttpResponse:
+    keep = _customer_or_404(request, customer_id)
+    other_id = request.POST.get("other", "")
+    if not other_id.isdigit():
+        raise Http404("no such customer")
+    other = _customer_or_404(request, int(other_id))
+    if request.POST.get("confirm") != "yes":
+        flash.error(request, "Confirm the merge first.")
+        return redirect(f"/desk/customers/{keep.pk}/?merge={other.pk}")
+    try:
+        services.merge_customers(keep=keep, other=other, actor=request.user)
+        flash.success(request, f"Merged {other} into {keep}. You can undo it below.")
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+    return redirect("desk-customer", customer_id=keep.pk)
+
+
+@staff_member_required
+@require_POST
+def merge_undo(request: HttpRequest, merge_id: int) -> HttpResponse:
+    merge = CustomerMerge.objects.filter(
+        pk=merge_id, kept__in=selectors.customers_visible_to(agent=request.user)
+    ).first()
+    if merge is None:
+        raise Http404("no such merge")
+    try:
+        services.unmerge_customers(merge=merge, actor=request.user)
+        flash.success(request, "Merge undone.")
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+    return redirect("desk-customer", customer_id=merge.kept_id)
