@@ -1,0 +1,81 @@
+import pytest
+from twilio.request_validator import RequestValidator
+
+from channels_app.models import Inbox
+from channels_app.services import ingest
+from customers.models import Identity
+from tests.channels_app.factories import InboxFactory, email_inbound
+from tests.tickets.factories import AgentFactory
+
+from .conftest import SCREENSHOTS, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def desk_data(live_server_url):
+    """Created before the browser starts (Playwright's loop would make the ORM refuse)."""
+    AgentFactory(username="ana", first_name="Ana")
+    AgentFactory(username="ben", first_name="Ben")
+    mail = InboxFactory(kind="email", name="Support", config={"address": "support@example.com", "auto_ack": "false"})
+    sms = InboxFactory(kind="twilio", name="SMS", transport=Inbox.Transport.FILE, secrets={"auth_token": "tok"},
+                       config={"phone_number": "+15005550006", "public_url": live_server_url})  # fmt: skip
+    ticket = ingest(
+        email_inbound(
+            mail,
+            address="zofia@example.com",
+            display_name="Zofia Nowak",
+            subject="Parcel never arrived",
+            text="Order 1042 is late.",
+        )
+    ).ticket
+    Identity.objects.create(customer=ticket.customer, kind="phone", address="+48600100200")
+    for i in range(4):
+        ingest(email_inbound(mail, address=f"other{i}@example.com", subject=f"Other question {i}"))
+    return ticket, sms
+
+
+def test_two_agents_work_a_ticket_live(live_server_url, desk_data, browser):
+    import requests
+
+    base = live_server_url
+    ticket, sms = desk_data
+    ana = sign_in(browser, base, "ana")
+    # filter the inbox
+    ana.locator("input[name=q]").press_sequentially("parcel")
+    ana.wait_for_function("document.querySelectorAll('tr.row').length === 1")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    ana.goto(f"{base}/desk/")
+    ana.screenshot(path=str(SCREENSHOTS / "inbox.png"), full_page=True)
+    ana.click(f"text={ticket.subject}")
+    ana.wait_for_selector("#live-status.on")
+
+    ben = sign_in(browser, base, "ben")
+    ben.goto(f"{base}/desk/tickets/{ticket.pk}/")
+    ben.wait_for_selector("#live-status.on")
+    # presence: Ana sees Ben viewing, then replying
+    ana.wait_for_function("document.getElementById('presence').textContent.includes('Ben is viewing')")
+    ben.fill("#reply-body", "Checking with the courier")
+    ana.wait_for_function("document.getElementById('presence').textContent.includes('Ben is replying')")
+    # Ana replies; it is in her timeline and appears live in Ben's
+    ana.fill("#reply-body", "We are on it, Zofia.")
+    ana.click("#reply-form button[type=submit]")
+    ana.wait_for_selector("text=We are on it, Zofia.")
+    ben.wait_for_selector("text=We are on it, Zofia.", timeout=5000)
+    # a Twilio-signed SMS from the customer shows up live in Ana's open ticket
+    params = {
+        "MessageSid": "SMlive1",
+        "From": "+48600100200",
+        "To": "+15005550006",
+        "Body": "Any news? (sent by SMS)",
+        "NumMedia": "0",
+    }
+    url = f"{base}/hooks/twilio/{sms.pk}/"
+    signature = RequestValidator("tok").compute_signature(url, params)
+    response = requests.post(url, data=params, headers={"X-Twilio-Signature": signature}, timeout=10)
+    assert response.status_code == 200
+    ana.wait_for_selector("text=Any news? (sent by SMS)", timeout=5000)
+    ana.screenshot(path=str(SCREENSHOTS / "ticket.png"), full_page=True)
+    ana.goto(f"{base}/desk/customers/{ticket.customer_id}/")
+    ana.wait_for_selector("text=Everything they wrote")
+    ana.screenshot(path=str(SCREENSHOTS / "customer-360.png"), full_page=True)
