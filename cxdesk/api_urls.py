@@ -8,6 +8,7 @@ from rest_framework.routers import DefaultRouter
 from channels_app.api import InboundEmailView, InboxViewSet
 from customers.api import CustomerViewSet
 from integrations.api import ApiKeyViewSet, WebhookSubscriptionViewSet
+from sla.api import MetricsView
 from tickets.api import AgentViewSet, AttachmentViewSet, TagViewSet, TeamViewSet, TicketViewSet
 
 
@@ -40,6 +41,7 @@ for viewset in (
 
 urlpatterns = [
     path("inbound/email/", InboundEmailView.as_view(), name="inbound-email"),
+    path("metrics/", MetricsView.as_view(), name="metrics"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include(router.urls)),

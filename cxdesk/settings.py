@@ -54,6 +54,8 @@ INSTALLED_APPS = [
     "tickets",
     "channels_app",
     "integrations",
+    "routing",
+    "sla",
 ]
 
 MIDDLEWARE = [
@@ -124,9 +126,15 @@ CELERY_TASK_ROUTES = {
     "channels_app.tasks.send_message": {"queue": "outbound"},
     "channels_app.tasks.*": {"queue": "inbound"},
     "tickets.tasks.*": {"queue": "default"},
+    "routing.tasks.*": {"queue": "default"},
+    "sla.tasks.*": {"queue": "default"},
 }
 CELERY_BEAT_SCHEDULE: dict = {
     "reconcile-twilio": {"task": "channels_app.tasks.reconcile_twilio", "schedule": 300.0},
+    "sla-breaches": {
+        "task": "sla.tasks.check_breaches",
+        "schedule": env.float("CXDESK_SLA_CHECK_SECONDS", default=60.0),
+    },
     "poll-imap": {
         "task": "channels_app.tasks.poll_imap",
         "schedule": env.float("CXDESK_IMAP_POLL_SECONDS", default=60.0),

@@ -9,5 +9,6 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("hooks/anymail/", include("anymail.urls")),
     path("hooks/", include("channels_app.urls")),
+    path("desk/reports/", include("sla.urls")),
     path("desk/", include("tickets.urls")),
 ]

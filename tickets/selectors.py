@@ -42,8 +42,7 @@ def tickets_for_api(*, agent, params) -> QuerySet[Ticket]:
     """The API's ticket list with its filters (status, channel, assignee, customer, tag,
     updated_since). `updated_since` is inclusive (>=): a row updated in the same second
     as the client's last sync is sent again rather than missed; clients dedupe by id."""
-    from django.utils.dateparse import parse_datetime
-
+    from cxdesk.dates import parse_datetime
     from cxdesk.errors import ApplicationError
 
     qs = tickets_visible_to(agent=agent).select_related("customer", "customer__organization").prefetch_related("tags")
@@ -157,7 +156,7 @@ def inbox_page(
     )
     order = ("last_customer_message_at", "id") if sort == "waiting" else ("-last_message_at", "-id")
     if before:
-        from django.utils.dateparse import parse_datetime
+        from cxdesk.dates import parse_datetime
 
         stamp, _, pk = before.rpartition("|")
         at = parse_datetime(stamp)

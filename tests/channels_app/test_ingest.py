@@ -206,5 +206,6 @@ def test_html_is_sanitised_and_text_derived(email_inbox):
 def test_ingest_of_a_new_customer_runs_a_bounded_number_of_queries(sms_inbox, django_assert_max_num_queries):
     ingest(inbound(sms_inbox, address="+48600100201"))  # warm caches (content types etc.)
     # 15 for the pipeline itself + 1 per outgoing-webhook event (ticket.created, message.created)
-    with django_assert_max_num_queries(17):
+    # + 1 for the SLA policy lookup
+    with django_assert_max_num_queries(18):
         ingest(inbound(sms_inbox, address="+48600100202", text="new customer"))

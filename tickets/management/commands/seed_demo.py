@@ -104,6 +104,38 @@ class Command(BaseCommand):
                       "transport": Inbox.Transport.FILE, "default_team": billing},
         )  # fmt: skip
 
+        from routing.models import AgentProfile, RoutingConfig
+        from sla.models import BusinessCalendar, SlaPolicy
+
+        for user in agents:
+            AgentProfile.objects.get_or_create(user=user)
+        RoutingConfig.objects.get_or_create(team=support, defaults={"strategy": RoutingConfig.Strategy.ROUND_ROBIN})
+        RoutingConfig.objects.get_or_create(team=billing, defaults={"strategy": RoutingConfig.Strategy.LEAST_LOADED})
+        office, _ = BusinessCalendar.objects.get_or_create(
+            name="Office (Warsaw)", defaults={"timezone": "Europe/Warsaw"}
+        )
+        office.teams.add(support, billing)
+        SlaPolicy.objects.get_or_create(
+            name="Email",
+            channel="email",
+            defaults={"first_response_minutes": 480, "resolution_minutes": 2400, "calendar": office},
+        )
+        SlaPolicy.objects.get_or_create(
+            name="SMS / WhatsApp",
+            channel="sms",
+            defaults={"first_response_minutes": 60, "resolution_minutes": 960, "calendar": office},
+        )
+        SlaPolicy.objects.get_or_create(
+            name="WhatsApp",
+            channel="whatsapp",
+            defaults={"first_response_minutes": 60, "resolution_minutes": 960, "calendar": office},
+        )
+        SlaPolicy.objects.get_or_create(
+            name="Urgent, any channel",
+            priority="urgent",
+            defaults={"first_response_minutes": 30, "resolution_minutes": 240, "escalate_to": agents[1]},
+        )
+
         people = []
         for i in range(n_customers):
             name = f"{FIRST[i % len(FIRST)]} {LAST[(i * 7) % len(LAST)]}"

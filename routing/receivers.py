@@ -1,0 +1,34 @@
+"""Routing runs after the ticket or message is committed (Celery; eager in `make run`)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from tickets import signals
+
+
+def _later(ticket_id: int, trigger: str, message_id: int | None = None) -> None:
+    from .tasks import route
+
+    transaction.on_commit(lambda: route.delay(ticket_id, trigger, message_id))
+
+
+def on_ticket_created(sender, *, ticket, actor=None, **kwargs):
+    _later(ticket.pk, "ticket_created")
+
+
+def on_message_created(sender, *, message, created_ticket, **kwargs):
+    if message.direction == "inbound" and not created_ticket:
+        _later(message.ticket_id, "message_received", message.pk)
+
+
+def on_ticket_updated(sender, *, ticket, actor=None, changes=None, **kwargs):
+    # Only people's changes trigger rules: rules' own updates (actor None) must not loop.
+    if actor is not None:
+        _later(ticket.pk, "ticket_updated")
+
+
+def connect() -> None:
+    signals.ticket_created.connect(on_ticket_created, dispatch_uid="routing.ticket_created")
+    signals.message_created.connect(on_message_created, dispatch_uid="routing.message_created")
+    signals.ticket_updated.connect(on_ticket_updated, dispatch_uid="routing.ticket_updated")

@@ -1,0 +1,167 @@
+"""Who gets a conversation: rules, continuity, then the team's strategy. Safe under
+concurrency: the ticket row and the team's routing row are locked, so two messages at
+once never give a ticket two owners and round-robin/least-loaded see committed loads."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from channels_app.models import Inbox
+from tickets.models import Message, Team, Ticket
+from tickets.services import ticket_assign, ticket_set_tags, ticket_update
+
+from .models import AgentProfile, RoutingConfig, Rule
+
+log = logging.getLogger(__name__)
+
+
+def rule_matches(rule: Rule, ticket: Ticket, message: Message | None, now: datetime) -> bool:
+    c = rule.conditions or {}
+    if c.get("channel") and (message.channel if message else ticket.channel) not in c["channel"]:
+        return False
+    if c.get("inbox") and ticket.inbox_id not in c["inbox"]:
+        return False
+    if c.get("keywords"):
+        text = f"{ticket.subject}\n{message.body_text if message else ''}".lower()
+        if not any(re.search(r"\b" + re.escape(k.lower()) + r"\b", text) for k in c["keywords"]):
+            return False
+    if c.get("organization") and ticket.customer.organization_id != c["organization"]:
+        return False
+    for key, value in (c.get("customer_attributes") or {}).items():
+        if ticket.customer.attributes.get(key) != value:
+            return False
+    if "business_hours" in c:
+        from sla.clock import Calendar, business_minutes_between
+        from sla.models import BusinessCalendar
+
+        cal = BusinessCalendar.objects.filter(teams=ticket.team_id).first() or BusinessCalendar.objects.first()
+        if cal is not None:
+            open_now = business_minutes_between(now, now + timezone.timedelta(minutes=1), Calendar.from_model(cal)) > 0
+            if open_now != bool(c["business_hours"]):
+                return False
+    return True
+
+
+def rules_apply(
+    *, ticket: Ticket, trigger: str, message: Message | None = None, now: datetime | None = None
+) -> list[str]:
+    """Run the active rules for `trigger`; returns the names of the rules that fired."""
+    now = now or timezone.now()
+    fired = []
+    for rule in Rule.objects.filter(trigger=trigger, is_active=True):
+        if not rule_matches(rule, ticket, message, now):
+            continue
+        a = rule.actions or {}
+        kwargs = {}
+        if a.get("team"):
+            kwargs["team"] = Team.objects.filter(pk=a["team"]).first()
+        if a.get("agent"):
+            kwargs["assignee"] = get_user_model().objects.filter(pk=a["agent"], is_staff=True).first()
+        ticket_update(ticket=ticket, actor=None, priority=a.get("priority"), **kwargs)
+        if a.get("tags"):
+            current = set(ticket.tags.values_list("name", flat=True))
+            ticket_set_tags(ticket=ticket, tags=current | set(a["tags"]), actor=None)
+        if a.get("reply") and ticket.messages.filter(direction="inbound").exists():
+            from tickets.services import reply
+
+            try:
+                reply(ticket=ticket, author=None, body=a["reply"])
+            except Exception as exc:  # noqa: BLE001 - a rule's canned reply must not stop routing
+                log.warning("rule %s: canned reply failed: %s", rule.name, exc)
+        ticket.refresh_from_db()
+        fired.append(rule.name)
+    return fired
+
+
+def agent_loads(user_ids: list[int]) -> dict[int, int]:
+    rows = (
+        Ticket.objects.filter(assignee_id__in=user_ids, status__in=Ticket.OPEN_STATUSES)
+        .values("assignee")
+        .annotate(n=Count("id"))
+    )
+    loads = dict.fromkeys(user_ids, 0)
+    loads.update({r["assignee"]: r["n"] for r in rows})
+    return loads
+
+
+def _config_for(ticket: Ticket) -> RoutingConfig | None:
+    if ticket.inbox_id:
+        cfg = RoutingConfig.objects.select_for_update().filter(inbox_id=ticket.inbox_id).first()
+        if cfg:
+            return cfg
+    if ticket.team_id:
+        return RoutingConfig.objects.select_for_update().filter(team_id=ticket.team_id).first()
+    return None
+
+
+def _candidates(team: Team, channel: str) -> list[int]:
+    profiles = AgentProfile.objects.filter(
+        user__in=team.members.filter(is_active=True, is_staff=True), status=AgentProfile.Status.AVAILABLE
+    )
+    out = []
+    for p in profiles.order_by("user_id"):
+        if p.channels and channel not in p.channels:
+            continue
+        out.append((p.user_id, p.max_concurrent))
+    loads = agent_loads([uid for uid, _ in out])
+    return [uid for uid, cap in out if loads[uid] < cap]
+
+
+@transaction.atomic
+def route_ticket(
+    *, ticket_id: int, trigger: str, message_id: int | None = None, now: datetime | None = None
+) -> int | None:
+    """Rules, continuity, strategy. Returns the assignee id (or None)."""
+    ticket = Ticket.objects.select_for_update(of=("self",)).select_related("customer").filter(pk=ticket_id).first()
+    if ticket is None or not ticket.is_open or ticket.merged_into_id:
+        return None
+    message = Message.objects.filter(pk=message_id).first() if message_id else None
+    rules_apply(ticket=ticket, trigger=trigger, message=message, now=now)
+    if ticket.team_id is None and ticket.inbox_id:
+        team = Inbox.objects.filter(pk=ticket.inbox_id).values_list("default_team", flat=True).first()
+        if team:
+            ticket_assign(ticket=ticket, assignee=ticket.assignee, team=Team.objects.get(pk=team))
+    # Continuity: the agent who owns the conversation keeps it, unless away → their team.
+    if ticket.assignee_id:
+        profile = AgentProfile.objects.filter(user_id=ticket.assignee_id).first()
+        if profile is None or profile.status == AgentProfile.Status.AVAILABLE:
+            return ticket.assignee_id
+        team = ticket.team or Team.objects.filter(members=ticket.assignee_id).first()
+        ticket_assign(ticket=ticket, assignee=None, team=team)
+    if trigger == Rule.Trigger.TICKET_UPDATED or ticket.team_id is None:
+        return ticket.assignee_id
+    config = _config_for(ticket)
+    if config is None or config.strategy == RoutingConfig.Strategy.MANUAL:
+        return None
+    candidates = _candidates(ticket.team, message.channel if message else ticket.channel)
+    if not candidates:
+        return None
+    if config.strategy == RoutingConfig.Strategy.ROUND_ROBIN:
+        last = config.last_assigned_id or 0
+        chosen = next((uid for uid in candidates if uid > last), candidates[0])
+    else:
+        loads = agent_loads(candidates)
+        chosen = min(candidates, key=lambda uid: (loads[uid], uid))
+    config.last_assigned_id = chosen
+    config.save(update_fields=["last_assigned"])
+    ticket_assign(ticket=ticket, assignee=get_user_model().objects.get(pk=chosen), team=ticket.team)
+    return chosen
+
+
+@transaction.atomic
+def agent_set_status(*, user, status: str) -> AgentProfile:
+    if status not in AgentProfile.Status.values:
+        from cxdesk.errors import ApplicationError
+
+        raise ApplicationError(f"status must be one of {AgentProfile.Status.values}", code="invalid_status")
+    profile, _ = AgentProfile.objects.get_or_create(user=user)
+    profile.status = status
+    profile.save(update_fields=["status"])
+    return profile

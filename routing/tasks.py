@@ -1,0 +1,8 @@
+from celery import shared_task
+
+
+@shared_task(acks_late=True)
+def route(ticket_id: int, trigger: str, message_id: int | None = None) -> int | None:
+    from .services import route_ticket
+
+    return route_ticket(ticket_id=ticket_id, trigger=trigger, message_id=message_id)

@@ -1,0 +1,149 @@
+"""SLA clocks: apply a policy when a ticket opens, pause while pending, stop on first
+response / solve, and mark and escalate breaches. `now` is a parameter everywhere."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+
+from tickets import events
+from tickets.models import Ticket
+
+from .clock import Calendar, add_business_minutes, business_minutes_between
+from .models import SlaPolicy, TicketSla
+
+log = logging.getLogger(__name__)
+ESCALATE_PRIORITY = {"low": "normal", "normal": "high", "high": "urgent", "urgent": "urgent"}
+
+
+def policy_for(ticket: Ticket) -> SlaPolicy | None:
+    """The most specific active policy: organisation > channel > priority."""
+    qs = SlaPolicy.objects.filter(is_active=True).filter(
+        Q(channel="") | Q(channel=ticket.channel),
+        Q(priority="") | Q(priority=ticket.priority),
+        Q(organization=None) | Q(organization_id=ticket.customer.organization_id),
+    )
+    best, best_score = None, -1
+    for p in qs.select_related("calendar", "escalate_to"):
+        score = (4 if p.organization_id else 0) + (2 if p.channel else 0) + (1 if p.priority else 0)
+        if score > best_score:
+            best, best_score = p, score
+    return best
+
+
+def _calendar(policy: SlaPolicy) -> Calendar | None:
+    return Calendar.from_model(policy.calendar) if policy.calendar_id else None
+
+
+@transaction.atomic(savepoint=False)
+def sla_apply(*, ticket: Ticket, now: datetime, new: bool = False) -> TicketSla | None:
+    """Start (`new`: a ticket just created) or re-target (after a priority/channel change)
+    the ticket's SLA clock."""
+    policy = policy_for(ticket)
+    existing = None if new else TicketSla.objects.select_for_update().filter(ticket=ticket).first()
+    if policy is None:
+        if existing:
+            existing.delete()
+        return None
+    cal = _calendar(policy)
+    start = ticket.created_at or now
+    sla = existing or TicketSla(ticket=ticket, started_at=start)
+    sla.started_at = start
+    sla.policy = policy
+    if sla.first_response_met_at is None:
+        sla.first_response_due = add_business_minutes(start, policy.first_response_minutes, cal)
+    sla.resolution_due = add_business_minutes(start, policy.resolution_minutes, cal)
+    sla.save()
+    return sla
+
+
+@transaction.atomic
+def sla_status_changed(*, ticket: Ticket, old: str, new: str, now: datetime) -> None:
+    sla = (
+        TicketSla.objects.select_for_update(of=("self",))
+        .select_related("policy__calendar")
+        .filter(ticket=ticket)
+        .first()
+    )
+    if sla is None:
+        return
+    if new == Ticket.Status.PENDING and sla.paused_at is None:
+        sla.paused_at = now  # waiting on the customer: the resolution clock stops
+    elif old == Ticket.Status.PENDING and sla.paused_at is not None:
+        paused = business_minutes_between(sla.paused_at, now, _calendar(sla.policy))
+        if sla.resolution_due and not sla.resolved_at:
+            sla.resolution_due = (
+                add_business_minutes(sla.resolution_due, paused, _calendar(sla.policy))
+                if paused
+                else sla.resolution_due
+            )
+        sla.paused_at = None
+    if new in (Ticket.Status.SOLVED, Ticket.Status.CLOSED) and sla.resolved_at is None:
+        sla.resolved_at = now
+    elif old == Ticket.Status.SOLVED and new == Ticket.Status.OPEN:
+        sla.resolved_at = None  # reopened: the resolution target is live again
+    sla.save()
+
+
+def sla_first_response(*, ticket_id: int, now: datetime) -> None:
+    TicketSla.objects.filter(ticket_id=ticket_id, first_response_met_at=None).update(first_response_met_at=now)
+
+
+@transaction.atomic
+def check_breaches(*, now: datetime) -> list[tuple[int, str]]:
+    """Mark every newly breached target, record it on the ticket and escalate."""
+    found: list[tuple[int, str]] = []
+    frt = (
+        TicketSla.objects.select_for_update(of=("self",))
+        .select_related("policy", "ticket")
+        .filter(
+            first_response_met_at=None,
+            first_response_breached_at=None,
+            first_response_due__lt=now,
+            ticket__status__in=Ticket.OPEN_STATUSES,
+        )
+    )
+    for sla in frt:
+        sla.first_response_breached_at = now
+        sla.save(update_fields=["first_response_breached_at"])
+        _escalate(sla, "first_response", now)
+        found.append((sla.ticket_id, "first_response"))
+    res = (
+        TicketSla.objects.select_for_update(of=("self",))
+        .select_related("policy", "ticket")
+        .filter(
+            resolved_at=None,
+            resolution_breached_at=None,
+            paused_at=None,
+            resolution_due__lt=now,
+            ticket__status__in=Ticket.OPEN_STATUSES,
+        )
+    )
+    for sla in res:
+        sla.resolution_breached_at = now
+        sla.save(update_fields=["resolution_breached_at"])
+        _escalate(sla, "resolution", now)
+        found.append((sla.ticket_id, "resolution"))
+    return found
+
+
+def _escalate(sla: TicketSla, target: str, now: datetime) -> None:
+    from cxdesk.realtime import broadcast_on_commit
+    from tickets.services import ticket_assign, ticket_update
+
+    ticket, policy = sla.ticket, sla.policy
+    actions = []
+    if policy.escalate_raise_priority and ESCALATE_PRIORITY[ticket.priority] != ticket.priority:
+        ticket_update(ticket=ticket, actor=None, priority=ESCALATE_PRIORITY[ticket.priority])
+        actions.append("priority raised")
+    if policy.escalate_reassign_team_id and policy.escalate_reassign_team_id != ticket.team_id:
+        ticket.refresh_from_db()
+        ticket_assign(ticket=ticket, assignee=None, team=policy.escalate_reassign_team)
+        actions.append("reassigned")
+    if policy.escalate_to_id:
+        broadcast_on_commit(f"agent.{policy.escalate_to_id}", "sla.breach", ticket_id=ticket.pk, target=target)
+        actions.append("supervisor notified")
+    events.record(ticket, "sla_breach", target=target, policy=policy.name, at=now.isoformat(), actions=actions)

@@ -1,0 +1,51 @@
+"""Reports in the desk: the measures with server-side SVG bars, and CSV export."""
+
+import csv
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpResponse
+from django.shortcuts import render
+
+from cxdesk.errors import ApplicationError
+
+from .api import period
+from .metrics import measures, volume_by_hour
+
+COLUMNS = [
+    ("tickets", "Tickets"), ("backlog", "Backlog"), ("first_response_minutes", "First response (min)"),
+    ("resolution_minutes", "Resolution (min)"), ("handle_minutes", "Handle (min)"), ("first_contact_resolution", "FCR"),
+    ("reopen_rate", "Reopen rate"), ("csat", "CSAT"), ("ces", "CES"),
+    ("sla_first_response_attainment", "SLA 1st response"), ("sla_resolution_attainment", "SLA resolution"),
+]  # fmt: skip
+
+
+@staff_member_required
+def dashboard(request):
+    try:
+        start, end, by = period(request.GET)
+    except ApplicationError as exc:
+        return HttpResponse(exc.message, status=400, content_type="text/plain")
+    rows = measures(start=start, end=end, by=by)
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="cxdesk-measures-{by}.csv"'
+        writer = csv.writer(response)
+        writer.writerow([by, *[key for key, _ in COLUMNS]])
+        for row in rows:
+            writer.writerow([row[by], *[row[key] if row[key] is not None else "" for key, _ in COLUMNS]])
+        return response
+    hours = volume_by_hour(start=start, end=end)
+    per_hour = [0] * 24
+    for h in hours:
+        per_hour[h["hour"]] += h["tickets"]
+    peak = max(per_hour) or 1
+    bars = [
+        {"hour": i, "n": n, "x": i * 20, "height": round(100 * n / peak), "y": 100 - round(100 * n / peak)}
+        for i, n in enumerate(per_hour)
+    ]
+    table = [{"name": row[by], "cells": [row[key] for key, _ in COLUMNS]} for row in rows]
+    return render(
+        request,
+        "sla/dashboard.html",
+        {"rows": table, "columns": COLUMNS, "by": by, "start": start, "end": end, "bars": bars},
+    )
