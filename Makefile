@@ -25,7 +25,7 @@ run: venv
 test: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
+	DEBUG=1 DATABASE_URL=sqlite:///:memory: $(BIN)/python manage.py makemigrations --check --dry-run
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-key} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv

@@ -99,3 +99,23 @@ class CustomerMerge(models.Model):
 
     def __str__(self) -> str:
         return f"merge #{self.other_id} into #{self.kept_id}"
+
+
+class PortalToken(models.Model):
+    """A single-use sign-in secret for the portal: a magic link (email) or a one-time code
+    (SMS). Only its hash is stored; it expires after 15 minutes."""
+
+    class Kind(models.TextChoices):
+        LINK = "link", "Magic link"
+        CODE = "code", "One-time code"
+
+    identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="portal_tokens")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    token_hash = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.identity}"

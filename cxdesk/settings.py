@@ -164,6 +164,8 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/desk/"
 
 LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("pl", "Polski"), ("it", "Italiano"), ("fa", "فارسی")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -9,6 +9,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("hooks/anymail/", include("anymail.urls")),
     path("hooks/", include("channels_app.urls")),
+    path("portal/", include("customers.portal.urls")),
     path("desk/reports/", include("sla.urls")),
     path("desk/", include("tickets.urls")),
 ]

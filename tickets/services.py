@@ -555,3 +555,40 @@ def _refresh_activity(ticket: Ticket) -> None:
         updated_at=timezone.now(),
     )
     ticket.refresh_from_db()
+
+
+@transaction.atomic
+def customer_reply(
+    *, ticket: Ticket, customer: Customer, body: str, attachments: Iterable[tuple[str, bytes, str]] = ()
+) -> Message:
+    """The customer answers in the portal: a `portal` message in the same ticket, which
+    reopens a solved or pending ticket, like a reply on any other channel."""
+    body = (body or "").strip()
+    if not body and not attachments:
+        raise ApplicationError("Write a message first.", code="empty_body", fields={"body": ["required"]})
+    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    if ticket.customer_id != customer.pk:
+        raise ApplicationError("not your ticket", code="not_found", status=404)
+    if ticket.status == S.CLOSED:
+        raise ApplicationError("This request is closed; please open a new one.", code="ticket_closed", status=409)
+    now = timezone.now()
+    message = Message.objects.create(
+        ticket=ticket,
+        direction=Message.Direction.INBOUND,
+        channel=Channel.PORTAL,
+        subject=ticket.subject,
+        body_text=body,
+        status=Message.Status.RECEIVED,
+        thread_reason=Message.ThreadReason.EXPLICIT,
+        received_at=now,
+    )
+    for filename, content, content_type in attachments:
+        attachment_store(message=message, filename=filename, content=content, content_type=content_type)
+    Ticket.objects.filter(pk=ticket.pk).update(last_customer_message_at=now, last_message_at=now, updated_at=now)
+    old = ticket.status
+    if old in (S.SOLVED, S.PENDING):
+        ticket_set_status(ticket=ticket, status=S.OPEN, reason="customer_reply")
+        events.reopened(ticket, old=old, message_id=message.pk)
+    message_created(message=message, created_ticket=False)
+    broadcast_ticket(ticket)
+    return message

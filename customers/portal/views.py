@@ -1,0 +1,163 @@
+"""The customer-facing self-service portal (/portal/)."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages as flash
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from cxdesk.errors import ApplicationError
+from tickets import services as ticket_services
+from tickets.models import Ticket
+
+from ..models import Customer
+from . import selectors, services
+
+SESSION_KEY = "portal_customer_id"
+
+
+def current_customer(request: HttpRequest) -> Customer | None:
+    pk = request.session.get(SESSION_KEY)
+    return Customer.objects.filter(pk=pk, merged_into=None).first() if pk else None
+
+
+def portal_login_required(view):
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        customer = current_customer(request)
+        if customer is None:
+            return redirect("portal-home")
+        request.customer = customer
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _files(request: HttpRequest) -> list[tuple[str, bytes, str]]:
+    return [(f.name, f.read(), f.content_type or "") for f in request.FILES.getlist("attachments")]
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    customer = current_customer(request)
+    if customer is None:
+        return render(request, "portal/sign_in.html", {"step": request.GET.get("step", "")})
+    tickets = list(selectors.portal_tickets(customer=customer)[:200])
+    return render(request, "portal/requests.html", {"customer": customer, "tickets": tickets})
+
+
+@require_POST
+def request_sign_in(request: HttpRequest) -> HttpResponse:
+    address = request.POST.get("address", "")
+    try:
+        kind = services.portal_request_sign_in(
+            address=address,
+            ip=request.META.get("REMOTE_ADDR", ""),
+            base_url=request.build_absolute_uri("/").rstrip("/"),
+        )
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+        return render(request, "portal/sign_in.html", {}, status=exc.status_code)
+    if kind == "code":
+        return render(request, "portal/sign_in.html", {"step": "code", "address": address})
+    flash.info(
+        request, _("If this address is known to us, we have sent it a sign-in link. It is valid for 15 minutes.")
+    )
+    return redirect("portal-home")
+
+
+def redeem_link(request: HttpRequest, token: str) -> HttpResponse:
+    customer = services.portal_redeem_link(token=token)
+    if customer is None:
+        flash.error(request, _("This sign-in link is invalid, used or expired. Ask for a new one."))
+        return redirect("portal-home")
+    request.session.cycle_key()
+    request.session[SESSION_KEY] = customer.pk
+    return redirect("portal-home")
+
+
+@require_POST
+def redeem_code(request: HttpRequest) -> HttpResponse:
+    customer = services.portal_redeem_code(address=request.POST.get("address", ""), code=request.POST.get("code", ""))
+    if customer is None:
+        flash.error(request, _("That code is not valid. Check it, or ask for a new one."))
+        return render(
+            request, "portal/sign_in.html", {"step": "code", "address": request.POST.get("address", "")}, status=400
+        )
+    request.session.cycle_key()
+    request.session[SESSION_KEY] = customer.pk
+    return redirect("portal-home")
+
+
+@require_POST
+def sign_out(request: HttpRequest) -> HttpResponse:
+    request.session.pop(SESSION_KEY, None)
+    return redirect("portal-home")
+
+
+def _ticket_or_404(request: HttpRequest, ticket_id: int) -> Ticket:
+    ticket = selectors.portal_ticket(customer=request.customer, ticket_id=ticket_id)
+    if ticket is None:
+        raise Http404(_("No such request."))
+    return ticket
+
+
+@portal_login_required
+def ticket_detail(request: HttpRequest, ticket_id: int) -> HttpResponse:
+    ticket = _ticket_or_404(request, ticket_id)
+    if request.method == "POST":
+        try:
+            ticket_services.customer_reply(
+                ticket=ticket, customer=ticket.customer, body=request.POST.get("body", ""), attachments=_files(request)
+            )
+        except ApplicationError as exc:
+            flash.error(request, exc.message)
+        return redirect("portal-ticket", ticket_id=ticket.pk)
+    return render(
+        request, "portal/ticket.html", {"ticket": ticket, "messages_list": selectors.portal_messages(ticket=ticket)}
+    )
+
+
+@portal_login_required
+@require_POST
+def ticket_status(request: HttpRequest, ticket_id: int) -> HttpResponse:
+    ticket = _ticket_or_404(request, ticket_id)
+    wanted = request.POST.get("status")
+    if wanted not in (Ticket.Status.SOLVED, Ticket.Status.OPEN):
+        raise Http404
+    try:
+        ticket_services.ticket_set_status(ticket=ticket, status=wanted, actor=None)
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+    return redirect("portal-ticket", ticket_id=ticket.pk)
+
+
+@portal_login_required
+def new_request(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        try:
+            ticket = ticket_services.ticket_open(
+                customer=request.customer,
+                subject=request.POST.get("subject", ""),
+                body=request.POST.get("body", ""),
+                channel="portal",
+                attachments=_files(request),
+            )
+        except ApplicationError as exc:
+            flash.error(request, exc.message)
+            return render(request, "portal/new.html", {"form": request.POST}, status=400)
+        return redirect("portal-ticket", ticket_id=ticket.pk)
+    return render(request, "portal/new.html", {"form": {}})
+
+
+@portal_login_required
+def attachment(request: HttpRequest, attachment_id: int) -> HttpResponse:
+    att = selectors.portal_attachment(customer=request.customer, attachment_id=attachment_id)
+    if att is None or not att.file:
+        raise Http404
+    return FileResponse(
+        att.file.open("rb"), as_attachment=True, filename=att.filename, content_type="application/octet-stream"
+    )
