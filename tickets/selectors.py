@@ -120,7 +120,7 @@ def inbox_counts(*, agent) -> dict[str, int]:
 
 def inbox_page(
     *, agent, view: str = "open", channel: str = "", status: str = "", priority: str = "", tag: str = "",
-    inbox_id: str = "", q: str = "", sort: str = "activity", before: str = "", limit: int = 50,
+    inbox_id: str = "", q: str = "", sort: str = "activity", before: str = "", limit: int = 50, sla: str = "",
 ) -> tuple[list[Ticket], str]:  # fmt: skip
     """One page of an inbox view, newest activity first (or longest waiting), keyset-paginated.
     Returns (tickets, cursor of the next page or "")."""
@@ -140,6 +140,12 @@ def inbox_page(
         qs = qs.filter(tags__name=tag)
     if inbox_id.isdigit():
         qs = qs.filter(inbox_id=int(inbox_id))
+    if sla:
+        from django.utils import timezone
+
+        from sla.selectors import filter_by_sla_state
+
+        qs = filter_by_sla_state(qs, state=sla, now=timezone.now())
     if q:
         q = q.strip()
         term = q[3:] if q.upper().startswith("CX-") else q

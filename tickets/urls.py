@@ -11,5 +11,6 @@ urlpatterns = [
     path("tickets/<int:ticket_id>/merge/", views.ticket_merge, name="desk-ticket-merge"),
     path("tickets/<int:ticket_id>/split/", views.ticket_split, name="desk-ticket-split"),
     path("moves/<int:move_id>/undo/", views.move_undo, name="desk-move-undo"),
+    path("status/", views.my_status, name="desk-my-status"),
     path("customers/", include("customers.urls")),
 ]

@@ -7,11 +7,15 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import get_user_model
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from channels_app.models import Channel, Inbox
 from customers.desk_selectors import customer_panel
 from cxdesk.errors import ApplicationError
+from routing.services import agent_set_status
+from sla.selectors import STATES as SLA_STATES
+from sla.selectors import ticket_sla
 
 from . import selectors, services
 from .models import Team, Ticket, TicketMove
@@ -42,7 +46,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
     if view not in selectors.INBOX_VIEWS:
         view = "open"
     filters = {
-        k: params.get(k, "") for k in ("channel", "status", "priority", "tag", "inbox_id", "q", "sort", "before")
+        k: params.get(k, "") for k in ("channel", "status", "priority", "tag", "inbox_id", "q", "sort", "before", "sla")
     }
     tickets, cursor = selectors.inbox_page(
         agent=request.user,
@@ -62,6 +66,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
         "priorities": Ticket.Priority.choices,
         "inboxes": Inbox.objects.order_by("name").values_list("pk", "name"),
         "icons": CHANNEL_ICONS,
+        "sla_states": SLA_STATES,
     }
     if request.htmx and request.htmx.target == "inbox-list":
         return render(request, "tickets/_inbox_list.html", context)
@@ -92,6 +97,8 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
         "moves": TicketMove.objects.filter(source=ticket, undone_at=None).select_related("target")[:5],
         "icons": CHANNEL_ICONS,
         "tags": ", ".join(t.name for t in ticket.tags.all()),
+        "sla": ticket_sla(ticket=ticket),
+        "now": timezone.now(),
     }
 
 
@@ -212,3 +219,14 @@ def move_undo(request: HttpRequest, move_id: int) -> HttpResponse:
     except ApplicationError as exc:
         flash.error(request, exc.message)
     return _done(request, move.source)
+
+
+@staff_member_required
+@require_POST
+def my_status(request: HttpRequest) -> HttpResponse:
+    """The agent's availability for routing (available / away / offline)."""
+    try:
+        agent_set_status(user=request.user, status=request.POST.get("status", ""))
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+    return redirect(request.POST.get("next") or "desk-inbox")

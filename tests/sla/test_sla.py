@@ -81,3 +81,22 @@ def test_first_reply_stops_the_first_response_clock(policies, email_inbox, agent
     ticket_set_status(ticket=ticket, status="solved", actor=agent)
     sla.refresh_from_db()
     assert sla.resolved_at is not None
+
+
+def test_desk_shows_sla_filters_by_state_and_sets_agent_status(policies, sms_inbox, email_inbox, agent, client):
+    from routing.models import AgentProfile
+
+    late = ingest(inbound(sms_inbox, address="+48600100001", text="late one")).ticket
+    ingest(inbound(sms_inbox, address="+48600100002", text="fresh one"))
+    TicketSla.objects.filter(ticket=late).update(first_response_due=timezone.now() - timedelta(minutes=5))
+    check_breaches(now=timezone.now())
+    client.force_login(agent)
+    breached = [t.pk for t in client.get("/desk/", {"sla": "breached"}).context["tickets"]]
+    assert breached == [late.pk]
+    page = client.get(f"/desk/tickets/{late.pk}/").content.decode()
+    assert "SLA · SMS" in page
+    assert "breached" in page
+    client.post("/desk/status/", {"status": "away", "next": "/desk/"})
+    assert AgentProfile.objects.get(user=agent).status == "away"
+    assert client.post("/desk/status/", {"status": "asleep"}, follow=True).status_code == 200
+    assert AgentProfile.objects.get(user=agent).status == "away"
