@@ -9,7 +9,7 @@ from channels_app.api import InboundEmailView, InboxViewSet
 from customers.api import CustomerViewSet
 from integrations.api import ApiKeyViewSet, WebhookSubscriptionViewSet
 from sla.api import MetricsView
-from tickets.api import AgentViewSet, AttachmentViewSet, TagViewSet, TeamViewSet, TicketViewSet
+from tickets.api import AgentViewSet, AttachmentViewSet, CannedResponseViewSet, TagViewSet, TeamViewSet, TicketViewSet
 
 
 class IdCursor(CursorPagination):
@@ -23,6 +23,7 @@ router.register("customers", CustomerViewSet, basename="customer")
 router.register("teams", TeamViewSet, basename="team")
 router.register("agents", AgentViewSet, basename="agent")
 router.register("tags", TagViewSet, basename="tag")
+router.register("canned-responses", CannedResponseViewSet, basename="canned-response")
 router.register("inboxes", InboxViewSet, basename="inbox")
 router.register("attachments", AttachmentViewSet, basename="attachment")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")

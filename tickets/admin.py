@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Attachment, Message, Tag, Team, Ticket, TicketEvent, TicketMove
+from .models import Attachment, CannedResponse, Message, Tag, Team, Ticket, TicketEvent, TicketMove
 
 
 @admin.register(Team)
@@ -72,3 +72,9 @@ class TicketMoveAdmin(admin.ModelAdmin):
     list_display = ("kind", "source", "target", "actor", "created_at", "undone_at")
     list_filter = ("kind",)
     raw_id_fields = ("source", "target")
+
+
+@admin.register(CannedResponse)
+class CannedResponseAdmin(admin.ModelAdmin):
+    list_display = ("title", "shortcut", "is_active")
+    search_fields = ("title", "body")

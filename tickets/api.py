@@ -341,3 +341,20 @@ class AttachmentViewSet(viewsets.GenericViewSet):
         )
         response["X-Content-Type-Options"] = "nosniff"
         return response
+
+
+class CannedResponseSerializer(serializers.ModelSerializer):
+    class Meta:
+        from .models import CannedResponse
+
+        model = CannedResponse
+        fields = ["id", "title", "body", "shortcut"]
+
+
+class CannedResponseViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = CannedResponseSerializer
+
+    def get_queryset(self):
+        from .models import CannedResponse
+
+        return CannedResponse.objects.filter(is_active=True).order_by("id")

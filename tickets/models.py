@@ -265,3 +265,22 @@ class TicketMove(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.source_id} → #{self.target_id}"
+
+
+class CannedResponse(models.Model):
+    """A saved reply. Placeholders: {customer.name}, {customer.first_name}, {ticket.reference},
+    {ticket.subject}, {agent.name}."""
+
+    title = models.CharField(max_length=100)
+    body = models.TextField()
+    shortcut = models.SlugField(max_length=32, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title

@@ -124,10 +124,8 @@ def inbox_page(
 ) -> tuple[list[Ticket], str]:  # fmt: skip
     """One page of an inbox view, newest activity first (or longest waiting), keyset-paginated.
     Returns (tickets, cursor of the next page or "")."""
-    from django.db.models import Exists, OuterRef, Q, Subquery
+    from django.db.models import OuterRef, Q, Subquery
     from django.db.models.functions import Substr
-
-    from customers.models import Identity
 
     qs = tickets_visible_to(agent=agent).filter(_view_q(agent=agent, view=view))
     if channel:
@@ -147,14 +145,7 @@ def inbox_page(
 
         qs = filter_by_sla_state(qs, state=sla, now=timezone.now())
     if q:
-        q = q.strip()
-        term = q[3:] if q.upper().startswith("CX-") else q
-        match = Q(subject__icontains=q) | Q(customer__name__icontains=q)
-        match |= Exists(Identity.objects.filter(customer=OuterRef("customer"), address__icontains=q))
-        match |= Exists(Message.objects.filter(ticket=OuterRef("pk"), body_text__icontains=q).exclude(direction="note"))
-        if term.isdigit():
-            match |= Q(pk=int(term))
-        qs = qs.filter(match)
+        qs = qs.filter(_search_q(q.strip()))
     last = Message.objects.filter(ticket=OuterRef("pk")).exclude(direction="note").order_by("-created_at", "-id")
     qs = qs.select_related("customer", "assignee", "team").annotate(
         excerpt=Subquery(last.annotate(short=Substr("body_text", 1, 140)).values("short")[:1]),
@@ -181,6 +172,40 @@ def inbox_page(
         at = tail.last_customer_message_at if sort == "waiting" else tail.last_message_at
         cursor = f"{at.isoformat() if at else ''}|{tail.pk}"
     return rows, cursor
+
+
+def _search_q(q: str):
+    """Subjects and messages by full text on PostgreSQL (GIN indexes, migration 0004), by
+    substring elsewhere; customer names and identities by substring; CX-n by reference."""
+    from django.db import connection
+    from django.db.models import Exists, OuterRef, Q
+
+    from customers.models import Customer, Identity
+
+    term = q[3:] if q.upper().startswith("CX-") else q
+    people = Exists(Identity.objects.filter(customer=OuterRef("customer"), address__icontains=q)) | Exists(
+        Customer.objects.filter(pk=OuterRef("customer"), name__icontains=q)
+    )
+    if connection.vendor == "postgresql":
+        from django.contrib.postgres.search import SearchQuery, SearchVector
+
+        query = SearchQuery(q, config="simple", search_type="websearch")
+        text = Q(
+            pk__in=Ticket.objects.annotate(v=SearchVector("subject", config="simple")).filter(v=query).values("pk")
+        )
+        text |= Exists(
+            Message.objects.annotate(v=SearchVector("body_text", config="simple"))
+            .filter(ticket=OuterRef("pk"), v=query)
+            .exclude(direction="note")
+        )
+    else:
+        text = Q(subject__icontains=q) | Exists(
+            Message.objects.filter(ticket=OuterRef("pk"), body_text__icontains=q).exclude(direction="note")
+        )
+    match = text | people
+    if term.isdigit():
+        match |= Q(pk=int(term))
+    return match
 
 
 def ticket_timeline_items(*, ticket: Ticket) -> list[tuple[str, object]]:

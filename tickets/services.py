@@ -592,3 +592,19 @@ def customer_reply(
     message_created(message=message, created_ticket=False)
     broadcast_ticket(ticket)
     return message
+
+
+def canned_render(*, canned, ticket: Ticket, agent) -> str:
+    """Fill a canned response's placeholders for this ticket and agent."""
+    name = ticket.customer.name or ""
+    values = {
+        "{customer.name}": name or "there",
+        "{customer.first_name}": (name.split() or ["there"])[0],
+        "{ticket.reference}": ticket.reference,
+        "{ticket.subject}": ticket.subject,
+        "{agent.name}": (agent.get_full_name() or agent.username) if agent else "",
+    }
+    text = canned.body
+    for key, value in values.items():
+        text = text.replace(key, value)
+    return text

@@ -18,7 +18,7 @@ from sla.selectors import STATES as SLA_STATES
 from sla.selectors import ticket_sla
 
 from . import selectors, services
-from .models import Team, Ticket, TicketMove
+from .models import CannedResponse, Team, Ticket, TicketMove
 
 CHANNEL_ICONS = {
     "email": "✉",
@@ -98,6 +98,10 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
         "icons": CHANNEL_ICONS,
         "tags": ", ".join(t.name for t in ticket.tags.all()),
         "sla": ticket_sla(ticket=ticket),
+        "canned": [
+            (c.title, services.canned_render(canned=c, ticket=ticket, agent=request.user))
+            for c in CannedResponse.objects.filter(is_active=True)
+        ],
         "now": timezone.now(),
     }
 

@@ -82,6 +82,18 @@
     });
   }
 
+  const canned = document.getElementById("canned");
+  if (canned && reply) {
+    canned.addEventListener("change", () => {
+      const option = canned.selectedOptions[0];
+      if (option && option.dataset.text) {
+        reply.value = (reply.value ? reply.value + "\n\n" : "") + option.dataset.text;
+        reply.focus();
+      }
+      canned.value = "";
+    });
+  }
+
   // Live-refreshed inbox list: a row opens its ticket.
   document.addEventListener("click", (ev) => {
     const row = ev.target.closest("tr.row");

@@ -167,3 +167,30 @@ def test_customer_360_query_count_is_constant(desk, email_inbox, django_assert_m
     with django_assert_max_num_queries(25) as many:
         desk.get(f"/desk/customers/{customer.pk}/")
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_canned_responses_are_filled_for_the_ticket(desk, email_inbox):
+    from tickets.models import CannedResponse
+
+    CannedResponse.objects.create(
+        title="Thanks", body="Hi {customer.first_name}, about {ticket.reference}: — {agent.name}"
+    )
+    ticket = ingest(email_inbound(email_inbox, address="c@example.com", display_name="Marta Nowak")).ticket
+    html = desk.get(f"/desk/tickets/{ticket.pk}/").content.decode()
+    assert f"Hi Marta, about {ticket.reference}: — Ana" in html
+
+
+def test_full_text_indexes_exist_and_search_uses_words(desk, email_inbox):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.fail("needs PostgreSQL")
+    with connection.cursor() as cur:
+        cur.execute("SELECT indexname FROM pg_indexes WHERE indexname IN ('ticket_subject_fts', 'message_body_fts')")
+        assert sorted(r[0] for r in cur.fetchall()) == ["message_body_fts", "ticket_subject_fts"]
+    ingest(
+        email_inbound(email_inbox, address="w1@example.com", subject="Kettle", text="The heating element burned out")
+    )
+    ingest(email_inbound(email_inbox, address="w2@example.com", subject="Mug", text="Handle broke off"))
+    found = [t.subject for t in desk.get("/desk/", {"q": "heating burned"}).context["tickets"]]
+    assert found == ["Kettle"]
