@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from django.db.models import Q
 
+from surveys.selectors import customer_satisfaction
 from tickets.models import Ticket
 
 from .models import Customer, CustomerMerge, Identity
@@ -19,6 +20,7 @@ class Panel:
     tickets: list[Ticket]
     stats: CustomerStats
     merges: list[CustomerMerge]
+    satisfaction: dict
 
 
 def customer_panel(*, customer: Customer, current: Ticket | None = None) -> Panel:
@@ -34,6 +36,7 @@ def customer_panel(*, customer: Customer, current: Ticket | None = None) -> Pane
         tickets=tickets,
         stats=customer_stats(customer=customer),
         merges=list(CustomerMerge.objects.filter(kept=customer, undone_at=None).select_related("other")[:10]),
+        satisfaction=customer_satisfaction(customer=customer),
     )
 
 

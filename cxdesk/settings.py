@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "integrations",
     "routing",
     "sla",
+    "surveys",
 ]
 
 MIDDLEWARE = [

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from surveys.views import answer as survey_answer_view
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/desk/", permanent=False)),
     path("admin/", admin.site.urls),
@@ -10,6 +12,7 @@ urlpatterns = [
     path("hooks/anymail/", include("anymail.urls")),
     path("hooks/", include("channels_app.urls")),
     path("portal/", include("customers.portal.urls")),
+    path("survey/<str:token>/", survey_answer_view, name="survey-answer"),
     path("desk/reports/", include("sla.urls")),
     path("desk/", include("tickets.urls")),
 ]

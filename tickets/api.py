@@ -1,5 +1,5 @@
 from django.http import FileResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -48,8 +48,17 @@ class CustomerRefSerializer(serializers.Serializer):
     name = serializers.CharField()
 
 
+class SurveySerializer(serializers.Serializer):
+    csat = serializers.IntegerField(allow_null=True)
+    ces = serializers.IntegerField(allow_null=True)
+    comment = serializers.CharField()
+    sent_at = serializers.DateTimeField()
+    answered_at = serializers.DateTimeField(allow_null=True)
+
+
 class TicketSerializer(serializers.ModelSerializer):
     reference = serializers.CharField(read_only=True)
+    satisfaction = serializers.SerializerMethodField()
     customer = CustomerRefSerializer(read_only=True)
     tags = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
 
@@ -58,9 +67,19 @@ class TicketSerializer(serializers.ModelSerializer):
         fields = [
             "id", "reference", "subject", "status", "priority", "channel", "customer", "assignee", "team", "inbox",
             "tags", "merged_into", "created_at", "updated_at", "first_response_at", "solved_at",
-            "last_customer_message_at", "last_message_at",
+            "last_customer_message_at", "last_message_at", "satisfaction",
         ]  # fmt: skip
         read_only_fields = fields
+
+    @extend_schema_field(SurveySerializer(allow_null=True))
+    def get_satisfaction(self, obj) -> dict | None:
+        from django.core.exceptions import ObjectDoesNotExist
+
+        try:
+            survey = obj.survey
+        except ObjectDoesNotExist:
+            return None
+        return SurveySerializer(survey).data
 
 
 class CustomerInputSerializer(serializers.Serializer):

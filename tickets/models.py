@@ -224,6 +224,7 @@ class TicketEvent(models.Model):
         CUSTOMER_UNMERGED = "customer_unmerged", "Customer merge undone"
         DELIVERY_FAILED = "delivery_failed", "Delivery failed"
         SLA_BREACH = "sla_breach", "SLA target breached"
+        SURVEY_ANSWERED = "survey_answered", "Satisfaction survey answered"
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)

@@ -17,7 +17,7 @@ def tickets_visible_to(*, agent) -> QuerySet[Ticket]:
 def ticket_get_for_agent(*, agent, ticket_id: int) -> Ticket | None:
     return (
         tickets_visible_to(agent=agent)
-        .select_related("customer", "assignee", "team", "inbox")
+        .select_related("customer", "assignee", "team", "inbox", "survey")
         .filter(pk=ticket_id)
         .first()
     )
@@ -45,7 +45,11 @@ def tickets_for_api(*, agent, params) -> QuerySet[Ticket]:
     from cxdesk.dates import parse_datetime
     from cxdesk.errors import ApplicationError
 
-    qs = tickets_visible_to(agent=agent).select_related("customer", "customer__organization").prefetch_related("tags")
+    qs = (
+        tickets_visible_to(agent=agent)
+        .select_related("customer", "customer__organization", "survey")
+        .prefetch_related("tags")
+    )
     if params.get("status"):
         qs = qs.filter(status__in=params["status"].split(","))
     if params.get("channel"):

@@ -16,6 +16,7 @@ from cxdesk.errors import ApplicationError
 from routing.services import agent_set_status
 from sla.selectors import STATES as SLA_STATES
 from sla.selectors import ticket_sla
+from surveys.selectors import survey_for_ticket
 
 from . import selectors, services
 from .models import CannedResponse, Team, Ticket, TicketMove
@@ -98,6 +99,7 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
         "icons": CHANNEL_ICONS,
         "tags": ", ".join(t.name for t in ticket.tags.all()),
         "sla": ticket_sla(ticket=ticket),
+        "survey": survey_for_ticket(ticket=ticket),
         "canned": [
             (c.title, services.canned_render(canned=c, ticket=ticket, agent=request.user))
             for c in CannedResponse.objects.filter(is_active=True)
