@@ -14,7 +14,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# The README's screenshots are refreshed with CXDESK_UPDATE_SCREENSHOTS=1; otherwise they go
+# to a temporary folder, so a test run leaves the tree clean.
+SCREENSHOTS = (
+    ROOT / "docs" / "screenshots"
+    if os.environ.get("CXDESK_UPDATE_SCREENSHOTS")
+    else Path(os.environ.get("TMPDIR", "/tmp")) / "cxdesk-screenshots"
+)
 
 
 def _missing(reason: str):
