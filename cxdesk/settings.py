@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "routing",
     "sla",
     "surveys",
+    "kb",
 ]
 
 MIDDLEWARE = [

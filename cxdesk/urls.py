@@ -12,6 +12,7 @@ urlpatterns = [
     path("hooks/anymail/", include("anymail.urls")),
     path("hooks/", include("channels_app.urls")),
     path("portal/", include("customers.portal.urls")),
+    path("kb/", include("kb.urls")),
     path("survey/<str:token>/", survey_answer_view, name="survey-answer"),
     path("desk/reports/", include("sla.urls")),
     path("desk/", include("tickets.urls")),
