@@ -7,6 +7,7 @@ from functools import wraps
 from django.contrib import messages as flash
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -22,7 +23,12 @@ SESSION_KEY = "portal_customer_id"
 
 def current_customer(request: HttpRequest) -> Customer | None:
     pk = request.session.get(SESSION_KEY)
-    return Customer.objects.filter(pk=pk, merged_into=None).first() if pk else None
+    customer = Customer.objects.filter(pk=pk, merged_into=None).first() if pk else None
+    if customer is not None and customer.language:
+        # The customer's own language wins over the browser's.
+        translation.activate(customer.language)
+        request.LANGUAGE_CODE = translation.get_language()
+    return customer
 
 
 def portal_login_required(view):

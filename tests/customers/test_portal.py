@@ -189,3 +189,24 @@ def test_desk_reply_is_visible_in_the_portal(client, two_customers, agent, djang
         reply(ticket=mine, author=agent, body="A new mug is on its way")
     sign_in_by_link(client, "ola@example.com", django_capture_on_commit_callbacks)
     assert b"A new mug is on its way" in client.get(f"/portal/requests/{mine.pk}/").content
+
+
+@pytest.mark.parametrize(
+    ("language", "text"),
+    [
+        ("pl", "Zobacz swoje zgłoszenia"),
+        ("it", "Vedi le tue richieste"),
+        ("fa", "درخواست‌هایتان را ببینید"),
+        ("en", "See your requests"),
+    ],
+)
+def test_portal_speaks_the_browsers_language(client, language, text):
+    assert text in client.get("/portal/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+
+
+def test_the_customers_language_wins(client, two_customers, django_capture_on_commit_callbacks):
+    mine, _ = two_customers
+    mine.customer.language = "it"
+    mine.customer.save()
+    sign_in_by_link(client, "ola@example.com", django_capture_on_commit_callbacks)
+    assert "Le mie richieste" in client.get("/portal/", HTTP_ACCEPT_LANGUAGE="pl").content.decode()
