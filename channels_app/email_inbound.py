@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from tickets.models import Message, Ticket
-from tickets.services import message_created, message_set_status
+from tickets.services import ReplyTarget, automatic_message_queue, message_set_status
 
 from .models import Channel
 
@@ -138,20 +138,5 @@ def auto_acknowledge(*, message_id: int) -> Message | None:
         body = template.format(**values)
     except (KeyError, IndexError, ValueError):
         body = DEFAULT_ACK.format(**values)
-    ack = Message.objects.create(
-        ticket=ticket,
-        direction=Message.Direction.OUTBOUND,
-        channel=Channel.EMAIL,
-        inbox=inbound.inbox,
-        identity=inbound.identity,
-        subject=ticket.subject,
-        body_text=body,
-        status=Message.Status.QUEUED,
-        thread_reason=Message.ThreadReason.EXPLICIT,
-        metadata={"auto_submitted": True, "auto_ack": True},
-    )
-    message_created(message=ack, created_ticket=False)
-    from .tasks import send_message
-
-    transaction.on_commit(lambda: send_message.delay(ack.pk))
-    return ack
+    target = ReplyTarget(channel=Channel.EMAIL, inbox=inbound.inbox, identity=inbound.identity)
+    return automatic_message_queue(ticket=ticket, target=target, body=body, kind="auto_ack")

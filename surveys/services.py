@@ -12,8 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cxdesk.errors import ApplicationError
-from tickets.models import Message, Ticket
-from tickets.services import message_created
+from tickets.models import Ticket
 
 from .models import SurveyResponse
 
@@ -28,8 +27,7 @@ def _hash(token: str) -> str:
 def survey_send(*, ticket_id: int) -> SurveyResponse | None:
     """Create the survey and queue its message on the channel the customer last used.
     Idempotent: one survey per ticket."""
-    from channels_app.tasks import send_message
-    from tickets.services import reply_target
+    from tickets.services import automatic_message_queue, reply_target
 
     ticket = Ticket.objects.select_for_update().select_related("customer").filter(pk=ticket_id).first()
     if ticket is None or ticket.status != Ticket.Status.SOLVED or SurveyResponse.objects.filter(ticket=ticket).exists():
@@ -46,20 +44,7 @@ def survey_send(*, ticket_id: int) -> SurveyResponse | None:
         body = f"How did we do with {ticket.reference} “{ticket.subject}”? One click is enough:\n\n{options}\n"
     else:
         body = f"How did we do with {ticket.reference}? Rate us 1–5: {link}"
-    message = Message.objects.create(
-        ticket=ticket,
-        direction=Message.Direction.OUTBOUND,
-        channel=target.channel,
-        inbox=target.inbox,
-        identity=target.identity,
-        subject=ticket.subject,
-        body_text=body,
-        status=Message.Status.QUEUED,
-        thread_reason=Message.ThreadReason.EXPLICIT,
-        metadata={"auto_submitted": True, "survey": True},
-    )
-    message_created(message=message, created_ticket=False)
-    transaction.on_commit(lambda: send_message.delay(message.pk))
+    automatic_message_queue(ticket=ticket, target=target, body=body, kind="survey")
     return survey
 
 

@@ -608,3 +608,26 @@ def canned_render(*, canned, ticket: Ticket, agent) -> str:
     for key, value in values.items():
         text = text.replace(key, value)
     return text
+
+
+def automatic_message_queue(*, ticket: Ticket, target: ReplyTarget, body: str, kind: str) -> Message:
+    """An automatic outbound message (acknowledgement, survey): stored `queued` with
+    `Auto-Submitted` semantics and sent by the same task as replies. It is not an agent's
+    response: first-response time and assignment are untouched."""
+    message = Message.objects.create(
+        ticket=ticket,
+        direction=Message.Direction.OUTBOUND,
+        channel=target.channel,
+        inbox=target.inbox,
+        identity=target.identity,
+        subject=ticket.subject,
+        body_text=body,
+        status=Message.Status.QUEUED,
+        thread_reason=Message.ThreadReason.EXPLICIT,
+        metadata={"auto_submitted": True, kind: True},
+    )
+    message_created(message=message, created_ticket=False)
+    from channels_app.tasks import send_message
+
+    transaction.on_commit(lambda: send_message.delay(message.pk))
+    return message
