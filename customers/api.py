@@ -108,6 +108,14 @@ class CustomerViewSet(
 
     serializer_class = Customer360Serializer
 
+    def get_serializer_class(self):
+        # The 360 summary (stats per customer) for a lookup by identity or a single customer;
+        # a plain listing stays a constant number of queries.
+        params = self.request.query_params
+        if self.action == "list" and not (params.get("email") or params.get("phone")):
+            return CustomerSerializer
+        return Customer360Serializer
+
     def get_queryset(self):
         qs = (
             selectors.customers_visible_to(agent=self.request.user)

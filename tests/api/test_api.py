@@ -379,3 +379,16 @@ def test_old_ticket_excluded_by_updated_since(api, email_inbox):
     since = (timezone.now() - timedelta(days=1)).isoformat()
     assert [t["id"] for t in api.get("/api/v1/tickets/", {"updated_since": since}).json()["results"]] == [new.pk]
     assert Message.objects.count() == 2
+
+
+def test_customer_listing_is_a_constant_number_of_queries(api, email_inbox, django_assert_max_num_queries):
+    for i in range(3):
+        ingest(email_inbound(email_inbox, address=f"l{i}@example.com"))
+    api.get("/api/v1/tags/")  # the key's last-used time is written once a minute: not part of the count
+    with django_assert_max_num_queries(8) as few:
+        api.get("/api/v1/customers/")
+    for i in range(3, 15):
+        ingest(email_inbound(email_inbox, address=f"l{i}@example.com"))
+    with django_assert_max_num_queries(8) as many:
+        assert len(api.get("/api/v1/customers/").json()["results"]) == 15
+    assert len(many.captured_queries) == len(few.captured_queries)
