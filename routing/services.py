@@ -69,12 +69,15 @@ def rules_apply(
             current = set(ticket.tags.values_list("name", flat=True))
             ticket_set_tags(ticket=ticket, tags=current | set(a["tags"]), actor=None)
         if a.get("reply") and ticket.messages.filter(direction="inbound").exists():
-            from tickets.services import reply
+            from cxdesk.errors import ApplicationError
+            from tickets.services import automatic_message_queue, reply_target
 
-            try:
-                reply(ticket=ticket, author=None, body=a["reply"])
-            except Exception as exc:  # noqa: BLE001 - a rule's canned reply must not stop routing
-                log.warning("rule %s: canned reply failed: %s", rule.name, exc)
+            try:  # an automatic answer: not an agent's first response
+                automatic_message_queue(
+                    ticket=ticket, target=reply_target(ticket=ticket), body=a["reply"], kind="rule_reply"
+                )
+            except ApplicationError as exc:
+                log.warning("rule %s: canned reply not sent: %s", rule.name, exc.message)
         ticket.refresh_from_db()
         fired.append(rule.name)
     return fired

@@ -141,3 +141,17 @@ def test_concurrent_routing_gives_one_owner_and_right_loads(team, routed_inbox):
     assert len(loads) == 5
     counts = sorted(loads.count(name) for name in ("a1", "a2", "a3"))
     assert counts == [1, 2, 2], "least-loaded spreads five tickets 2/2/1"
+
+
+def test_rule_canned_reply_is_automatic_not_a_first_response(team, routed_inbox, django_capture_on_commit_callbacks):
+    from tickets.models import Message
+
+    Rule.objects.create(
+        name="ack", trigger="ticket_created", conditions={"channel": ["email"]}, actions={"reply": "We got it."}
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        t = ingest(email_inbound(routed_inbox, address="q@example.com", subject="Question")).ticket
+    sent = Message.objects.get(ticket=t, direction="outbound")
+    assert sent.body_text == "We got it."
+    assert sent.metadata["auto_submitted"] is True
+    assert Ticket.objects.get(pk=t.pk).first_response_at is None
