@@ -33,6 +33,13 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=100_000)
     parser.add_argument("--messages", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=1, help="ingest_mail --jobs (worker processes)")
+    parser.add_argument(
+        "--broker",
+        default="",
+        help="Celery broker URL (e.g. redis://127.0.0.1:6379/9): background work (routing, webhooks) is "
+        "queued as in production and purged afterwards; default: run it eagerly inside ingest",
+    )
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith("postgres"):
@@ -53,21 +60,37 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="cxdesk-bench-"))
     expected = write_mail(folder, args.messages, seeded, rnd)
-    env = {**os.environ, "CXDESK_VAR_DIR": str(folder / "var"), "CELERY_TASK_ALWAYS_EAGER": "1", "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "CXDESK_VAR_DIR": str(folder / "var"), "LOG_LEVEL": "WARNING"}
     env.pop("REDIS_URL", None)
-    env.pop("CELERY_BROKER_URL", None)
+    if args.broker:
+        env.update(CELERY_BROKER_URL=args.broker, CELERY_TASK_ALWAYS_EAGER="0")
+    else:
+        env.update(CELERY_TASK_ALWAYS_EAGER="1")
+        env.pop("CELERY_BROKER_URL", None)
     t0 = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "manage.py", "ingest_mail", str(folder / "mail"), "--inbox", "Bench"],
+        [sys.executable, "manage.py", "ingest_mail", str(folder / "mail"), "--inbox", "Bench", "--jobs", str(args.jobs)],
         cwd=ROOT, env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     elapsed = time.perf_counter() - t0
+    if args.broker:
+        purge(args.broker)
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     errors = [line for line in lines if "error" in line]
     print(
         f"ingested {len(lines)} messages in {elapsed:.1f}s: {len(lines) / elapsed:.0f} messages/s ({len(errors)} errors)"
     )
     print(f"replies in the right ticket: {check(expected)}")
+
+
+def purge(broker: str) -> None:
+    """Drop the tasks the run queued (no worker consumes them here)."""
+    from celery import Celery
+
+    app = Celery(broker=broker)
+    with app.connection_for_write() as conn:
+        for queue in ("default", "inbound", "outbound", "webhooks"):
+            conn.default_channel.queue_purge(queue)
 
 
 def recreate(url: str) -> None:
@@ -111,6 +134,10 @@ def preseed(n: int) -> list[tuple[int, str, str]]:
          for i, t in enumerate(tickets)],
         batch_size=5000,
     )  # fmt: skip
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")  # as autovacuum would have on a live database
     return [(t.pk, f"c{i % n_customers}@bench.example", f"<old{i}@bench>") for i, t in enumerate(tickets[:5000])]
 
 
@@ -137,11 +164,15 @@ def write_mail(folder: Path, n: int, seeded, rnd: random.Random) -> dict[str, st
             sender = f"new{i}@bench.example"
             items.append((mid, eml(sender, f"New question {i}", mid)))
             root_of[mid] = mid
-            new_threads.append((mid, sender))
+            new_threads.append((mid, sender, ""))
         elif kind < 0.7:
-            parent, sender = rnd.choice(new_threads)
-            items.append((mid, eml(sender, "Re: New question", mid, parent, parent)))
+            # A reply to any message of a new conversation (its root or a reply in it):
+            # threads grow several levels deep, and any level may arrive first.
+            parent, sender, refs = rnd.choice(new_threads)
+            refs = f"{refs} {parent}".strip()
+            items.append((mid, eml(sender, "Re: New question", mid, parent, refs)))
             root_of[mid] = root_of[parent]
+            new_threads.append((mid, sender, refs))
         else:
             _, sender, parent = rnd.choice(seeded)
             items.append((mid, eml(sender, "Re: Old issue", mid, parent, parent)))

@@ -43,5 +43,6 @@ def on_inbound(sender, event, esp_name: str, **kwargs) -> None:
     try:
         ingest_raw_email(raw=raw, inbox=inbox, source=source)
     except ApplicationError as exc:
-        # Kept as a dead letter with the error; the ESP gets a 2xx because it is stored.
-        log.warning("%s inbound mail kept as a dead letter: %s", esp_name, exc.message)
+        # Kept (a dead letter with the error, or an ignored delivery report); the ESP gets
+        # a 2xx because it is stored.
+        log.warning("%s inbound mail not ingested (%s): %s", esp_name, exc.code, exc.message)

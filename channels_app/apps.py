@@ -10,7 +10,7 @@ class ChannelsAppConfig(AppConfig):
         from tickets.signals import message_created
 
         from . import adapters  # noqa: F401
-        from .email_inbound import on_message_created
+        from .automations import on_message_created
 
         message_created.connect(on_message_created, dispatch_uid="channels_app.auto_ack")
 

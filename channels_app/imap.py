@@ -42,6 +42,25 @@ def _remember(inbox: Inbox, *, uid: int, uidvalidity: str) -> None:
     inbox.config = box.config
 
 
+def _mark_taken(conn: imaplib.IMAP4, uid: int, move_to: str) -> None:
+    """Flag the message \\Seen and, if configured, move it out of the polled folder.
+    Called only once its ticket (or dead letter) is committed."""
+    conn.uid("STORE", str(uid), "+FLAGS", "(\\Seen)")
+    if not move_to:
+        return
+    folder = '"' + move_to.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if "MOVE" in conn.capabilities:
+        typ, _ = conn.uid("MOVE", str(uid), folder)
+    else:
+        # No MOVE (RFC 6851): copy, then mark deleted; the UID is remembered either way,
+        # so the message is not read again even where it cannot be expunged.
+        typ, _ = conn.uid("COPY", str(uid), folder)
+        if typ == "OK":
+            conn.uid("STORE", str(uid), "+FLAGS", "(\\Deleted)")
+    if typ != "OK":
+        log.warning("could not move UID %s to %s (it stays flagged \\Seen)", uid, move_to)
+
+
 def poll_inbox(inbox: Inbox, *, limit: int = 200) -> dict[str, int]:
     """Fetch new mail of one inbox. Returns counts: ingested, duplicates, failed."""
     counts = {"ingested": 0, "duplicates": 0, "failed": 0}
@@ -71,7 +90,7 @@ def poll_inbox(inbox: Inbox, *, limit: int = 200) -> dict[str, int]:
                 counts["duplicates" if result.duplicate else "ingested"] += 1
             except ApplicationError:
                 counts["failed"] += 1  # kept as a dead letter (RawInbound) with the error
-            conn.uid("STORE", str(uid), "+FLAGS", "(\\Seen)")
+            _mark_taken(conn, uid, inbox.config.get("imap_move_to") or "")
             _remember(inbox, uid=uid, uidvalidity=uidvalidity)
     finally:
         try:

@@ -113,10 +113,9 @@ def _ingest(inbound: InboundMessage) -> IngestResult:
     )
     # One ingest per customer at a time: threading decisions (join or open a ticket)
     # must see what a concurrent message of the same customer just did.
+    # (A repeat that committed since the check in ingest() fails the unique constraint
+    # on insert; ingest() then returns the stored one.)
     customer = Customer.objects.select_for_update().get(pk=identity.customer_id)
-    existing = _existing(inbox, inbound.provider_message_id)
-    if existing:
-        return IngestResult(existing.ticket, existing, False, True)
     _touch_identity(identity, customer, sender.display_name, now, opt_out=inbound.opt_out)
 
     ticket, reason = _thread(inbound, customer)
@@ -133,8 +132,6 @@ def _ingest(inbound: InboundMessage) -> IngestResult:
             last_message_at=now,
         )
         reason = R.NEW_TICKET
-    else:
-        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
 
     text = inbound.text or html_to_text(inbound.html)
     message = Message.objects.create(
@@ -230,11 +227,16 @@ def _continue_ticket(ticket: Ticket, message: Message, now) -> None:
         events.reopened(ticket, old=old, message_id=message.pk)
 
 
+def _locked(qs) -> Ticket | None:
+    """The first ticket of `qs`, row-locked: threading decides on it and then updates it."""
+    return qs.select_for_update(of=("self",)).first()
+
+
 def _live_ticket(ticket: Ticket | None) -> Ticket | None:
     seen = set()
     while ticket is not None and ticket.merged_into_id and ticket.pk not in seen:
         seen.add(ticket.pk)
-        ticket = ticket.merged_into
+        ticket = _locked(Ticket.objects.filter(pk=ticket.merged_into_id))
     return ticket
 
 
@@ -254,9 +256,13 @@ def _thread(inbound: InboundMessage, customer: Customer) -> tuple[Ticket | None,
         ticket = _newest_ticket(Message.objects.filter(email_message_id__in=header_ids))
         if ticket:
             return ticket, R.HEADER
-    # 1b. A reply that arrived before this message (its parent): join the reply's ticket.
+    # 1b. A reply that arrived before this message (its parent, or an earlier message of
+    #     the thread its References name): join the reply's ticket.
     if inbound.email_message_id:
-        ticket = _newest_ticket(Message.objects.filter(in_reply_to=inbound.email_message_id, ticket__customer=customer))
+        mid = inbound.email_message_id
+        ticket = _newest_ticket(
+            Message.objects.filter(Q(in_reply_to=mid) | Q(references__contains=mid), ticket__customer=customer)
+        )
         if ticket:
             return ticket, R.HEADER
     # 2. The [CX-1042] reference in the subject, for this customer (or their organisation).
@@ -265,12 +271,12 @@ def _thread(inbound: InboundMessage, customer: Customer) -> tuple[Ticket | None,
         scope = Q(customer=customer)
         if customer.organization_id:
             scope |= Q(customer__organization_id=customer.organization_id)
-        ticket = _usable(Ticket.objects.select_related("merged_into").filter(scope, pk=int(match.group(1))).first())
+        ticket = _usable(_locked(Ticket.objects.filter(scope, pk=int(match.group(1)))))
         if ticket:
             return ticket, R.SUBJECT_REFERENCE
     # 3. The reply-address token (support+<token>@…).
     if inbound.reply_token:
-        ticket = _usable(Ticket.objects.select_related("merged_into").filter(reply_token=inbound.reply_token).first())
+        ticket = _usable(_locked(Ticket.objects.filter(reply_token=inbound.reply_token)))
         if ticket:
             return ticket, R.REPLY_TOKEN
     # 4. The customer's newest open ticket on any channel, inside the continuity window.
@@ -278,12 +284,10 @@ def _thread(inbound: InboundMessage, customer: Customer) -> tuple[Ticket | None,
     #    email thread has its own threading, and customers write new mail for new issues.
     if not _is_fresh_email(inbound):
         cutoff = timezone.now() - inbound.inbox.continuity_window
-        ticket = (
+        ticket = _locked(
             Ticket.objects.filter(
                 customer=customer, status__in=Ticket.OPEN_STATUSES, merged_into=None, last_message_at__gte=cutoff
-            )
-            .order_by("-last_message_at", "-id")
-            .first()
+            ).order_by("-last_message_at", "-id")
         )
         if ticket:
             return ticket, R.OPEN_TICKET
@@ -295,7 +299,7 @@ def _newest_ticket(messages) -> Ticket | None:
     if not rows:
         return None
     ticket_id = max(rows)[1]
-    return _usable(Ticket.objects.select_related("merged_into").filter(pk=ticket_id).first())
+    return _usable(_locked(Ticket.objects.filter(pk=ticket_id)))
 
 
 def _is_fresh_email(inbound: InboundMessage) -> bool:
@@ -344,32 +348,41 @@ def ingest_raw_email(*, raw: bytes, inbox: Inbox, source: str) -> IngestResult:
 def raw_inbound_process(*, record: RawInbound) -> IngestResult:
     """(Re)process a stored raw email: the dead-letter retry action calls this too."""
     from .adapters.email import parse_raw
-    from .email_inbound import bounce_apply, bounce_details
+    from .email_inbound import bounce_apply, delivery_report
 
+    unmatched = None
     try:
-        bounce = bounce_details(record.raw)
-        if bounce is not None:
-            failed = bounce_apply(original_id=bounce[0], reason=bounce[1])
+        report = delivery_report(record.raw)
+        if report is not None:
+            # A delivery report (bounce) never opens a ticket: it fails the original reply.
+            original = bounce_apply(report=report)
+            note = "bounce" if report.failed else "delivery report (not a failure)"
             RawInbound.objects.filter(pk=record.pk).update(
                 status=RawInbound.Status.IGNORED,
-                message=failed,
+                message=original,
                 processed_at=timezone.now(),
-                error=f"bounce: {bounce[1]}"[:4000],
+                error=f"{note}: {report.reason}"[:4000],
             )
-            if failed is None:
-                raise ApplicationError(
-                    f"delivery report for an unknown message {bounce[0] or '(no id)'}", code="bounce_unmatched"
-                )
-            return IngestResult(failed.ticket, failed, False, False, bounce=True)
-        inbound = parse_raw(record.raw, record.inbox)
-        inbound.raw_inbound_id = record.pk
-        result = ingest(inbound)
+            if original is not None:
+                return IngestResult(original.ticket, original, False, False, bounce=True)
+            unmatched = report
+        else:
+            inbound = parse_raw(record.raw, record.inbox)
+            inbound.raw_inbound_id = record.pk
+            result = ingest(inbound)
     except (ApplicationError, ValueError, LookupError) as exc:
         raw_inbound_failed(raw=record, error=f"{type(exc).__name__}: {exc}")
         raise ApplicationError(str(exc), code="unprocessable_email", fields={"raw_inbound": [str(record.pk)]}) from exc
     except Exception as exc:
         raw_inbound_failed(raw=record, error=f"{type(exc).__name__}: {exc}")
         raise
+    if unmatched is not None:
+        # Kept (ignored, not a dead letter: backscatter for mail we never sent is common).
+        raise ApplicationError(
+            f"delivery report for a message we did not send: {', '.join(unmatched.original_ids) or '(no id)'}",
+            code="bounce_unmatched",
+            status=422,
+        )
     if result.duplicate:
         RawInbound.objects.filter(pk=record.pk).update(
             status=RawInbound.Status.IGNORED, message=result.message, processed_at=timezone.now(), error="duplicate"

@@ -46,7 +46,7 @@ def reconcile_twilio() -> dict[str, int]:
 
 @shared_task(acks_late=True)
 def send_auto_acknowledgement(message_id: int) -> int | None:
-    from .email_inbound import auto_acknowledge
+    from .automations import auto_acknowledge
 
     ack = auto_acknowledge(message_id=message_id)
     return ack.pk if ack else None

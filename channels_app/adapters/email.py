@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
+import logging
 import re
 from email.message import EmailMessage
 from email.utils import getaddresses, make_msgid, parsedate_to_datetime
@@ -14,9 +15,12 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 
 from ..models import Channel, Inbox
+from ..sanitize import html_to_text
 from ..types import InboundAttachment, InboundMessage, OutboundMessage, SenderRef, SendError
 from . import register
 from .base import Adapter
+
+log = logging.getLogger(__name__)
 
 _MSGID_RE = re.compile(r"<[^<>\s]+>")
 
@@ -55,6 +59,93 @@ def _part_text(part) -> str:
         return payload.decode("latin-1", errors="replace")
 
 
+def _clean_text(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def _eml_name(subject: str) -> str:
+    stem = re.sub(r"[^\w\- ]+", "", subject or "", flags=re.UNICODE).strip()[:80]
+    return f"{stem or 'forwarded message'}.eml"
+
+
+class _Body:
+    """Walks a MIME tree: readable text, HTML, attachments. Forwarded messages
+    (message/rfc822) become an .eml attachment and their text stays readable inline."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.html: list[str] = []
+        self.attachments: list[InboundAttachment] = []
+
+    def walk(self, part, depth: int = 0) -> None:
+        if depth > 20:
+            return  # pathological nesting
+        ctype = part.get_content_type()
+        if ctype == "message/rfc822":
+            self._forwarded(part, depth)
+        elif part.is_multipart():
+            for child in part.iter_parts():
+                self.walk(child, depth + 1)
+        else:
+            self._leaf(part, ctype)
+
+    def _forwarded(self, part, depth: int) -> None:
+        payload = part.get_payload()
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        if inner is None:
+            return
+        content = b""
+        for policy in (email.policy.default, email.policy.compat32):
+            try:
+                content = inner.as_bytes(policy=policy)
+                break
+            except Exception:  # noqa: S112 - a header the generator cannot fold back: try the lenient policy
+                continue
+        subject = _header(inner, "Subject")
+        self.attachments.append(
+            InboundAttachment(
+                filename=part.get_filename() or _eml_name(subject),
+                content_type="message/rfc822",
+                content=content,
+            )
+        )
+        sub = _Body()
+        sub.walk(inner, depth + 1)
+        heading = "---------- Forwarded message ----------\n" + "".join(
+            f"{name}: {value}\n" for name in ("From", "Date", "Subject", "To") if (value := _header(inner, name))
+        )
+        inner_text = "\n\n".join(t.strip("\r\n") for t in sub.text if t.strip())
+        if not inner_text.strip() and sub.html:
+            inner_text = html_to_text("\n".join(sub.html))
+        self.text.append(heading + "\n" + inner_text)
+        self.attachments.extend(sub.attachments)
+
+    def _leaf(self, part, ctype: str) -> None:
+        disposition = part.get_content_disposition()
+        filename = part.get_filename()
+        if ctype == "text/calendar" and not filename:
+            filename = "invite.ics"
+        if disposition == "attachment" or filename or not ctype.startswith("text/"):
+            content = part.get_payload(decode=True)
+            if content is None:
+                content = b""
+            if ctype == "application/pgp-signature" and not filename:
+                filename = "signature.asc"
+            self.attachments.append(
+                InboundAttachment(
+                    filename=filename or "",
+                    content_type=ctype,
+                    content=content,
+                    content_id=_header(part, "Content-ID"),
+                    inline=disposition == "inline" or (bool(_header(part, "Content-ID")) and disposition is None),
+                )
+            )
+        elif ctype == "text/html":
+            self.html.append(_part_text(part))
+        else:
+            self.text.append(_part_text(part))
+
+
 def parse_raw(raw: bytes, inbox: Inbox) -> InboundMessage:
     """Parse RFC 5322 bytes into an InboundMessage. Raises ValueError when there is no
     usable sender (everything else degrades gracefully)."""
@@ -65,45 +156,14 @@ def parse_raw(raw: bytes, inbox: Inbox) -> InboundMessage:
         raise ValueError(f"no sender address in From: {from_header!r}")
     name, address = addresses[0]
 
-    text_parts: list[str] = []
-    html_parts: list[str] = []
-    attachments: list[InboundAttachment] = []
-    for part in msg.walk():
-        ctype = part.get_content_type()
-        if part.is_multipart():
-            continue
-        disposition = part.get_content_disposition()
-        filename = part.get_filename()
-        if ctype == "message/rfc822" or (disposition == "attachment" or filename) or not ctype.startswith("text/"):
-            if ctype.startswith("multipart/"):
-                continue
-            content = part.get_payload(decode=True)
-            if content is None:
-                inner = part.get_payload()
-                content = inner[0].as_bytes() if isinstance(inner, list) and inner else b""
-            if ctype in ("application/pgp-signature",) and not filename:
-                filename = "signature.asc"
-            attachments.append(
-                InboundAttachment(
-                    filename=filename or ("forwarded.eml" if ctype == "message/rfc822" else ""),
-                    content_type=ctype,
-                    content=content,
-                    content_id=_header(part, "Content-ID"),
-                    inline=disposition == "inline",
-                )
-            )
-            continue
-        if ctype == "text/html":
-            html_parts.append(_part_text(part))
-        elif ctype == "text/calendar":
-            attachments.append(
-                InboundAttachment(
-                    filename="invite.ics", content_type=ctype, content=part.get_payload(decode=True) or b""
-                )
-            )
-        else:
-            text_parts.append(_part_text(part))
-
+    body = _Body()
+    try:
+        body.walk(msg)
+    except Exception as exc:  # a MIME tree the parser mangled: keep the raw body as text
+        log.warning("MIME structure of a mail from %s not fully readable: %s", address, exc)
+        raw_body = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[-1] if b"\n\n" in raw.replace(b"\r", b"") else b""
+        body.text = [raw_body.decode("utf-8", errors="replace")]
+    text_parts, html_parts, attachments = body.text, body.html, body.attachments
     message_id = (_msgids(_header(msg, "Message-ID")) or [""])[0]
     # No Message-ID: a digest of the bytes still makes a repeat delivery a duplicate.
     provider_id = message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -122,7 +182,7 @@ def parse_raw(raw: bytes, inbox: Inbox) -> InboundMessage:
         sender=SenderRef(kind="email", address=address, display_name=name),
         provider_message_id=provider_id[:255],
         subject=_header(msg, "Subject").replace("\r", "").replace("\n", " "),
-        text="\n".join(t.strip("\n") for t in text_parts).strip(),
+        text=_clean_text("\n\n".join(t.strip("\r\n") for t in text_parts if t.strip())),
         html="\n".join(html_parts),
         attachments=attachments,
         email_message_id=message_id,
@@ -182,6 +242,7 @@ class EmailAdapter(Adapter):
         "imap_port": "IMAP port (993).",
         "imap_user": "IMAP user name.",
         "imap_folder": "Folder to poll (INBOX).",
+        "imap_move_to": "Folder to move taken mail to (optional; default: leave it, flagged \\Seen).",
         "imap_ssl": "IMAP over TLS (default true; false only for a loopback test server).",
         "imap_last_uid": "Kept by the poller: the last UID taken.",
         "imap_uidvalidity": "Kept by the poller: the folder's UIDVALIDITY.",

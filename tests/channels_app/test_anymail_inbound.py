@@ -90,3 +90,47 @@ def test_mail_for_an_unknown_address_is_a_visible_dead_letter(client, email_inbo
     assert dead.status == "failed"
     assert "no email inbox" in dead.error
     assert Message.objects.count() == 0
+
+
+MIME = (
+    "From: Ola <ola@example.org>\r\nTo: support@example.com\r\nSubject: =?utf-8?q?Faktura_=C5=BAle?=\r\n"
+    "Message-ID: <esp-mime-1@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nProszę o korektę.\r\n"
+)
+
+
+def test_mailgun_raw_mime_route_signed_with_the_signing_key(client, email_inbox, settings):
+    import hashlib
+    import hmac
+    import time
+
+    settings.ANYMAIL = {**settings.ANYMAIL, "MAILGUN_WEBHOOK_SIGNING_KEY": "mg-signing-key"}
+    timestamp, token = str(int(time.time())), "a" * 50
+    signature = hmac.new(b"mg-signing-key", f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
+    form = {
+        "recipient": "support@example.com",
+        "sender": "ola@example.org",
+        "timestamp": timestamp,
+        "token": token,
+        "signature": signature,
+        "body-mime": MIME,
+    }
+    response = client.post("/hooks/anymail/mailgun/inbound_mime/", data=form, **{AUTH: basic("esp:hook-secret")})
+    assert response.status_code == 200
+    message = Message.objects.get()
+    assert (message.subject, message.body_text) == ("Faktura źle", "Proszę o korektę.")
+    assert message.email_message_id == "<esp-mime-1@example.org>"
+    bad = client.post(
+        "/hooks/anymail/mailgun/inbound_mime/",
+        data={**form, "signature": "0" * 64},
+        **{AUTH: basic("esp:hook-secret")},
+    )
+    assert bad.status_code == 400
+    assert Message.objects.count() == 1
+
+
+def test_sendgrid_inbound_parse_with_raw_mime(client, email_inbox):
+    form = {"email": MIME, "to": "support@example.com", "from": "ola@example.org", "charsets": '{"email": "utf-8"}'}
+    response = client.post("/hooks/anymail/sendgrid/inbound/", data=form, **{AUTH: basic("esp:hook-secret")})
+    assert response.status_code == 200
+    assert Message.objects.get().body_text == "Proszę o korektę."
+    assert RawInbound.objects.get().source == "anymail:sendgrid"

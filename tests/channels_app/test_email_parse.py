@@ -132,3 +132,79 @@ def test_empty_body_and_calendar_invite():
     msg = parse_raw(raw, _inbox())
     assert [a.filename for a in msg.attachments] == ["invite.ics"]
     assert msg.text == "See invite"
+
+
+def test_forwarded_message_is_an_eml_attachment_and_its_text_is_readable():
+    inner = (
+        b"From: Billing <billing@shop.example>\r\nTo: anna@example.com\r\nSubject: Your invoice 42\r\n"
+        b"Date: Mon, 2 Nov 2026 10:00:00 +0100\r\nMessage-ID: <inv42@shop.example>\r\n"
+        b"Content-Type: multipart/alternative; boundary=YY\r\n\r\n"
+        b"--YY\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Invoice 42 is <b>overdue</b>.</p>\r\n--YY--\r\n"
+    )
+    raw = build(
+        "From: Anna <anna@example.com>\nSubject: Fwd: invoice\nMessage-ID: <fw1@x>\nContent-Type: multipart/mixed; boundary=XX",
+        b"--XX\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee below.\r\n"
+        b"--XX\r\nContent-Type: message/rfc822\r\nContent-Disposition: inline\r\n\r\n" + inner + b"--XX--\r\n",
+    )
+    msg = parse_raw(raw, _inbox())
+    [eml] = msg.attachments
+    assert (eml.filename, eml.content_type) == ("Your invoice 42.eml", "message/rfc822")
+    assert b"Message-ID: <inv42@shop.example>" in eml.content
+    assert msg.text.startswith("See below.\n\n---------- Forwarded message ----------\nFrom: Billing")
+    assert "Subject: Your invoice 42" in msg.text
+    assert "Invoice 42 is overdue." in msg.text  # the HTML-only forwarded body, made readable
+    assert "\r" not in msg.text
+    assert msg.email_message_id == "<fw1@x>"  # the outer message's id, not the forwarded one's
+
+
+def test_pgp_signed_mail_keeps_text_and_signature():
+    raw = build(
+        "From: a@example.com\nSubject: signed\nContent-Type: multipart/signed; micalg=pgp-sha256;"
+        ' protocol="application/pgp-signature"; boundary=SS',
+        b"--SS\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSigned text\r\n"
+        b"--SS\r\nContent-Type: application/pgp-signature\r\n\r\n-----BEGIN PGP SIGNATURE-----\r\nabc\r\n"
+        b"-----END PGP SIGNATURE-----\r\n--SS--\r\n",
+    )
+    msg = parse_raw(raw, _inbox())
+    assert msg.text == "Signed text"
+    assert [a.filename for a in msg.attachments] == ["signature.asc"]
+
+
+def test_related_image_without_disposition_is_inline():
+    raw = build(
+        "From: a@example.com\nSubject: r\nContent-Type: multipart/related; boundary=RR",
+        b'--RR\r\nContent-Type: text/html\r\n\r\n<img src="cid:p1">\r\n'
+        b"--RR\r\nContent-Type: image/gif\r\nContent-ID: <p1>\r\nContent-Transfer-Encoding: base64\r\n\r\nR0lGODlh\r\n--RR--\r\n",
+    )
+    [img] = parse_raw(raw, _inbox()).attachments
+    assert img.inline and img.content_id == "<p1>" and img.content == b"GIF89a"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # a boundary that never appears, a truncated part, a bad base64 body
+        build("From: a@example.com\nSubject: s\nContent-Type: multipart/mixed; boundary=NOPE", b"just text\r\n"),
+        build("From: a@example.com\nContent-Type: multipart/mixed; boundary=B", b"--B\r\nContent-Type: text/plain\r\n"),
+        build(
+            "From: a@example.com\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64",
+            b"!!!not base64###",
+        ),
+        # broken encoded words, an unknown charset in a header, 8-bit garbage in headers
+        build("From: =?bogus?q?X?= <a@example.com>\nSubject: =?utf-8?b?!!!?= =?x-unknown?q?abc?="),
+        b'From: a@example.com\r\nSubject: \xff\xfe caf\xe9\r\nContent-Type: text/plain; charset=""\r\n\r\n\xc3\x28 bad utf-8\r\n',
+        # a forwarded part whose body is empty, and deep nesting
+        build(
+            "From: a@example.com\nContent-Type: multipart/mixed; boundary=F",
+            b"--F\r\nContent-Type: message/rfc822\r\n\r\n--F--\r\n",
+        ),
+        build(
+            "From: a@example.com\nContent-Type: multipart/mixed; boundary=A",
+            b"--A\r\nContent-Type: multipart/mixed; boundary=A\r\n\r\n" * 40,
+        ),
+    ],
+)
+def test_malformed_mime_never_crashes(raw):
+    msg = parse_raw(raw, _inbox())
+    assert msg.sender.address == "a@example.com"
+    assert isinstance(msg.text, str) and isinstance(msg.subject, str)

@@ -20,6 +20,9 @@ class Mailbox:
         self.seen: set[int] = set()
         self.uidvalidity = 7
         self.fail_fetch: set[int] = set()
+        self.capabilities = "IMAP4rev1"
+        self.folders: dict[str, dict[int, bytes]] = {"Done": {}}
+        self.deleted: set[int] = set()
 
 
 class Handler(socketserver.StreamRequestHandler):
@@ -34,7 +37,7 @@ class Handler(socketserver.StreamRequestHandler):
             cmd, _, args = rest.partition(" ")
             cmd = cmd.upper()
             if cmd == "CAPABILITY":
-                self.send("* CAPABILITY IMAP4rev1")
+                self.send(f"* CAPABILITY {box.capabilities}")
                 self.send(f"{tag} OK done")
             elif cmd == "LOGIN":
                 ok = args.split() == ["support", '"pw"'] or args.split() == ["support", "pw"]
@@ -62,8 +65,19 @@ class Handler(socketserver.StreamRequestHandler):
                     self.send(f"* {uid} FETCH (UID {uid} BODY[] {{{len(data)}}}".encode() + b"\r\n" + data + b")\r\n")
                     self.send(f"{tag} OK fetch done")
                 elif sub == "STORE":
-                    box.seen.add(int(rest2.split()[0]))
+                    uid = int(rest2.split()[0])
+                    (box.deleted if "Deleted" in rest2 else box.seen).add(uid)
                     self.send(f"{tag} OK store done")
+                elif sub in ("MOVE", "COPY") and (sub == "COPY" or "MOVE" in box.capabilities):
+                    uid_text, _, folder = rest2.partition(" ")
+                    folder = folder.strip('"')
+                    if folder not in box.folders:
+                        self.send(f"{tag} NO [TRYCREATE] no such mailbox")
+                        continue
+                    box.folders[folder][int(uid_text)] = box.messages[int(uid_text)]
+                    if sub == "MOVE":
+                        del box.messages[int(uid_text)]
+                    self.send(f"{tag} OK {sub.lower()} done")
             elif cmd == "LOGOUT":
                 self.send("* BYE")
                 self.send(f"{tag} OK bye")
@@ -134,3 +148,30 @@ def test_uidvalidity_change_rereads_without_doubling(imap_server, imap_inbox):
     box.uidvalidity = 8
     box.messages = {1: mail(1), 2: mail(2)}
     assert poll_inbox(Inbox.objects.get(pk=imap_inbox.pk)) == {"ingested": 1, "duplicates": 1, "failed": 0}
+
+
+@pytest.mark.parametrize("capabilities", ["IMAP4rev1 MOVE", "IMAP4rev1"])
+def test_taken_mail_is_moved_after_commit(imap_server, imap_inbox, capabilities):
+    box = imap_server.box
+    box.capabilities = capabilities
+    box.messages = {1: mail(1), 2: mail(2)}
+    imap_inbox.config["imap_move_to"] = "Done"
+    imap_inbox.save()
+    assert poll_inbox(imap_inbox)["ingested"] == 2
+    assert set(box.folders["Done"]) == {1, 2}
+    if "MOVE" in capabilities:
+        assert box.messages == {}
+    else:
+        assert box.deleted == {1, 2}, "copied, then flagged deleted"
+    assert Message.objects.count() == 2
+
+
+def test_a_missing_target_folder_leaves_the_mail_seen(imap_server, imap_inbox):
+    box = imap_server.box
+    box.capabilities = "IMAP4rev1 MOVE"
+    box.messages = {1: mail(1)}
+    imap_inbox.config["imap_move_to"] = "Nowhere"
+    imap_inbox.save()
+    assert poll_inbox(imap_inbox)["ingested"] == 1
+    assert box.seen == {1} and 1 in box.messages
+    assert poll_inbox(Inbox.objects.get(pk=imap_inbox.pk))["ingested"] == 0

@@ -1,13 +1,21 @@
 """ingest_mail PATH… [--inbox NAME]: .eml files, directories of them, mbox or Maildir.
 One JSON object per message on stdout; a message that cannot be taken is reported
-as {"error": …, "path": …} and the command goes on."""
+as {"error": …, "path": …} and the command goes on.
+
+--jobs N ingests with N worker processes (each its own database connection). Output
+stays in input order; threading is order-independent (ingest locks per customer and a
+reply that lands before its parent is joined when the parent arrives)."""
 
 import json
 import mailbox
+import multiprocessing
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from channels_app.models import Inbox
 from channels_app.services import ingest_raw_email
@@ -38,14 +46,38 @@ def iter_messages(path: Path) -> Iterator[tuple[str, bytes]]:
     yield str(path), path.read_bytes()
 
 
+def ingest_one(inbox: Inbox, label: str, raw: bytes) -> dict:
+    """One message → its JSON line (a dict); never raises."""
+    try:
+        return ingest_raw_email(raw=raw, inbox=inbox, source="ingest_mail").as_dict()
+    except ApplicationError as exc:
+        return {"error": exc.message, "path": label}
+    except Exception as exc:  # noqa: BLE001 - report and go on; the raw mail is kept as a dead letter
+        return {"error": f"{type(exc).__name__}: {exc}", "path": label}
+
+
+_worker_inbox: Inbox | None = None
+
+
+def _worker_init(inbox_id: int) -> None:
+    # Forked after the command closed its connections: each worker opens its own.
+    global _worker_inbox
+    _worker_inbox = Inbox.objects.get(pk=inbox_id)
+
+
+def _worker_ingest(label: str, raw: bytes) -> dict:
+    return ingest_one(_worker_inbox, label, raw)
+
+
 class Command(BaseCommand):
     help = "Ingest .eml files, directories, mbox or Maildir into an email inbox."
 
     def add_arguments(self, parser):
         parser.add_argument("paths", nargs="+")
         parser.add_argument("--inbox", help="Email inbox name (default: the first email inbox).")
+        parser.add_argument("--jobs", type=int, default=1, help="Worker processes (default 1).")
 
-    def handle(self, *args, paths, inbox=None, **options):
+    def handle(self, *args, paths, inbox=None, jobs=1, **options):
         qs = Inbox.objects.filter(kind="email", is_active=True)
         box = qs.filter(name=inbox).first() if inbox else qs.order_by("pk").first()
         if box is None:
@@ -54,24 +86,37 @@ class Command(BaseCommand):
                 if inbox
                 else "no email inbox: create one with `create_inbox email NAME --set address=…`"
             )
+        if jobs < 1:
+            raise CommandError("--jobs must be at least 1")
+        if jobs > 1 and connections["default"].vendor != "postgresql":
+            self.stderr.write("--jobs needs PostgreSQL (concurrent writers); ingesting with one process")
+            jobs = 1
+        if jobs == 1:
+            for item in self._items(paths):
+                self.stdout.write(json.dumps(item if isinstance(item, dict) else ingest_one(box, *item)))
+            return
+        connections.close_all()
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(box.pk,)) as pool:
+            pending: deque = deque()  # bounded: at most jobs × 4 messages in memory
+            for item in self._items(paths):
+                pending.append(item if isinstance(item, dict) else pool.submit(_worker_ingest, *item))
+                while len(pending) > jobs * 4:
+                    self._emit(pending.popleft())
+            while pending:
+                self._emit(pending.popleft())
+
+    def _emit(self, item) -> None:
+        self.stdout.write(json.dumps(item if isinstance(item, dict) else item.result()))
+
+    def _items(self, paths: list[str]) -> Iterator[tuple[str, bytes] | dict]:
+        """(label, raw) per message, or a ready error line for a path that cannot be read."""
         for raw_path in paths:
             path = Path(raw_path)
             if not path.exists():
-                self.stdout.write(json.dumps({"error": "no such file or directory", "path": raw_path}))
+                yield {"error": "no such file or directory", "path": raw_path}
                 continue
             try:
-                for label, raw in iter_messages(path):
-                    self._one(box, label, raw)
+                yield from iter_messages(path)
             except OSError as exc:
-                self.stdout.write(json.dumps({"error": f"cannot read: {exc}", "path": raw_path}))
-
-    def _one(self, box: Inbox, label: str, raw: bytes) -> None:
-        try:
-            result = ingest_raw_email(raw=raw, inbox=box, source="ingest_mail")
-        except ApplicationError as exc:
-            self.stdout.write(json.dumps({"error": exc.message, "path": label}))
-            return
-        except Exception as exc:  # noqa: BLE001 - report and go on; the raw mail is kept as a dead letter
-            self.stdout.write(json.dumps({"error": f"{type(exc).__name__}: {exc}", "path": label}))
-            return
-        self.stdout.write(json.dumps(result.as_dict()))
+                yield {"error": f"cannot read: {exc}", "path": raw_path}
