@@ -41,17 +41,23 @@ def customer_panel(*, customer: Customer, current: Ticket | None = None) -> Pane
 
 
 def duplicate_suggestions(*, customer: Customer, limit: int = 5) -> list[Customer]:
-    """Other customers likely to be the same person: same name (and organisation), or an
-    identity of the same local part / national number."""
-    if not customer.name:
-        return []
+    """Other customers likely to be the same person: the same name (in the same or no
+    organisation), or an identity that looks like one of theirs — an email address with the
+    same local part at another domain, a phone number with the same national digits."""
     qs = Customer.objects.filter(merged_into=None).exclude(pk=customer.pk)
-    same_name = Q(name__iexact=customer.name)
-    if customer.organization_id:
-        same_name &= Q(organization_id=customer.organization_id) | Q(organization=None)
-    locals_ = [i.address.split("@")[0] for i in customer.identities.all() if i.kind == "email"]
-    match = same_name
-    for local in locals_:
-        if len(local) >= 4:
-            match |= Q(identities__kind="email", identities__address__istartswith=local + "@")
+    match = Q(pk__in=[])
+    if customer.name:
+        same_name = Q(name__iexact=customer.name)
+        if customer.organization_id:
+            same_name &= Q(organization_id=customer.organization_id) | Q(organization=None)
+        match |= same_name
+    for identity in customer.identities.all():
+        if identity.kind == "email":
+            local = identity.address.split("@")[0]
+            if len(local) >= 4:
+                match |= Q(identities__kind="email", identities__address__istartswith=local + "@")
+        elif identity.kind == "phone":
+            digits = identity.address.lstrip("+")
+            if len(digits) >= 9:
+                match |= Q(identities__kind="phone", identities__address__endswith=digits[-9:])
     return list(qs.filter(match).distinct().order_by("pk")[:limit])

@@ -6,6 +6,7 @@ from django.contrib import messages as flash
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from cxdesk.errors import ApplicationError
@@ -13,6 +14,14 @@ from cxdesk.errors import ApplicationError
 from . import selectors, services
 from .desk_selectors import customer_panel, duplicate_suggestions
 from .models import CustomerMerge, Identity
+
+
+def _back(request: HttpRequest, customer_id: int) -> HttpResponse:
+    """Back to where the agent was (the ticket's side panel) or to the customer page."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return redirect(target)
+    return redirect("desk-customer", customer_id=customer_id)
 
 
 def _customer_or_404(request: HttpRequest, customer_id: int):
@@ -61,7 +70,7 @@ def identity_add(request: HttpRequest, customer_id: int) -> HttpResponse:
         )
     except ApplicationError as exc:
         flash.error(request, exc.message)
-    return redirect("desk-customer", customer_id=customer.pk)
+    return _back(request, customer.pk)
 
 
 @staff_member_required
@@ -75,7 +84,7 @@ def identity_remove(request: HttpRequest, customer_id: int, identity_id: int) ->
         services.identity_remove(identity=identity, actor=request.user)
     except ApplicationError as exc:
         flash.error(request, exc.message)
-    return redirect("desk-customer", customer_id=customer.pk)
+    return _back(request, customer.pk)
 
 
 @staff_member_required

@@ -285,3 +285,20 @@ class CannedResponse(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class Mention(models.Model):
+    """An agent @mentioned in an internal note; notified live, listed until read."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="mentions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mentions")
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["message", "user"], name="mention_message_user_uniq")]
+        indexes = [models.Index(fields=["user", "read_at", "-created_at"], name="mention_user_unread_idx")]
+
+    def __str__(self) -> str:
+        return f"@{self.user_id} in #{self.message_id}"

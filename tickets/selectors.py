@@ -122,13 +122,25 @@ def inbox_counts(*, agent) -> dict[str, int]:
     return qs.aggregate(**{view: Count("id", filter=_view_q(agent=agent, view=view)) for view in INBOX_VIEWS})
 
 
-def inbox_page(
+INBOX_FILTERS = ("channel", "status", "priority", "tag", "inbox_id", "q", "sla")
+
+
+def inbox_filters_clean(params) -> dict[str, str]:
+    """The inbox's view, filters and sort from untrusted input (query string or socket)."""
+    out = {k: str(params.get(k) or "")[:200] for k in (*INBOX_FILTERS, "sort", "before")}
+    view = str(params.get("view") or "open")
+    out["view"] = view if view in INBOX_VIEWS else "open"
+    out["sort"] = "waiting" if out["sort"] == "waiting" else "activity"
+    return out
+
+
+def inbox_queryset(
     *, agent, view: str = "open", channel: str = "", status: str = "", priority: str = "", tag: str = "",
-    inbox_id: str = "", q: str = "", sort: str = "activity", before: str = "", limit: int = 50, sla: str = "",
-) -> tuple[list[Ticket], str]:  # fmt: skip
-    """One page of an inbox view, newest activity first (or longest waiting), keyset-paginated.
-    Returns (tickets, cursor of the next page or "")."""
-    from django.db.models import OuterRef, Q, Subquery
+    inbox_id: str = "", q: str = "", sla: str = "",
+) -> QuerySet[Ticket]:  # fmt: skip
+    """An inbox view with its filters, annotated for its rows (last message excerpt and
+    direction by subquery: one query for the whole page)."""
+    from django.db.models import OuterRef, Subquery
     from django.db.models.functions import Substr
 
     qs = tickets_visible_to(agent=agent).filter(_view_q(agent=agent, view=view))
@@ -148,13 +160,27 @@ def inbox_page(
         from sla.selectors import filter_by_sla_state
 
         qs = filter_by_sla_state(qs, state=sla, now=timezone.now())
-    if q:
+    if q.strip():
         qs = qs.filter(_search_q(q.strip()))
     last = Message.objects.filter(ticket=OuterRef("pk")).exclude(direction="note").order_by("-created_at", "-id")
-    qs = qs.select_related("customer", "assignee", "team").annotate(
+    return qs.select_related("customer", "assignee", "team").annotate(
         excerpt=Subquery(last.annotate(short=Substr("body_text", 1, 140)).values("short")[:1]),
         last_direction=Subquery(last.values("direction")[:1]),
     )
+
+
+def inbox_page(
+    *, agent, view: str = "open", channel: str = "", status: str = "", priority: str = "", tag: str = "",
+    inbox_id: str = "", q: str = "", sort: str = "activity", before: str = "", limit: int = 50, sla: str = "",
+) -> tuple[list[Ticket], str]:  # fmt: skip
+    """One page of an inbox view, newest activity first (or longest waiting), keyset-paginated.
+    Returns (tickets, cursor of the next page or "")."""
+    from django.db.models import Q
+
+    qs = inbox_queryset(
+        agent=agent, view=view, channel=channel, status=status, priority=priority, tag=tag, inbox_id=inbox_id,
+        q=q, sla=sla,
+    )  # fmt: skip
     order = ("last_customer_message_at", "id") if sort == "waiting" else ("-last_message_at", "-id")
     if before:
         from cxdesk.dates import parse_datetime
@@ -176,6 +202,13 @@ def inbox_page(
         at = tail.last_customer_message_at if sort == "waiting" else tail.last_message_at
         cursor = f"{at.isoformat() if at else ''}|{tail.pk}"
     return rows, cursor
+
+
+def inbox_row(*, agent, ticket_id: int, filters: dict[str, str]) -> Ticket | None:
+    """One ticket annotated as an inbox row, or None when it is not (or no longer) in the
+    agent's current view and filters. Used by the live inbox."""
+    kwargs = {k: filters.get(k, "") for k in INBOX_FILTERS}
+    return inbox_queryset(agent=agent, view=filters.get("view", "open"), **kwargs).filter(pk=ticket_id).first()
 
 
 def _search_q(q: str):
@@ -223,3 +256,14 @@ def ticket_timeline_items(*, ticket: Ticket) -> list[tuple[str, object]]:
     items = [("message", m) for m in messages] + [("event", e) for e in events]
     items.sort(key=lambda item: (item[1].created_at, 0 if item[0] == "message" else 1, item[1].pk))
     return items
+
+
+def mentions_unread(*, agent, limit: int = 10) -> list:
+    """The agent's unread @mentions, newest first, with their tickets (one query)."""
+    from .models import Mention
+
+    return list(
+        Mention.objects.filter(user=agent, read_at=None, message__ticket__in=tickets_visible_to(agent=agent))
+        .select_related("message__ticket", "message__author")
+        .order_by("-created_at")[:limit]
+    )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from channels_app.models import Channel, Inbox
@@ -16,7 +17,7 @@ from cxdesk.realtime import broadcast_on_commit
 
 from . import events, signals
 from .attachments import attachment_store
-from .models import Message, Tag, Team, Ticket, TicketMove
+from .models import Mention, Message, Tag, Team, Ticket, TicketMove
 
 S = Ticket.Status
 
@@ -302,7 +303,46 @@ def note_add(*, ticket: Ticket, author, body: str, attachments: Iterable[tuple[s
         attachment_store(message=message, filename=filename, content=content, content_type=content_type)
     Ticket.objects.filter(pk=ticket.pk).update(updated_at=timezone.now())
     message_created(message=message, created_ticket=False)
+    mentions_record(message=message)
     return message
+
+
+def mentions_mark_read(*, user, ticket: Ticket) -> int:
+    """The agent opened the ticket: their mentions in its notes are read (one UPDATE)."""
+    return Mention.objects.filter(user=user, message__ticket=ticket, read_at=None).update(read_at=timezone.now())
+
+
+_MENTION = re.compile(r"(?<![\w@.])@([\w.+-]{2,150})")
+
+
+def mentions_record(*, message: Message) -> list[Mention]:
+    """@username in a note: one Mention per active staff member named (not the author),
+    each told live on their own `agent.<id>` group after commit."""
+    from django.contrib.auth import get_user_model
+
+    names = {m.rstrip(".").lower() for m in _MENTION.findall(message.body_text)}
+    if not names:
+        return []
+    match = Q()
+    for name in sorted(names)[:20]:
+        match |= Q(username__iexact=name)
+    users = get_user_model().objects.filter(match, is_active=True, is_staff=True)
+    author = (message.author.get_full_name() or message.author.username) if message.author_id else ""
+    created = []
+    for user in users:
+        if user.pk == message.author_id:
+            continue
+        mention, new = Mention.objects.get_or_create(message=message, user=user)
+        if new:
+            created.append(mention)
+            broadcast_on_commit(
+                f"agent.{user.pk}",
+                "note.mention",
+                ticket_id=message.ticket_id,
+                message_id=message.pk,
+                author=author,
+            )
+    return created
 
 
 def message_created(*, message: Message, created_ticket: bool) -> None:

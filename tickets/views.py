@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages as flash
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import get_user_model
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -21,17 +23,6 @@ from surveys.selectors import survey_for_ticket
 from . import selectors, services
 from .models import CannedResponse, Team, Ticket, TicketMove
 
-CHANNEL_ICONS = {
-    "email": "✉",
-    "sms": "💬",
-    "whatsapp": "🟢",
-    "messenger": "🔵",
-    "telegram": "✈",
-    "portal": "🌐",
-    "api": "⚙",
-    "desk": "📝",
-}
-
 
 def _ticket_or_404(request: HttpRequest, ticket_id: int) -> Ticket:
     ticket = selectors.ticket_get_for_agent(agent=request.user, ticket_id=ticket_id)
@@ -40,42 +31,46 @@ def _ticket_or_404(request: HttpRequest, ticket_id: int) -> Ticket:
     return ticket
 
 
-@staff_member_required
-def inbox(request: HttpRequest) -> HttpResponse:
-    params = request.GET
-    view = params.get("view", "open")
-    if view not in selectors.INBOX_VIEWS:
-        view = "open"
-    filters = {
-        k: params.get(k, "") for k in ("channel", "status", "priority", "tag", "inbox_id", "q", "sort", "before", "sla")
-    }
+def _inbox_context(request: HttpRequest) -> dict:
+    filters = selectors.inbox_filters_clean(request.GET)
+    view = filters["view"]
     tickets, cursor = selectors.inbox_page(
         agent=request.user,
         view=view,
-        **{k: v for k, v in filters.items() if k != "sort"},
-        sort=filters["sort"] or "activity",
+        sort=filters["sort"],
+        before=filters["before"],
+        **{k: filters[k] for k in selectors.INBOX_FILTERS},
     )
-    context = {
+    query_base = urlencode({k: v for k, v in filters.items() if v and k != "before"})
+    return {
         "tickets": tickets,
         "cursor": cursor,
         "view": view,
         "views": selectors.INBOX_VIEWS,
         "counts": selectors.inbox_counts(agent=request.user),
         "filters": filters,
+        "query_base": query_base,
+        "live_filters": filters,
         "channels": Channel.choices,
         "statuses": Ticket.Status.choices,
         "priorities": Ticket.Priority.choices,
         "inboxes": Inbox.objects.order_by("name").values_list("pk", "name"),
-        "icons": CHANNEL_ICONS,
         "sla_states": SLA_STATES,
+        "mentions": selectors.mentions_unread(agent=request.user),
     }
+
+
+@staff_member_required
+def inbox(request: HttpRequest) -> HttpResponse:
+    context = _inbox_context(request)
     if request.htmx and request.htmx.target == "inbox-list":
         return render(request, "tickets/_inbox_list.html", context)
     return render(request, "tickets/inbox.html", context)
 
 
 def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
-    identities = list(ticket.customer.identities.order_by("kind", "address"))
+    panel = customer_panel(customer=ticket.customer, current=ticket)
+    identities = panel.identities
     try:
         default = services.reply_target(ticket=ticket).channel
     except ApplicationError:
@@ -88,7 +83,7 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
     return {
         "ticket": ticket,
         "timeline": selectors.ticket_timeline_items(ticket=ticket),
-        "panel": customer_panel(customer=ticket.customer, current=ticket),
+        "panel": panel,
         "reply_choices": choices,
         "default_channel": default,
         "agents": get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username"),
@@ -96,7 +91,6 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
         "statuses": Ticket.Status.choices,
         "priorities": Ticket.Priority.choices,
         "moves": TicketMove.objects.filter(source=ticket, undone_at=None).select_related("target")[:5],
-        "icons": CHANNEL_ICONS,
         "tags": ", ".join(t.name for t in ticket.tags.all()),
         "sla": ticket_sla(ticket=ticket),
         "survey": survey_for_ticket(ticket=ticket),
@@ -111,6 +105,7 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
 @staff_member_required
 def ticket_detail(request: HttpRequest, ticket_id: int) -> HttpResponse:
     ticket = _ticket_or_404(request, ticket_id)
+    services.mentions_mark_read(user=request.user, ticket=ticket)
     return render(request, "tickets/ticket.html", _ticket_context(request, ticket))
 
 
@@ -120,7 +115,7 @@ def ticket_timeline(request: HttpRequest, ticket_id: int) -> HttpResponse:
     return render(
         request,
         "tickets/_timeline.html",
-        {"ticket": ticket, "timeline": selectors.ticket_timeline_items(ticket=ticket), "icons": CHANNEL_ICONS},
+        {"ticket": ticket, "timeline": selectors.ticket_timeline_items(ticket=ticket)},
     )
 
 
@@ -156,12 +151,16 @@ def ticket_update(request: HttpRequest, ticket_id: int) -> HttpResponse:
     ticket = _ticket_or_404(request, ticket_id)
     post = request.POST
     kwargs: dict = {}
-    if "assignee" in post:
-        kwargs["assignee"] = (
-            get_user_model().objects.filter(pk=post["assignee"], is_staff=True).first() if post["assignee"] else None
-        )
-    if "team" in post:
-        kwargs["team"] = Team.objects.filter(pk=post["team"]).first() if post["team"] else None
+    for field, qs in (
+        ("assignee", get_user_model().objects.filter(is_staff=True, is_active=True)),
+        ("team", Team.objects.all()),
+    ):
+        if field not in post:
+            continue
+        value = post[field]
+        kwargs[field] = qs.filter(pk=int(value)).first() if value.isdigit() else None
+        if value and kwargs[field] is None:
+            return HttpResponseBadRequest(f"unknown {field}")
     if "tags" in post:
         kwargs["tags"] = [t for t in post["tags"].replace(",", " ").split() if t]
     try:

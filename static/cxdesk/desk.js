@@ -1,83 +1,104 @@
-// cxdesk desk: live updates over /ws/desk/, presence, keyboard shortcuts.
+// cxdesk desk: live updates over /ws/desk/ (htmx out-of-band HTML rendered by the server
+// from the page's own partials), presence, keyboard shortcuts. See docs/realtime.md.
 (function () {
   "use strict";
   const body = document.body;
   const page = body.dataset.page;
   const ticketId = body.dataset.ticket ? parseInt(body.dataset.ticket, 10) : null;
   const status = document.getElementById("live-status");
-  const presence = {};
+  const reply = document.getElementById("reply-body");
   let socket = null;
   let typingSent = 0;
+  let reconnects = 0;
 
-  function notice(text) {
-    const box = document.getElementById("notices");
-    if (!box) return;
-    const p = document.createElement("p");
-    p.className = "notice";
-    p.textContent = text;
-    box.appendChild(p);
-    setTimeout(() => p.remove(), 8000);
+  function send(obj) {
+    if (socket && socket.readyState === 1) socket.send(JSON.stringify(obj));
   }
 
-  function renderPresence() {
-    const el = document.getElementById("presence");
-    if (!el) return;
-    const now = Date.now();
-    const parts = [];
-    for (const [name, info] of Object.entries(presence)) {
-      if (now - info.at > 15000) { delete presence[name]; continue; }
-      parts.push(`${name} is ${info.state}`);
-    }
-    el.textContent = parts.join(" · ");
+  function inboxFilters() {
+    const el = document.getElementById("inbox-filters");
+    return el ? JSON.parse(el.textContent) : null;
   }
-  setInterval(renderPresence, 3000);
 
-  function refresh(selector) {
-    const el = document.querySelector(selector);
-    if (el && window.htmx) window.htmx.trigger(el, "refresh");
+  function rememberInboxOrder() {
+    const ids = Array.from(document.querySelectorAll("#inbox-rows .row")).map((r) => r.dataset.ticket);
+    if (ids.length) sessionStorage.setItem("cxdesk.inbox", JSON.stringify(ids));
+  }
+
+  function swap(html) {
+    if (window.htmx) window.htmx.swap(document.body, html, { swapStyle: "none", swapDelay: 0, settleDelay: 0 });
   }
 
   function onEvent(data) {
-    const e = data.event;
-    if (ticketId && data.ticket_id === ticketId) {
-      if (e === "message.created" || e === "message.status" || e === "ticket.event") refresh("#timeline");
-      if (e === "presence" && data.user !== body.dataset.user) {
-        presence[data.user] = { state: data.state, at: Date.now() };
-        renderPresence();
-      }
-      if (e === "message.created" && data.author && data.author !== body.dataset.user && presence[data.author] === undefined) {
-        const typing = document.getElementById("reply-body");
-        if (typing && typing.value.trim()) notice(`${data.author} just replied while you were typing.`);
-      }
+    if (data.html) {
+      // The reply you just sent may already be on the page (it reloaded after posting).
+      const exists = data.event === "message.created" && document.getElementById(`message-${data.message_id}`);
+      if (!exists) swap(data.html);
+      if (page === "inbox") rememberInboxOrder();
     }
-    if (page === "inbox" && (e === "ticket.activity" || e === "ticket.created" || e === "ticket.updated")) {
-      refresh("#inbox-list");
-    }
-    if (e === "ticket.assigned") notice(`Ticket CX-${data.ticket_id} was assigned to you.`);
-    if (e === "webhook.disabled") notice(`A webhook to ${data.url} was disabled after repeated failures.`);
+    body.dispatchEvent(new CustomEvent("desk:event", { detail: data }));
+  }
+
+  function subscribe() {
+    if (ticketId) send({ subscribe_ticket: ticketId });
+    const filters = inboxFilters();
+    if (page === "inbox" && filters) send({ inbox: filters });
   }
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(`${scheme}://${location.host}/ws/desk/`);
     socket.onopen = () => {
-      if (status) status.classList.add("on");
-      if (ticketId) socket.send(JSON.stringify({ subscribe_ticket: ticketId }));
+      if (status) { status.classList.add("on"); status.title = "Live updates: connected"; }
+      subscribe();
+      if (reconnects++ > 0) {
+        // Events sent while we were away are not replayed: fetch the current state.
+        const tl = document.getElementById("timeline");
+        if (tl && window.htmx) window.htmx.trigger(tl, "refresh");
+        const form = document.getElementById("inbox-filter-form");
+        if (form && window.htmx) window.htmx.trigger(form, "change");
+      }
     };
     socket.onmessage = (msg) => onEvent(JSON.parse(msg.data));
     socket.onclose = (ev) => {
-      if (status) status.classList.remove("on");
-      if (ev.code !== 4403) setTimeout(connect, 3000);
+      if (status) { status.classList.remove("on"); status.title = "Live updates: disconnected"; }
+      if (ev.code === 4401 || ev.code === 4403) {
+        // Signed out or no longer allowed: stop, and let the next page load decide.
+        if (ev.code === 4401) location.reload();
+        return;
+      }
+      setTimeout(connect, Math.min(30000, 1000 * 2 ** Math.min(reconnects, 5)));
     };
   }
   if (body.dataset.user) connect();
+  setInterval(() => send({ ping: true }), 20000);
 
-  const reply = document.getElementById("reply-body");
+  // Notices (assignment, mentions, collisions) fade out by themselves.
+  const notices = document.getElementById("notices");
+  if (notices) {
+    new MutationObserver(() => {
+      notices.querySelectorAll(".notice:not([data-timer])").forEach((p) => {
+        p.dataset.timer = "1";
+        setTimeout(() => p.remove(), 12000);
+      });
+    }).observe(notices, { childList: true });
+  }
+
+  // The inbox list was re-fetched with other filters: follow them live.
+  document.addEventListener("htmx:afterSwap", (ev) => {
+    if (ev.detail.target && ev.detail.target.id === "inbox-list") {
+      const filters = inboxFilters();
+      if (filters) send({ inbox: filters });
+      rememberInboxOrder();
+    }
+  });
+  if (page === "inbox") rememberInboxOrder();
+
   if (reply && ticketId) {
     reply.addEventListener("input", () => {
-      if (socket && socket.readyState === 1 && Date.now() - typingSent > 4000) {
+      if (Date.now() - typingSent > 4000) {
         typingSent = Date.now();
-        socket.send(JSON.stringify({ typing: ticketId }));
+        send({ typing: ticketId });
       }
     });
   }
@@ -94,18 +115,32 @@
     });
   }
 
-  // Live-refreshed inbox list: a row opens its ticket.
+  const internal = document.getElementById("reply-internal");
+  function noteMode(on) {
+    if (!internal) return;
+    internal.checked = on;
+    document.getElementById("reply-form").classList.toggle("note-mode", on);
+    reply.placeholder = on ? "Internal note — @username notifies a colleague (n)" : "Write a reply… (r)";
+  }
+  if (internal) internal.addEventListener("change", () => noteMode(internal.checked));
+
+  // A row opens its ticket.
   document.addEventListener("click", (ev) => {
-    const row = ev.target.closest("tr.row");
+    const row = ev.target.closest("#inbox-rows .row");
     if (row && !ev.target.closest("a")) location.href = row.dataset.href;
   });
 
-  // Keyboard shortcuts
+  // Keyboard shortcuts (shown on "?").
   let selected = -1;
   let lastKey = "";
+  function neighbour(step) {
+    const ids = JSON.parse(sessionStorage.getItem("cxdesk.inbox") || "[]");
+    const i = ids.indexOf(String(ticketId));
+    return i >= 0 ? ids[i + step] : undefined;
+  }
   document.addEventListener("keydown", (ev) => {
     if (ev.target.matches("input, textarea, select") || ev.metaKey || ev.ctrlKey || ev.altKey) return;
-    const rows = Array.from(document.querySelectorAll("tr.row"));
+    const rows = Array.from(document.querySelectorAll("#inbox-rows .row"));
     const key = ev.key;
     if (key === "?") { document.getElementById("help").showModal(); return; }
     if (lastKey === "g" && key === "i") { location.href = "/desk/"; return; }
@@ -114,12 +149,15 @@
       selected = Math.max(0, Math.min(rows.length - 1, selected + (key === "j" ? 1 : -1)));
       rows.forEach((r, i) => r.classList.toggle("selected", i === selected));
       rows[selected].scrollIntoView({ block: "nearest" });
-    } else if (key === "Enter" && rows[selected]) {
+    } else if ((key === "j" || key === "k") && ticketId) {
+      const next = neighbour(key === "j" ? 1 : -1);
+      if (next) location.href = `/desk/tickets/${next}/`;
+    } else if ((key === "Enter" || key === "o") && rows[selected]) {
       location.href = rows[selected].dataset.href;
     } else if (key === "r" && reply) {
-      ev.preventDefault(); document.getElementById("reply-internal").checked = false; reply.focus();
+      ev.preventDefault(); noteMode(false); reply.focus();
     } else if (key === "n" && reply) {
-      ev.preventDefault(); document.getElementById("reply-internal").checked = true; reply.focus();
+      ev.preventDefault(); noteMode(true); reply.focus();
     } else if (key === "s" && document.getElementById("solve-form")) {
       document.getElementById("solve-form").submit();
     }

@@ -43,14 +43,36 @@ def test_two_agents_work_a_ticket_live(live_server_url, desk_data, browser):
     ana = sign_in(browser, base, "ana")
     # filter the inbox
     ana.locator("input[name=q]").press_sequentially("parcel")
-    ana.wait_for_function("document.querySelectorAll('tr.row').length === 1")
+    ana.wait_for_function("document.querySelectorAll('#inbox-rows .row').length === 1")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     ana.goto(f"{base}/desk/")
     ana.screenshot(path=str(SCREENSHOTS / "inbox.png"), full_page=True)
+    # keyboard: ? shows the shortcuts, j selects the first row
+    ana.keyboard.press("?")
+    ana.wait_for_selector("#help[open]")
+    ana.keyboard.press("Escape")
+    ana.keyboard.press("j")
+    ana.wait_for_selector("#inbox-rows .row.selected")
     ana.click(f"text={ticket.subject}")
     ana.wait_for_selector("#live-status.on")
 
     ben = sign_in(browser, base, "ben")
+    # Ben's inbox follows live: a new ticket appears on top, the counts change
+    ben.wait_for_selector("#live-status.on")
+    assert ben.locator("#view-counts [data-view=open] .count").inner_text() == "5"
+    ingest_new = requests.post(
+        f"{base}/hooks/twilio/{sms.pk}/",
+        data=(first := {"MessageSid": "SMnew1", "From": "+48600999888", "To": "+15005550006", "Body": "New by SMS",
+                        "NumMedia": "0"}),
+        headers={"X-Twilio-Signature": RequestValidator("tok").compute_signature(f"{base}/hooks/twilio/{sms.pk}/",
+                                                                                  first)},
+        timeout=10,
+    )  # fmt: skip
+    assert ingest_new.status_code == 200
+    ben.wait_for_function(
+        "document.querySelector('#inbox-rows .row .excerpt').textContent.includes('New by SMS')", timeout=5000
+    )
+    ben.wait_for_function("document.querySelector('#view-counts [data-view=open] .count').textContent === '6'")
     ben.goto(f"{base}/desk/tickets/{ticket.pk}/")
     ben.wait_for_selector("#live-status.on")
     # presence: Ana sees Ben viewing, then replying
@@ -61,7 +83,13 @@ def test_two_agents_work_a_ticket_live(live_server_url, desk_data, browser):
     ana.fill("#reply-body", "We are on it, Zofia.")
     ana.click("#reply-form button[type=submit]")
     ana.wait_for_selector("text=We are on it, Zofia.")
-    ben.wait_for_selector("text=We are on it, Zofia.", timeout=5000)
+    ben.wait_for_selector("#timeline-items >> text=We are on it, Zofia.", timeout=5000)
+    # Ben was typing when Ana's reply went out: he is warned
+    ben.wait_for_selector("#notices >> text=Ana replied while you were typing", timeout=5000)
+    assert (
+        ana.locator("#timeline-items li[id^=message-]").count()
+        == ben.locator("#timeline-items li[id^=message-]").count()
+    )
     # a Twilio-signed SMS from the customer shows up live in Ana's open ticket
     params = {
         "MessageSid": "SMlive1",
@@ -74,8 +102,17 @@ def test_two_agents_work_a_ticket_live(live_server_url, desk_data, browser):
     signature = RequestValidator("tok").compute_signature(url, params)
     response = requests.post(url, data=params, headers={"X-Twilio-Signature": signature}, timeout=10)
     assert response.status_code == 200
-    ana.wait_for_selector("text=Any news? (sent by SMS)", timeout=5000)
+    ana.wait_for_selector("#timeline-items >> text=Any news? (sent by SMS)", timeout=5000)
     ana.screenshot(path=str(SCREENSHOTS / "ticket.png"), full_page=True)
     ana.goto(f"{base}/desk/customers/{ticket.customer_id}/")
     ana.wait_for_selector("text=Everything they wrote")
     ana.screenshot(path=str(SCREENSHOTS / "customer-360.png"), full_page=True)
+
+    # phone width: the inbox and the ticket fit without sideways scrolling
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, storage_state=ana.context.storage_state())
+    small = phone.new_page()
+    for path in ("/desk/", f"/desk/tickets/{ticket.pk}/"):
+        small.goto(f"{base}{path}")
+        assert small.evaluate("document.documentElement.scrollWidth") <= 390, path
+    small.goto(f"{base}/desk/")
+    small.screenshot(path=str(SCREENSHOTS / "inbox-phone.png"), full_page=True)

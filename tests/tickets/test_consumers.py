@@ -1,12 +1,31 @@
+"""The desk websocket with the in-memory channel layer: who may connect, the out-of-band
+HTML it sends (rendered from the page's own partials), presence, collisions, inbox rows
+and counts, notifications, and closing sockets on sign-out or lost access."""
+
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import cache
+from django.template.loader import render_to_string
 
+from channels_app.services import ingest
+from tests.channels_app.factories import email_inbound
+from tests.tickets.factories import AgentFactory
+from tickets import services
 from tickets.consumers import DeskConsumer
+from tickets.models import Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _layers(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()
 
 
 def communicator(user):
@@ -15,78 +34,197 @@ def communicator(user):
     return comm
 
 
-def run(coro):
-    import asyncio
+async def until(comm, predicate, timeout=3.0):
+    """Read frames until one satisfies `predicate`; return it (fail after `timeout`)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    seen = []
+    while loop.time() < deadline:
+        try:
+            frame = await comm.receive_json_from(timeout=max(0.05, deadline - loop.time()))
+        except TimeoutError:
+            break
+        seen.append(frame)
+        if predicate(frame):
+            return frame
+    raise AssertionError(f"no matching frame; got {[(f.get('event'), f.get('html', '')[:80]) for f in seen]}")
 
-    return asyncio.run(coro)
+
+def db(fn):
+    return database_sync_to_async(fn)()
 
 
-def test_anonymous_and_non_staff_are_refused(settings):
-    from tests.tickets.factories import AgentFactory
-
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+def test_anonymous_and_non_staff_are_refused():
     customer = AgentFactory(username="cust", is_staff=False)
+    inactive = AgentFactory(username="gone", is_active=False)
 
     async def scenario():
-        for user in (AnonymousUser(), customer):
+        for user in (AnonymousUser(), customer, inactive):
             comm = communicator(user)
             connected, code = await comm.connect()
             assert not connected
             assert code == 4403
 
-    run(scenario())
+    asyncio.run(scenario())
 
 
-def test_live_events_presence_and_logout_close(settings, email_inbox):
-    from channels_app.services import ingest
-    from tests.channels_app.factories import email_inbound
-    from tests.tickets.factories import AgentFactory
-
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+def test_ticket_live_timeline_presence_collision_and_status(email_inbox):
     ana = AgentFactory(username="ana2", first_name="Ana")
     ben = AgentFactory(username="ben2", first_name="Ben")
-    ticket = ingest(email_inbound(email_inbox)).ticket
+    ticket = ingest(email_inbound(email_inbox, subject="Help")).ticket
 
     async def scenario():
         a, b = communicator(ana), communicator(ben)
         assert (await a.connect())[0]
         assert (await b.connect())[0]
         await a.send_json_to({"subscribe_ticket": ticket.pk})
-        assert (await a.receive_json_from())["event"] == "presence"
+        alone = await until(a, lambda f: f["event"] == "presence")
+        assert 'id="presence"' in alone["html"] and "is viewing" not in alone["html"]
         await b.send_json_to({"subscribe_ticket": ticket.pk})
-        seen = await a.receive_json_from()
-        assert (seen["event"], seen["user"], seen["state"]) == ("presence", "Ben", "viewing")
-        await b.receive_json_from()  # Ben hears his own presence
+        await until(a, lambda f: f["event"] == "presence" and "Ben is viewing" in f["html"])
+        # Ben sees Ana, never himself
+        own = await until(b, lambda f: f["event"] == "presence" and "Ana is viewing" in f["html"])
+        assert "Ben is" not in own["html"]
         await b.send_json_to({"typing": ticket.pk})
-        typing = await a.receive_json_from()
-        assert (typing["user"], typing["state"]) == ("Ben", "replying")
-        await b.receive_json_from()
+        await until(a, lambda f: f["event"] == "presence" and "Ben is replying" in f["html"])
 
-        # a new inbound message reaches everyone watching the ticket
-        @database_sync_to_async
-        def new_message():
-            from django.db import transaction
+        # a new inbound message: the same partial the page renders, appended out of band
+        new = await db(lambda: ingest(email_inbound(email_inbox, subject="Re: Help", text="Any news at all?")))
+        assert new.ticket.pk == ticket.pk
+        frame = await until(a, lambda f: f["event"] == "message.created")
+        message = await db(lambda: Message.objects.select_related("author", "identity").get(pk=new.message.pk))
+        page_item = await db(lambda: render_to_string("tickets/_timeline.html#message", {"m": message}))
+        assert frame["html"] == f'<ol hx-swap-oob="beforeend:#timeline-items">{page_item}</ol>'
+        assert "Any news at all?" in frame["html"]
 
-            with transaction.atomic():
-                r = ingest(
-                    email_inbound(email_inbox, subject="Re: Help", in_reply_to=ticket.messages.first().email_message_id)
-                )
-                assert r.ticket.pk == ticket.pk
-            return r
+        # Ana is typing when Ben's reply goes out: she is warned; Ben is not
+        await a.send_json_to({"typing": ticket.pk})
+        sent = await db(lambda: services.reply(ticket=ticket, author=ben, body="Courier says Monday."))
+        warned = await until(a, lambda f: f["event"] == "message.created" and f["message_id"] == sent.pk)
+        assert "Courier says Monday." in warned["html"]
+        assert "Ben replied while you were typing" in warned["html"]
+        assert 'hx-swap-oob="beforeend:#notices"' in warned["html"]
+        own = await until(b, lambda f: f["event"] == "message.created" and f["message_id"] == sent.pk)
+        assert "while you were typing" not in own["html"]
+        # the send (Celery eager, email backend) updates the delivery status in place
+        status = await until(a, lambda f: f["event"] == "message.status" and f["message_id"] == sent.pk)
+        assert f'hx-swap-oob="true" id="status-{sent.pk}"' in status["html"]
+        assert "Sent" in status["html"]
 
-        await new_message()
-        events = set()
-        for _ in range(6):
-            if await a.receive_nothing(timeout=0.2):
-                break
-            events.add((await a.receive_json_from())["event"])
-        assert "message.created" in events
-        # signing out closes that user's sockets
-        await get_channel_layer().group_send(f"agent.{ben.pk}", {"type": "desk.logout"})
-        kinds = []
-        while not kinds or kinds[-1] != "websocket.close":
-            kinds.append((await b.receive_output(timeout=1))["type"])
-        assert kinds[-1] == "websocket.close"
+        # Ben leaves: Ana's presence line empties
+        await b.disconnect()
+        await until(a, lambda f: f["event"] == "presence" and "Ben" not in f["html"])
         await a.disconnect()
 
-    run(scenario())
+    asyncio.run(scenario())
+
+
+def test_notes_and_events_reach_only_the_desk_and_render_their_partials(email_inbox):
+    ana = AgentFactory(username="ana3", first_name="Ana")
+    ticket = ingest(email_inbound(email_inbox)).ticket
+
+    async def scenario():
+        a = communicator(ana)
+        assert (await a.connect())[0]
+        await a.send_json_to({"subscribe_ticket": ticket.pk})
+        await until(a, lambda f: f["event"] == "presence")
+        note = await db(lambda: services.note_add(ticket=ticket, author=ana, body="Private: VIP"))
+        frame = await until(a, lambda f: f["event"] == "message.created" and f["message_id"] == note.pk)
+        assert "Internal note" in frame["html"] and "Private: VIP" in frame["html"]
+        await db(lambda: services.ticket_update(ticket=ticket, actor=ana, priority="urgent"))
+        frames = {}
+        while not {"ticket.event", "ticket.updated"} <= frames.keys():
+            frame = await until(a, lambda f: f["event"] in ("ticket.event", "ticket.updated"))
+            frames.setdefault(frame["event"], frame)
+        assert 'id="event-' in frames["ticket.event"]["html"] and "Priority changed" in frames["ticket.event"]["html"]
+        header = frames["ticket.updated"]["html"]
+        assert header.startswith('<header id="ticket-header" hx-swap-oob="true">') and "Urgent" in header
+        await a.disconnect()
+
+    asyncio.run(scenario())
+    from cxdesk.realtime import sent_events
+
+    groups = {e["group"] for e in sent_events() if e.get("message_id") and e["event"] == "message.created"}
+    assert groups == {f"ticket.{ticket.pk}"}, "a note is announced to the desk's ticket group only"
+
+
+def test_inbox_rows_move_and_counts_update(email_inbox, sms_inbox):
+    ana = AgentFactory(username="ana4", first_name="Ana")
+    older = ingest(email_inbound(email_inbox, address="old@example.com", subject="Older")).ticket
+
+    async def scenario():
+        a = communicator(ana)
+        assert (await a.connect())[0]
+        await a.send_json_to({"inbox": {"view": "open", "sort": "activity"}})
+        fresh = await db(lambda: ingest(email_inbound(email_inbox, address="new@example.com", subject="Brand new")))
+        frame = await until(a, lambda f: f["event"] == "ticket.activity" and f["ticket_id"] == fresh.ticket.pk)
+        html = frame["html"]
+        assert f'<div id="row-{fresh.ticket.pk}" hx-swap-oob="delete">' in html
+        assert 'hx-swap-oob="afterbegin:#inbox-rows"' in html and "Brand new" in html
+        assert 'id="view-counts" hx-swap-oob="true"' in html
+        assert 'data-view="open">All open <span class="count">2</span>' in html
+        # a view that no longer contains the ticket removes its row
+        await a.send_json_to({"inbox": {"view": "open", "channel": "sms"}})
+        await db(lambda: ingest(email_inbound(email_inbox, address="old@example.com", subject="Re: Older")))
+        frame = await until(a, lambda f: f["event"] == "ticket.activity" and f["ticket_id"] == older.pk)
+        assert f'<div id="row-{older.pk}" hx-swap-oob="delete"></div>' in frame["html"]
+        assert "afterbegin" not in frame["html"]
+        # sorted by waiting time: the row is updated where it is
+        await a.send_json_to({"inbox": {"view": "open", "sort": "waiting"}})
+        await db(lambda: ingest(email_inbound(email_inbox, address="old@example.com", subject="Re: Older")))
+        frame = await until(a, lambda f: f["event"] == "ticket.activity" and f["ticket_id"] == older.pk)
+        assert f'hx-swap-oob="true" id="row-{older.pk}"' in frame["html"]
+        await a.disconnect()
+
+    asyncio.run(scenario())
+
+
+def test_assignment_and_mention_notify_the_agent(email_inbox):
+    ana = AgentFactory(username="ana5", first_name="Ana")
+    ben = AgentFactory(username="ben5", first_name="Ben")
+    ticket = ingest(email_inbound(email_inbox, subject="Refund")).ticket
+
+    async def scenario():
+        a = communicator(ana)
+        assert (await a.connect())[0]
+        await db(lambda: services.ticket_update(ticket=ticket, actor=ben, assignee=ana))
+        frame = await until(a, lambda f: f["event"] == "ticket.assigned")
+        assert "was assigned to you" in frame["html"] and f"/desk/tickets/{ticket.pk}/" in frame["html"]
+        await db(lambda: services.note_add(ticket=ticket, author=ben, body="@ana5 can you check the refund?"))
+        frame = await until(a, lambda f: f["event"] == "note.mention")
+        assert "Ben mentioned you in a note" in frame["html"]
+        await a.disconnect()
+
+    asyncio.run(scenario())
+
+
+def test_sign_out_and_lost_access_close_sockets(email_inbox):
+    from django.test import Client
+
+    ana = AgentFactory(username="ana6", first_name="Ana")
+    ben = AgentFactory(username="ben6", first_name="Ben")
+
+    async def closed(comm) -> int:
+        while True:
+            out = await comm.receive_output(timeout=2)
+            if out["type"] == "websocket.close":
+                return out["code"]
+
+    async def scenario():
+        a, b = communicator(ana), communicator(ben)
+        assert (await a.connect())[0]
+        assert (await b.connect())[0]
+
+        def sign_out():
+            client = Client()
+            client.force_login(ben)
+            assert client.post("/accounts/logout/").status_code in (200, 302)
+
+        await db(sign_out)
+        assert await closed(b) == 4401
+        # Ana loses staff while connected: her next message closes the socket
+        await db(lambda: type(ana).objects.filter(pk=ana.pk).update(is_staff=False))
+        await a.send_json_to({"ping": True})
+        assert await closed(a) == 4403
+
+    asyncio.run(scenario())
