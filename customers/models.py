@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Organization(models.Model):
@@ -119,3 +120,27 @@ class PortalToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} for {self.identity}"
+
+
+class PageView(models.Model):
+    """One page a web visitor saw (the visitor trail): address, title and time — never
+    keystrokes or form contents. Anonymous visitors are known by the widget's visitor id
+    until they identify; then their views belong to the customer."""
+
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="page_views")
+    visitor_id = models.CharField(max_length=64, blank=True)
+    url = models.CharField(max_length=2000)
+    title = models.CharField(max_length=300, blank=True)
+    referrer = models.CharField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["customer", "-created_at"], name="pageview_customer_idx"),
+            models.Index(fields=["visitor_id", "-created_at"], name="pageview_visitor_idx"),
+            models.Index(fields=["created_at"], name="pageview_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.url

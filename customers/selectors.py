@@ -9,7 +9,7 @@ from django.db.models import Count, Max, Min, Prefetch, Q, QuerySet
 
 from tickets.models import Message, Ticket
 
-from .models import Customer, Identity
+from .models import Customer, Identity, PageView
 from .normalize import normalize_address
 
 
@@ -69,3 +69,8 @@ def customer_timeline(*, customer: Customer, include_notes: bool = True) -> Quer
     if not include_notes:
         qs = qs.exclude(direction=Message.Direction.NOTE)
     return qs.order_by("created_at", "id")
+
+
+def customer_recent_pages(*, customer: Customer, limit: int = 5) -> list[PageView]:
+    """The customer's last web pages, newest first (the visitor trail; one query)."""
+    return list(PageView.objects.filter(customer=customer).order_by("-created_at", "-id")[:limit])

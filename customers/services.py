@@ -9,7 +9,7 @@ from cxdesk.errors import ApplicationError
 from cxdesk.realtime import broadcast_on_commit
 
 from . import signals
-from .models import Customer, CustomerMerge, Identity, Organization
+from .models import Customer, CustomerMerge, Identity, Organization, PageView
 from .normalize import normalize_address
 
 
@@ -186,3 +186,12 @@ def unmerge_customers(*, merge: CustomerMerge, actor=None) -> Customer:
         )
     broadcast_on_commit(f"customer.{keep.pk}", "customer.updated", customer_id=keep.pk)
     return other
+
+
+def page_view_record(
+    *, url: str, title: str = "", referrer: str = "", customer: Customer | None = None, visitor_id: str = ""
+) -> PageView:
+    """Store one page of the visitor trail (values cut to the column sizes)."""
+    return PageView.objects.create(
+        customer=customer, visitor_id=visitor_id[:64], url=url[:2000], title=title[:300], referrer=referrer[:2000]
+    )
