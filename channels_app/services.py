@@ -22,7 +22,7 @@ from cxdesk.errors import ApplicationError
 from tickets import events, signals
 from tickets.attachments import attachment_store
 from tickets.models import Attachment, Message, Ticket
-from tickets.services import broadcast_ticket, message_created, ticket_set_status
+from tickets.services import broadcast_ticket, message_created, ticket_reopen_by_customer
 
 from .models import Channel, Inbox, RawInbound
 from .sanitize import html_to_text, sanitize_html
@@ -223,8 +223,7 @@ def _continue_ticket(ticket: Ticket, message: Message, now) -> None:
         events.channel_switched(ticket, old=previous, new=message.channel, message_id=message.pk)
     old = ticket.status
     if old in (Ticket.Status.SOLVED, Ticket.Status.PENDING):
-        ticket_set_status(ticket=ticket, status=Ticket.Status.OPEN, reason="customer_reply")
-        events.reopened(ticket, old=old, message_id=message.pk)
+        ticket_reopen_by_customer(ticket=ticket, old=old, message=message)
 
 
 def _locked(qs) -> Ticket | None:

@@ -207,3 +207,49 @@ class CustomerViewSet(
             raise ApplicationError("no such merge of this customer", code="not_found", status=404)
         other = services.unmerge_customers(merge=merge, actor=request.user)
         return Response(Customer360Serializer(selectors.customer_360(agent=request.user, customer_id=other.pk)).data)
+
+
+class IdentityCreateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=Identity.Kind.choices)
+    address = serializers.CharField(max_length=320)
+
+
+@extend_schema(tags=["customers"])
+class CustomerIdentityViewSet(viewsets.ViewSet):
+    """A customer's identities: add one (409 with `owner` when another customer holds it;
+    merge them instead) or remove one (a customer keeps at least one)."""
+
+    serializer_class = IdentitySerializer
+
+    def _customer(self, request) -> Customer:
+        from tickets.api import pk_from
+
+        customer_id = pk_from({"pk": self.kwargs.get("customer_pk")})
+        customer = selectors.customers_visible_to(agent=request.user).filter(pk=customer_id).first()
+        if customer is None:
+            raise NotFound("no such customer")
+        return customer
+
+    @extend_schema(responses={200: IdentitySerializer(many=True)})
+    def list(self, request, customer_pk=None):
+        customer = self._customer(request)
+        return Response(IdentitySerializer(customer.identities.order_by("kind", "address"), many=True).data)
+
+    @extend_schema(request=IdentityCreateSerializer, responses={201: IdentitySerializer})
+    def create(self, request, customer_pk=None):
+        customer = self._customer(request)
+        data = IdentityCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        identity = services.identity_add(customer=customer, actor=request.user, **data.validated_data)
+        return Response(IdentitySerializer(identity).data, status=201)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, customer_pk=None, pk=None):
+        from tickets.api import pk_from
+
+        customer = self._customer(request)
+        identity = customer.identities.filter(pk=pk_from(self.kwargs)).first()
+        if identity is None:
+            raise NotFound("no such identity")
+        services.identity_remove(identity=identity, actor=request.user)
+        return Response(status=204)

@@ -92,7 +92,11 @@ def identity_add(*, customer: Customer, kind: str, address: str, actor=None, reg
             f"{kind} {address} belongs to another customer (#{existing.customer_id}); merge the customers instead",
             code="identity_taken",
             status=409,
+            fields={"address": [f"already belongs to customer {existing.customer_id}"]},
+            extra={"owner": existing.customer_id},
         )
+    if kind not in Identity.Kind.values:
+        raise ApplicationError(f"unknown identity kind {kind!r}", code="invalid_kind", fields={"kind": ["unknown"]})
     identity = Identity.objects.create(customer=customer, kind=kind, address=address)
     broadcast_on_commit(f"customer.{customer.pk}", "customer.updated", customer_id=customer.pk)
     return identity
@@ -195,3 +199,32 @@ def page_view_record(
     return PageView.objects.create(
         customer=customer, visitor_id=visitor_id[:64], url=url[:2000], title=title[:300], referrer=referrer[:2000]
     )
+
+
+@transaction.atomic
+def customer_update(
+    *,
+    customer: Customer,
+    actor=None,
+    name: str | None = None,
+    organization_name: str | None = None,
+    attributes: dict | None = None,
+) -> Customer:
+    """An agent edits a customer: name, organisation (by name; created if new), attributes."""
+    fields = []
+    if name is not None and name.strip()[:200] != customer.name:
+        customer.name = name.strip()[:200]
+        fields.append("name")
+    if organization_name is not None:
+        org_name = organization_name.strip()[:200]
+        org = Organization.objects.get_or_create(name=org_name)[0] if org_name else None
+        if (org.pk if org else None) != customer.organization_id:
+            customer.organization = org
+            fields.append("organization")
+    if attributes is not None and attributes != customer.attributes:
+        customer.attributes = attributes
+        fields.append("attributes")
+    if fields:
+        customer.save(update_fields=[*fields, "updated_at"])
+        broadcast_on_commit(f"customer.{customer.pk}", "customer.updated", customer_id=customer.pk)
+    return customer

@@ -3,6 +3,8 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
+    path("", views.customer_list, name="desk-customers"),
+    path("<int:customer_id>/edit/", views.customer_edit, name="desk-customer-edit"),
     path("<int:customer_id>/", views.customer_detail, name="desk-customer"),
     path("<int:customer_id>/identities/", views.identity_add, name="desk-identity-add"),
     path("<int:customer_id>/identities/<int:identity_id>/remove/", views.identity_remove, name="desk-identity-remove"),

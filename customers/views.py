@@ -7,12 +7,13 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from cxdesk.errors import ApplicationError
 
 from . import selectors, services
-from .desk_selectors import customer_panel, duplicate_suggestions
+from .desk_selectors import customer_panel, customer_search, duplicate_suggestions
 from .models import CustomerMerge, Identity
 
 
@@ -37,11 +38,26 @@ def _customer_or_404(request: HttpRequest, customer_id: int):
 
 
 @staff_member_required
+def customer_list(request: HttpRequest) -> HttpResponse:
+    """Find a person: by name, any identity (as typed or normalised), or organisation."""
+    q = request.GET.get("q", "")
+    context = {"q": q, "results": customer_search(agent=request.user, q=q), "merge_into": None}
+    into = request.GET.get("merge_into", "")
+    if into.isdigit():
+        context["merge_into"] = _customer_or_404(request, int(into))
+    template = "customers/_results.html" if request.htmx else "customers/list.html"
+    return render(request, template, context)
+
+
+@staff_member_required
 def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
     customer = _customer_or_404(request, customer_id)
     timeline = list(
         selectors.customer_timeline(customer=customer).select_related("ticket").order_by("-created_at", "-id")[:100]
     )
+    candidate = None
+    if request.GET.get("merge", "").isdigit():
+        candidate = _customer_or_404(request, int(request.GET["merge"]))
     return render(
         request,
         "customers/customer.html",
@@ -50,11 +66,34 @@ def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
             "panel": customer_panel(customer=customer),
             "timeline": timeline,
             "suggestions": duplicate_suggestions(customer=customer),
-            "merge_candidate": _customer_or_404(request, int(request.GET["merge"]))
-            if request.GET.get("merge", "").isdigit()
-            else None,
+            "merge_candidate": candidate,
+            "candidate_panel": customer_panel(customer=candidate) if candidate else None,
+            "attributes_text": "\n".join(f"{k}={v}" for k, v in customer.attributes.items()),
         },
     )
+
+
+@staff_member_required
+@require_POST
+def customer_edit(request: HttpRequest, customer_id: int) -> HttpResponse:
+    customer = _customer_or_404(request, customer_id)
+    attributes = {}
+    for line in request.POST.get("attributes", "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip():
+            attributes[key.strip()[:64]] = value.strip()[:500]
+    try:
+        services.customer_update(
+            customer=customer,
+            actor=request.user,
+            name=request.POST.get("name", customer.name),
+            organization_name=request.POST.get("organization", ""),
+            attributes=attributes,
+        )
+        flash.success(request, _("Saved."))
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+    return redirect("desk-customer", customer_id=customer.pk)
 
 
 @staff_member_required

@@ -6,10 +6,18 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.routers import DefaultRouter
 
 from channels_app.api import InboundEmailView, InboxViewSet
-from customers.api import CustomerViewSet
+from customers.api import CustomerIdentityViewSet, CustomerViewSet
 from integrations.api import ApiKeyViewSet, WebhookSubscriptionViewSet
 from sla.api import MetricsView
-from tickets.api import AgentViewSet, AttachmentViewSet, CannedResponseViewSet, TagViewSet, TeamViewSet, TicketViewSet
+from tickets.api import (
+    AgentViewSet,
+    AttachmentViewSet,
+    CannedResponseViewSet,
+    SavedViewViewSet,
+    TagViewSet,
+    TeamViewSet,
+    TicketViewSet,
+)
 
 
 class IdCursor(CursorPagination):
@@ -28,6 +36,7 @@ router.register("inboxes", InboxViewSet, basename="inbox")
 router.register("attachments", AttachmentViewSet, basename="attachment")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("webhooks", WebhookSubscriptionViewSet, basename="webhook")
+router.register("views", SavedViewViewSet, basename="saved-view")
 
 for viewset in (
     CustomerViewSet,
@@ -40,7 +49,12 @@ for viewset in (
 ):
     viewset.pagination_class = IdCursor
 
+identity_list = CustomerIdentityViewSet.as_view({"get": "list", "post": "create"})
+identity_detail = CustomerIdentityViewSet.as_view({"delete": "destroy"})
+
 urlpatterns = [
+    path("customers/<str:customer_pk>/identities/", identity_list, name="customer-identities"),
+    path("customers/<str:customer_pk>/identities/<str:pk>/", identity_detail, name="customer-identity"),
     path("inbound/email/", InboundEmailView.as_view(), name="inbound-email"),
     path("metrics/", MetricsView.as_view(), name="metrics"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -88,6 +88,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
+                "tickets.context_processors.desk",
             ],
         },
     }
@@ -191,6 +192,8 @@ CXDESK_MAX_BODY_CHARS = env.int("CXDESK_MAX_BODY_CHARS", default=1_000_000)
 CXDESK_OUTBOX_DIR = VAR_DIR / "outbox"
 CXDESK_DEFAULT_REGION = env.str("CXDESK_DEFAULT_REGION", default="PL")
 CXDESK_TICKET_PREFIX = "CX"
+# Assignees are warned (the bell) when an SLA target of their ticket is due within this many minutes.
+CXDESK_SLA_WARNING_MINUTES = env.int("CXDESK_SLA_WARNING_MINUTES", default=30)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -127,10 +127,14 @@ def route_ticket(
         return None
     message = Message.objects.filter(pk=message_id).first() if message_id else None
     rules_apply(ticket=ticket, trigger=trigger, message=message, now=now)
-    if ticket.team_id is None and ticket.inbox_id:
-        team = Inbox.objects.filter(pk=ticket.inbox_id).values_list("default_team", flat=True).first()
+    if ticket.team_id is None:
+        # The inbox's team, else the desk's default team: every entry point gets routed.
+        team_id = None
+        if ticket.inbox_id:
+            team_id = Inbox.objects.filter(pk=ticket.inbox_id).values_list("default_team", flat=True).first()
+        team = Team.objects.filter(pk=team_id).first() if team_id else Team.objects.filter(is_default=True).first()
         if team:
-            ticket_assign(ticket=ticket, assignee=ticket.assignee, team=Team.objects.get(pk=team))
+            ticket_assign(ticket=ticket, assignee=ticket.assignee, team=team)
     # Continuity: the agent who owns the conversation keeps it, unless away → their team.
     if ticket.assignee_id:
         profile = AgentProfile.objects.filter(user_id=ticket.assignee_id).first()

@@ -58,6 +58,9 @@ class TicketSla(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
     first_response_breached_at = models.DateTimeField(null=True, blank=True)
     resolution_breached_at = models.DateTimeField(null=True, blank=True)
+    # When the assignee was warned that a target is due soon (once per ticket and target).
+    first_response_warned_at = models.DateTimeField(null=True, blank=True)
+    resolution_warned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [

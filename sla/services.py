@@ -4,13 +4,15 @@ response / solve, and mark and escalate breaches. `now` is a parameter everywher
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
 from tickets import events
-from tickets.models import Ticket
+from tickets.models import Notification, Ticket
+from tickets.notifications import notify
 
 from .clock import Calendar, add_business_minutes, business_minutes_between
 from .models import SlaPolicy, TicketSla
@@ -127,11 +129,43 @@ def check_breaches(*, now: datetime) -> list[tuple[int, str]]:
         sla.save(update_fields=["resolution_breached_at"])
         _escalate(sla, "resolution", now)
         found.append((sla.ticket_id, "resolution"))
+    _warn_due_soon(now=now)
     return found
 
 
+def _warn_due_soon(*, now: datetime) -> None:
+    """Tell the assignee once when a target of their ticket falls due within
+    CXDESK_SLA_WARNING_MINUTES (a notification in the desk's bell)."""
+    soon = now + timedelta(minutes=settings.CXDESK_SLA_WARNING_MINUTES)
+    for target in ("first_response", "resolution"):
+        done = {
+            "first_response": {"first_response_met_at": None},
+            "resolution": {"resolved_at": None, "paused_at": None},
+        }
+        due = (
+            TicketSla.objects.select_for_update(of=("self",))
+            .select_related("ticket")
+            .filter(
+                **done[target],
+                **{f"{target}_warned_at": None, f"{target}_breached_at": None},
+                **{f"{target}_due__gte": now, f"{target}_due__lt": soon},
+                ticket__status__in=Ticket.OPEN_STATUSES,
+                ticket__assignee__isnull=False,
+            )
+        )
+        for sla in due:
+            setattr(sla, f"{target}_warned_at", now)
+            sla.save(update_fields=[f"{target}_warned_at"])
+            minutes = int((getattr(sla, f"{target}_due") - now).total_seconds() // 60)
+            notify(
+                user_id=sla.ticket.assignee_id,
+                kind=Notification.Kind.SLA_WARNING,
+                ticket=sla.ticket,
+                text=f"{target.replace('_', ' ')} due in {minutes} min",
+            )
+
+
 def _escalate(sla: TicketSla, target: str, now: datetime) -> None:
-    from cxdesk.realtime import broadcast_on_commit
     from tickets.services import ticket_assign, ticket_update
 
     ticket, policy = sla.ticket, sla.policy
@@ -143,7 +177,11 @@ def _escalate(sla: TicketSla, target: str, now: datetime) -> None:
         ticket.refresh_from_db()
         ticket_assign(ticket=ticket, assignee=None, team=policy.escalate_reassign_team)
         actions.append("reassigned")
-    if policy.escalate_to_id:
-        broadcast_on_commit(f"agent.{policy.escalate_to_id}", "sla.breach", ticket_id=ticket.pk, target=target)
+    text = f"{target.replace('_', ' ')} target breached ({policy.name})"
+    notify(user_id=ticket.assignee_id, kind=Notification.Kind.SLA_BREACH, ticket=ticket, text=text)
+    if policy.escalate_to_id and policy.escalate_to_id != ticket.assignee_id:
+        notify(user_id=policy.escalate_to_id, kind=Notification.Kind.SLA_BREACH, ticket=ticket, text=text)
+        actions.append("supervisor notified")
+    elif policy.escalate_to_id:
         actions.append("supervisor notified")
     events.record(ticket, "sla_breach", target=target, policy=policy.name, at=now.isoformat(), actions=actions)

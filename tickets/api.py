@@ -13,7 +13,7 @@ from cxdesk.errors import ApplicationError
 from integrations.idempotency import idempotent
 
 from . import selectors, services
-from .models import Attachment, Message, Tag, Team, Ticket, TicketEvent
+from .models import Attachment, Message, SavedView, Tag, Team, Ticket, TicketEvent
 
 
 def pk_from(kwargs: dict) -> int:
@@ -133,6 +133,12 @@ class MessageSerializer(serializers.ModelSerializer):
         return {"kind": obj.identity.kind, "address": obj.identity.address} if obj.identity_id else None
 
 
+class TemplateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=512)
+    language = serializers.CharField(max_length=15, default="en")
+    components = serializers.ListField(child=serializers.DictField(), required=False)
+
+
 class MessageCreateSerializer(serializers.Serializer):
     body = serializers.CharField()
     channel = serializers.ChoiceField(
@@ -140,6 +146,30 @@ class MessageCreateSerializer(serializers.Serializer):
     )
     internal = serializers.BooleanField(default=False)
     status_after = serializers.ChoiceField(choices=Ticket.Status.choices, required=False)
+    template = TemplateSerializer(
+        required=False, help_text="An approved WhatsApp template, for when the 24-hour window is closed."
+    )
+
+
+class BulkSerializer(serializers.Serializer):
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=services.BULK_MAX)
+    assignee = serializers.IntegerField(required=False, allow_null=True, help_text="Agent id, or null to unassign.")
+    team = serializers.IntegerField(required=False, allow_null=True, help_text="Team id, or null.")
+    status = serializers.ChoiceField(choices=Ticket.Status.choices, required=False)
+    priority = serializers.ChoiceField(choices=Ticket.Priority.choices, required=False)
+    add_tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list)
+    remove_tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list)
+
+
+class BulkResultSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["done", "refused"])
+    code = serializers.CharField(required=False)
+    message = serializers.CharField(required=False)
+
+
+class BulkResponseSerializer(serializers.Serializer):
+    results = BulkResultSerializer(many=True)
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -286,15 +316,58 @@ class TicketViewSet(
         if v["internal"]:
             message = services.note_add(ticket=ticket, author=request.user, body=v["body"])
         else:
+            template = None
+            if v.get("template"):
+                t = v["template"]
+                template = {"name": t["name"], "language": {"code": t["language"]}}
+                if t.get("components"):
+                    template["components"] = t["components"]
             message = services.reply(
                 ticket=ticket,
                 author=request.user,
                 body=v["body"],
                 channel=v.get("channel"),
                 status_after=v.get("status_after"),
+                template=template,
             )
         message.refresh_from_db()
         return Response(MessageSerializer(message).data, status=201)
+
+    @extend_schema(request=BulkSerializer, responses={200: BulkResponseSerializer})
+    @action(detail=False, methods=["post"])
+    def bulk(self, request):
+        """The same change on many tickets; a result per id (done, or refused with the reason)."""
+        from django.contrib.auth import get_user_model
+
+        data = BulkSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        kwargs: dict = {}
+        if "assignee" in v:
+            kwargs["assignee"] = None
+            if v["assignee"] is not None:
+                kwargs["assignee"] = (
+                    get_user_model().objects.filter(pk=v["assignee"], is_staff=True, is_active=True).first()
+                )
+                if kwargs["assignee"] is None:
+                    raise ApplicationError(
+                        "no such agent", code="invalid_assignee", fields={"assignee": ["not an agent"]}
+                    )
+        if "team" in v:
+            kwargs["team"] = Team.objects.filter(pk=v["team"]).first() if v["team"] is not None else None
+            if v["team"] is not None and kwargs["team"] is None:
+                raise ApplicationError("no such team", code="invalid_team", fields={"team": ["not found"]})
+        results = services.tickets_bulk_update(
+            actor=request.user,
+            ids=v["ids"],
+            status=v.get("status"),
+            priority=v.get("priority"),
+            add_tags=v["add_tags"],
+            remove_tags=v["remove_tags"],
+            **kwargs,
+        )
+        out = [{k: val for k, val in vars(r).items() if val != ""} for r in results]
+        return Response({"results": out})
 
     @extend_schema(responses={200: EventSerializer(many=True)})
     @action(detail=True, methods=["get"], pagination_class=MessageCursor)
@@ -377,3 +450,76 @@ class CannedResponseViewSet(viewsets.ReadOnlyModelViewSet):
         from .models import CannedResponse
 
         return CannedResponse.objects.filter(is_active=True).order_by("id")
+
+
+class SavedViewSerializer(serializers.ModelSerializer):
+    count = serializers.SerializerMethodField(help_text="Tickets in the view now.")
+    filters = serializers.DictField(
+        child=serializers.CharField(allow_blank=True),
+        required=False,
+        help_text="view (mine, unassigned, teams, open, pending, solved), channel, status, priority, tag, "
+        "inbox_id, q, sla, sort.",
+    )
+
+    class Meta:
+        model = SavedView
+        fields = ["id", "name", "shared", "filters", "owner", "position", "count"]
+        read_only_fields = ["id", "owner", "position", "count"]
+
+    def get_count(self, obj) -> int:
+        return self.context["counts"].get(obj.pk, 0) if "counts" in self.context else 0
+
+
+class SavedViewViewSet(viewsets.ViewSet):
+    """Saved inbox views: the caller's own and every shared one. Only the owner changes or
+    deletes a view."""
+
+    serializer_class = SavedViewSerializer
+
+    def _get(self, request) -> SavedView:
+        view = selectors.saved_view_get(agent=request.user, view_id=pk_from(self.kwargs))
+        if view is None:
+            raise NotFound("no such view")
+        return view
+
+    def _out(self, request, views: list[SavedView]):
+        counts = selectors.saved_view_counts(agent=request.user, views=views)
+        return SavedViewSerializer(views, many=True, context={"counts": counts}).data
+
+    @extend_schema(responses={200: SavedViewSerializer(many=True)})
+    def list(self, request):
+        return Response(self._out(request, selectors.saved_views_for(agent=request.user)))
+
+    @extend_schema(responses={200: SavedViewSerializer})
+    def retrieve(self, request, pk=None):
+        return Response(self._out(request, [self._get(request)])[0])
+
+    @extend_schema(request=SavedViewSerializer, responses={201: SavedViewSerializer})
+    def create(self, request):
+        data = SavedViewSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        view = services.saved_view_save(
+            owner=request.user, name=v["name"], filters=v.get("filters", {}), shared=v.get("shared", False)
+        )
+        return Response(self._out(request, [view])[0], status=201)
+
+    @extend_schema(request=SavedViewSerializer, responses={200: SavedViewSerializer})
+    def partial_update(self, request, pk=None):
+        view = self._get(request)
+        data = SavedViewSerializer(view, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        view = services.saved_view_save(
+            owner=request.user,
+            view=view,
+            name=v.get("name", view.name),
+            filters=v.get("filters", view.filters),
+            shared=v.get("shared", view.shared),
+        )
+        return Response(self._out(request, [view])[0])
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, pk=None):
+        services.saved_view_delete(view=self._get(request), actor=request.user)
+        return Response(status=204)

@@ -39,6 +39,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.tickets: set[int] = set()
         self.typed: dict[int, float] = {}
         self.inbox_filters: dict[str, str] | None = None
+        self.saved_active: int | None = None
         for group in ("desk", f"agent.{user.pk}"):
             await self._join(group)
         await self.accept()
@@ -80,6 +81,8 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             from .selectors import inbox_filters_clean
 
             self.inbox_filters = inbox_filters_clean(content["inbox"])
+            saved = str(content["inbox"].get("saved") or "")
+            self.saved_active = int(saved) if saved.isdigit() else None
         if content.get("ping"):
             for ticket_id in self.tickets:
                 await self._touch(ticket_id, typing=False)
@@ -193,7 +196,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         return ""
 
     def _render_inbox(self, ticket_id: int) -> str:
-        from .selectors import INBOX_VIEWS, inbox_counts, inbox_row
+        from .selectors import INBOX_VIEWS, inbox_counts, inbox_row, saved_view_counts, saved_views_for
 
         filters = self.inbox_filters or {}
         row = inbox_row(agent=self.user, ticket_id=ticket_id, filters=filters)
@@ -212,38 +215,38 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 'id="row-', 'hx-swap-oob="true" id="row-', 1
             )
         counts = inbox_counts(agent=self.user)
+        saved = saved_views_for(agent=self.user)
         html += render_to_string(
             "tickets/_view_counts.html",
-            {"views": INBOX_VIEWS, "counts": counts, "view": filters.get("view", "open"), "oob": True},
+            {
+                "views": INBOX_VIEWS,
+                "counts": counts,
+                "view": filters.get("view", "open"),
+                "saved_views": saved,
+                "saved_counts": saved_view_counts(agent=self.user, views=saved),
+                "saved_active": self.saved_active,
+                "oob": True,
+            },
         )
         return html
 
     def _render_personal(self, event: dict) -> str:
         from django.urls import reverse
 
-        name, ticket_id = event.get("event"), event.get("ticket_id")
-        if name == "ticket.assigned" and event.get("by") != self.user.pk and isinstance(ticket_id, int):
-            from .selectors import ticket_get_for_agent
+        name = event.get("event")
+        if name in ("notification.created", "notification.read"):
+            from .notifications import notification_get, notifications_unread_count
 
-            ticket = ticket_get_for_agent(agent=self.user, ticket_id=ticket_id)
-            if ticket is None:
-                return ""
-            text = f"{ticket.reference} “{ticket.subject[:80]}” was assigned to you."
-            url = reverse("desk-ticket", args=[ticket.pk])
-            return render_to_string("tickets/_notice.html", {"text": text, "url": url, "level": "info"})
-        if name == "note.mention" and isinstance(ticket_id, int):
-            from .selectors import ticket_get_for_agent
-
-            ticket = ticket_get_for_agent(agent=self.user, ticket_id=ticket_id)
-            if ticket is None:
-                return ""
-            text = f"{event.get('author') or 'Someone'} mentioned you in a note on {ticket.reference}."
-            url = reverse("desk-ticket", args=[ticket.pk]) + f"#message-{event.get('message_id')}"
-            return render_to_string("tickets/_notice.html", {"text": text, "url": url, "level": "info"})
-        if name == "sla.breach" and isinstance(ticket_id, int):
-            text = f"SLA {event.get('target', '')} target breached on ticket #{ticket_id}."
-            url = reverse("desk-ticket", args=[ticket_id])
-            return render_to_string("tickets/_notice.html", {"text": text, "url": url, "level": "warn"})
+            html = render_to_string(
+                "tickets/_bell_count.html", {"bell_unread": notifications_unread_count(user=self.user), "oob": True}
+            )
+            note = notification_get(user=self.user, notification_id=event.get("notification_id") or 0)
+            if name == "notification.created" and note is not None:
+                url = reverse("desk-notification", args=[note.pk])
+                text = f"{note.get_kind_display()} · {note.ticket.reference}: {note.text or note.ticket.subject}"
+                level = "warn" if note.kind in ("sla_warning", "sla_breach") else "info"
+                html += render_to_string("tickets/_notice.html", {"text": text[:200], "url": url, "level": level})
+            return html
         if name == "webhook.disabled":
             text = f"A webhook to {event.get('url', '')} was disabled after repeated failures."
             return render_to_string("tickets/_notice.html", {"text": text, "level": "warn"})

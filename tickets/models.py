@@ -3,6 +3,8 @@ import secrets
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from channels_app.models import Channel
 
@@ -10,10 +12,16 @@ from channels_app.models import Channel
 class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="teams")
+    # The desk's default team: new tickets that no inbox or rule gives a team (API, portal,
+    # an inbox without one) go here and are routed by its strategy.
+    is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="team_one_default")
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -287,18 +295,52 @@ class CannedResponse(models.Model):
         return self.title
 
 
-class Mention(models.Model):
-    """An agent @mentioned in an internal note; notified live, listed until read."""
+class Notification(models.Model):
+    """Something an agent should look at: the bell in the desk's top bar. One row per agent
+    and thing; read when the agent opens it (or the ticket it is about)."""
 
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="mentions")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mentions")
-    created_at = models.DateTimeField(auto_now_add=True)
+    class Kind(models.TextChoices):
+        ASSIGNED = "assigned", _("Assigned to you")
+        MENTION = "mention", _("Mentioned in a note")
+        SLA_WARNING = "sla_warning", _("SLA target due soon")
+        SLA_BREACH = "sla_breach", _("SLA target breached")
+        CUSTOMER_REPLIED = "customer_replied", _("Customer replied on a solved ticket")
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="notifications")
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    text = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
     read_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-created_at"]
-        constraints = [models.UniqueConstraint(fields=["message", "user"], name="mention_message_user_uniq")]
-        indexes = [models.Index(fields=["user", "read_at", "-created_at"], name="mention_user_unread_idx")]
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "read_at", "-created_at"], name="notification_user_unread_idx")]
 
     def __str__(self) -> str:
-        return f"@{self.user_id} in #{self.message_id}"
+        return f"{self.kind} for {self.user_id} on #{self.ticket_id}"
+
+
+class SavedView(models.Model):
+    """A named inbox view: a built-in view plus filters and sort, personal or shared with
+    every agent. Shown in the inbox's sidebar with a live count."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views")
+    name = models.CharField(max_length=80)
+    shared = models.BooleanField(default=False, help_text=_("Visible to every agent."))
+    # {"view": "open", "channel": "sms", "q": "...", "sort": "waiting", ...} — cleaned by
+    # tickets.selectors.inbox_filters_clean before use.
+    filters = models.JSONField(default=dict, blank=True)
+    position = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["position", "name", "id"]
+        indexes = [models.Index(fields=["owner", "position"], name="savedview_owner_idx")]
+
+    def __str__(self) -> str:
+        return self.name

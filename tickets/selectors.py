@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils.translation import gettext_lazy as _
 
-from .models import Message, Ticket
+from .models import Message, SavedView, Ticket
 
 
 def tickets_visible_to(*, agent) -> QuerySet[Ticket]:
@@ -91,12 +92,12 @@ def ticket_messages_qs(*, ticket: Ticket) -> QuerySet[Message]:
 # --- the desk's inbox ----------------------------------------------------------------
 
 INBOX_VIEWS = {
-    "mine": "Mine",
-    "unassigned": "Unassigned",
-    "teams": "My teams",
-    "open": "All open",
-    "pending": "Pending",
-    "solved": "Solved",
+    "mine": _("Mine"),
+    "unassigned": _("Unassigned"),
+    "teams": _("My teams"),
+    "open": _("All open"),
+    "pending": _("Pending"),
+    "solved": _("Solved"),
 }
 
 
@@ -258,12 +259,31 @@ def ticket_timeline_items(*, ticket: Ticket) -> list[tuple[str, object]]:
     return items
 
 
-def mentions_unread(*, agent, limit: int = 10) -> list:
-    """The agent's unread @mentions, newest first, with their tickets (one query)."""
-    from .models import Mention
+# A saved view's count is one COUNT query; the sidebar counts at most this many.
+SAVED_VIEWS_COUNTED = 12
 
+
+def saved_views_for(*, agent) -> list[SavedView]:
+    """The agent's own views and every shared one, in sidebar order."""
     return list(
-        Mention.objects.filter(user=agent, read_at=None, message__ticket__in=tickets_visible_to(agent=agent))
-        .select_related("message__ticket", "message__author")
-        .order_by("-created_at")[:limit]
+        SavedView.objects.filter(Q(owner=agent) | Q(shared=True))
+        .select_related("owner")
+        .order_by("position", "name", "id")
     )
+
+
+def saved_view_get(*, agent, view_id: int) -> SavedView | None:
+    return SavedView.objects.filter(Q(owner=agent) | Q(shared=True), pk=view_id).first()
+
+
+def saved_view_filters(view: SavedView) -> dict[str, str]:
+    return inbox_filters_clean(view.filters or {})
+
+
+def saved_view_counts(*, agent, views: list[SavedView]) -> dict[int, int]:
+    """Open tickets in each saved view (the first SAVED_VIEWS_COUNTED), as the list shows them."""
+    counts = {}
+    for view in views[:SAVED_VIEWS_COUNTED]:
+        f = saved_view_filters(view)
+        counts[view.pk] = inbox_queryset(agent=agent, view=f["view"], **{k: f[k] for k in INBOX_FILTERS}).count()
+    return counts

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -15,9 +14,9 @@ from customers.models import Customer, Identity
 from cxdesk.errors import ApplicationError
 from cxdesk.realtime import broadcast_on_commit
 
-from . import events, signals
+from . import events, notifications, signals
 from .attachments import attachment_store
-from .models import Mention, Message, Tag, Team, Ticket, TicketMove
+from .models import Message, Tag, Team, Ticket, TicketMove
 
 S = Ticket.Status
 
@@ -125,7 +124,9 @@ def ticket_assign(*, ticket: Ticket, assignee=None, team: Team | None = None, ac
         sender=Ticket, ticket=ticket, actor=actor, changes={"assignee": [old_a, new_a], "team": [old_t, new_t]}
     )
     if new_a and new_a != old_a:
-        broadcast_on_commit(f"agent.{new_a}", "ticket.assigned", ticket_id=ticket.pk, by=actor.pk if actor else None)
+        notifications.notify(
+            user_id=new_a, kind=notifications.Kind.ASSIGNED, ticket=ticket, actor=actor, text=ticket.subject
+        )
     broadcast_ticket(ticket)
     return ticket
 
@@ -303,46 +304,8 @@ def note_add(*, ticket: Ticket, author, body: str, attachments: Iterable[tuple[s
         attachment_store(message=message, filename=filename, content=content, content_type=content_type)
     Ticket.objects.filter(pk=ticket.pk).update(updated_at=timezone.now())
     message_created(message=message, created_ticket=False)
-    mentions_record(message=message)
+    notifications.mentions_notify(message=message)
     return message
-
-
-def mentions_mark_read(*, user, ticket: Ticket) -> int:
-    """The agent opened the ticket: their mentions in its notes are read (one UPDATE)."""
-    return Mention.objects.filter(user=user, message__ticket=ticket, read_at=None).update(read_at=timezone.now())
-
-
-_MENTION = re.compile(r"(?<![\w@.])@([\w.+-]{2,150})")
-
-
-def mentions_record(*, message: Message) -> list[Mention]:
-    """@username in a note: one Mention per active staff member named (not the author),
-    each told live on their own `agent.<id>` group after commit."""
-    from django.contrib.auth import get_user_model
-
-    names = {m.rstrip(".").lower() for m in _MENTION.findall(message.body_text)}
-    if not names:
-        return []
-    match = Q()
-    for name in sorted(names)[:20]:
-        match |= Q(username__iexact=name)
-    users = get_user_model().objects.filter(match, is_active=True, is_staff=True)
-    author = (message.author.get_full_name() or message.author.username) if message.author_id else ""
-    created = []
-    for user in users:
-        if user.pk == message.author_id:
-            continue
-        mention, new = Mention.objects.get_or_create(message=message, user=user)
-        if new:
-            created.append(mention)
-            broadcast_on_commit(
-                f"agent.{user.pk}",
-                "note.mention",
-                ticket_id=message.ticket_id,
-                message_id=message.pk,
-                author=author,
-            )
-    return created
 
 
 def message_created(*, message: Message, created_ticket: bool) -> None:
@@ -542,6 +505,21 @@ def undo_move(*, move: TicketMove, actor=None) -> TicketMove:
     if move.undone_at:
         raise ApplicationError("this was already undone", code="already_undone", status=409)
     source, target = move.source, move.target
+    later = (
+        TicketMove.objects.filter(undone_at=None, created_at__gte=move.created_at)
+        .exclude(pk=move.pk)
+        .filter(Q(source__in=[source, target]) | Q(target__in=[source, target]))
+        .filter(Q(created_at__gt=move.created_at) | Q(pk__gt=move.pk))
+        .select_related("source", "target")
+        .first()
+    )
+    if later is not None:
+        raise ApplicationError(
+            f"Undo the later {later.get_kind_display().lower()} ({later.source.reference} → "
+            f"{later.target.reference}) first: undoing this one now would put messages in the wrong ticket.",
+            code="undo_out_of_order",
+            status=409,
+        )
     Message.objects.filter(pk__in=move.message_ids, ticket=target).update(ticket=source)
     _refresh_activity(source)
     _refresh_activity(target)
@@ -627,11 +605,24 @@ def customer_reply(
     Ticket.objects.filter(pk=ticket.pk).update(last_customer_message_at=now, last_message_at=now, updated_at=now)
     old = ticket.status
     if old in (S.SOLVED, S.PENDING):
-        ticket_set_status(ticket=ticket, status=S.OPEN, reason="customer_reply")
-        events.reopened(ticket, old=old, message_id=message.pk)
+        ticket_reopen_by_customer(ticket=ticket, old=old, message=message)
     message_created(message=message, created_ticket=False)
     broadcast_ticket(ticket)
     return message
+
+
+def ticket_reopen_by_customer(*, ticket: Ticket, old: str, message: Message) -> None:
+    """A customer wrote on a solved or pending ticket: open again, record it, tell the owner."""
+    ticket_set_status(ticket=ticket, status=S.OPEN, reason="customer_reply")
+    events.reopened(ticket, old=old, message_id=message.pk)
+    if old == S.SOLVED:
+        notifications.notify(
+            user_id=ticket.assignee_id,
+            kind=notifications.Kind.CUSTOMER_REPLIED,
+            ticket=ticket,
+            message=message,
+            text=message.body_text[:200],
+        )
 
 
 def canned_render(*, canned, ticket: Ticket, agent) -> str:
@@ -671,3 +662,113 @@ def automatic_message_queue(*, ticket: Ticket, target: ReplyTarget, body: str, k
 
     transaction.on_commit(lambda: send_message.delay(message.pk))
     return message
+
+
+BULK_MAX = 500
+
+
+@dataclass
+class BulkResult:
+    id: int
+    status: str  # "done" or "refused"
+    code: str = ""
+    message: str = ""
+
+
+def tickets_bulk_update(
+    *,
+    actor,
+    ids: list[int],
+    assignee=...,
+    team=...,
+    status: str | None = None,
+    priority: str | None = None,
+    add_tags: Iterable[str] = (),
+    remove_tags: Iterable[str] = (),
+) -> list[BulkResult]:
+    """The same change on many tickets: one transaction per ticket (a refusal leaves the
+    others done), the same events, broadcasts and webhooks as a single change. Tickets the
+    actor may not see are refused as not found."""
+    from .selectors import tickets_visible_to
+
+    wanted = list(dict.fromkeys(ids))[:BULK_MAX]
+    found = {t.pk: t for t in tickets_visible_to(agent=actor).filter(pk__in=wanted).prefetch_related("tags")}
+    add = {t.strip().lower() for t in add_tags if t and t.strip()}
+    remove = {t.strip().lower() for t in remove_tags if t and t.strip()}
+    results = []
+    for ticket_id in wanted:
+        ticket = found.get(ticket_id)
+        if ticket is None:
+            results.append(BulkResult(ticket_id, "refused", "not_found", "no such ticket"))
+            continue
+        tags = None
+        if add or remove:
+            current = {t.name for t in ticket.tags.all()}
+            tags = sorted((current | add) - remove) if (current | add) - remove != current else None
+        try:
+            with transaction.atomic():
+                ticket_update(
+                    ticket=ticket,
+                    actor=actor,
+                    status=status,
+                    priority=priority,
+                    assignee=assignee,
+                    team=team,
+                    tags=tags,
+                )
+        except ApplicationError as exc:
+            results.append(BulkResult(ticket_id, "refused", exc.code, exc.message))
+        else:
+            results.append(BulkResult(ticket_id, "done"))
+    return results
+
+
+def tickets_bulk_merge(*, actor, ids: list[int], target_id: int) -> list[BulkResult]:
+    """Merge every chosen ticket into one of them (each merge its own transaction)."""
+    from .selectors import tickets_visible_to
+
+    visible = {t.pk: t for t in tickets_visible_to(agent=actor).filter(pk__in=[*ids, target_id])}
+    target = visible.get(target_id)
+    if target is None:
+        raise ApplicationError("choose a ticket to merge into", code="invalid_target", status=400)
+    results = []
+    for ticket_id in dict.fromkeys(ids):
+        if ticket_id == target_id:
+            continue
+        source = visible.get(ticket_id)
+        if source is None:
+            results.append(BulkResult(ticket_id, "refused", "not_found", "no such ticket"))
+            continue
+        try:
+            merge_tickets(source=source, target=target, actor=actor)
+        except ApplicationError as exc:
+            results.append(BulkResult(ticket_id, "refused", exc.code, exc.message))
+        else:
+            results.append(BulkResult(ticket_id, "done"))
+    return results
+
+
+@transaction.atomic
+def saved_view_save(*, owner, name: str, filters: dict, shared: bool = False, view=None):
+    """Create (or update the owner's) saved view; filters are cleaned like the inbox's own."""
+    from .models import SavedView
+    from .selectors import inbox_filters_clean
+
+    name = (name or "").strip()[:80]
+    if not name:
+        raise ApplicationError("Give the view a name.", code="invalid", fields={"name": ["required"]})
+    clean = {k: v for k, v in inbox_filters_clean(filters or {}).items() if v and k != "before"}
+    if view is None:
+        position = SavedView.objects.filter(owner=owner).count()
+        return SavedView.objects.create(owner=owner, name=name, filters=clean, shared=shared, position=position)
+    if view.owner_id != owner.pk:
+        raise ApplicationError("only its owner can change a view", code="not_owner", status=403)
+    view.name, view.filters, view.shared = name, clean, shared
+    view.save(update_fields=["name", "filters", "shared"])
+    return view
+
+
+def saved_view_delete(*, view, actor) -> None:
+    if view.owner_id != actor.pk:
+        raise ApplicationError("only its owner can delete a view", code="not_owner", status=403)
+    view.delete()

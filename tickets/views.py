@@ -7,9 +7,14 @@ from urllib.parse import urlencode
 from django.contrib import messages as flash
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import get_user_model
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from channels_app.models import Channel, Inbox
@@ -20,7 +25,7 @@ from sla.selectors import STATES as SLA_STATES
 from sla.selectors import ticket_sla
 from surveys.selectors import survey_for_ticket
 
-from . import selectors, services
+from . import notifications, selectors, services
 from .models import CannedResponse, Team, Ticket, TicketMove
 
 
@@ -42,7 +47,14 @@ def _inbox_context(request: HttpRequest) -> dict:
         **{k: filters[k] for k in selectors.INBOX_FILTERS},
     )
     query_base = urlencode({k: v for k, v in filters.items() if v and k != "before"})
+    saved = selectors.saved_views_for(agent=request.user)
+    saved_id = request.GET.get("saved", "")
     return {
+        "saved_views": saved,
+        "saved_counts": selectors.saved_view_counts(agent=request.user, views=saved),
+        "saved_active": int(saved_id) if saved_id.isdigit() else None,
+        "agents": _agents(),
+        "teams": Team.objects.order_by("name"),
         "tickets": tickets,
         "cursor": cursor,
         "view": view,
@@ -50,31 +62,53 @@ def _inbox_context(request: HttpRequest) -> dict:
         "counts": selectors.inbox_counts(agent=request.user),
         "filters": filters,
         "query_base": query_base,
-        "live_filters": filters,
+        "live_filters": {**filters, "saved": saved_id if saved_id.isdigit() else ""},
         "channels": Channel.choices,
         "statuses": Ticket.Status.choices,
         "priorities": Ticket.Priority.choices,
         "inboxes": Inbox.objects.order_by("name").values_list("pk", "name"),
         "sla_states": SLA_STATES,
-        "mentions": selectors.mentions_unread(agent=request.user),
     }
 
 
 @staff_member_required
 def inbox(request: HttpRequest) -> HttpResponse:
+    if request.htmx and request.htmx.target == "split-rows":
+        # The ticket page's split view (wide screens only): the inbox the agent came from.
+        filters = selectors.inbox_filters_clean(request.GET)
+        rows, _cursor = selectors.inbox_page(
+            agent=request.user, view=filters["view"], sort=filters["sort"], limit=30,
+            **{k: filters[k] for k in selectors.INBOX_FILTERS},
+        )  # fmt: skip
+        current = request.GET.get("current", "")
+        return render(
+            request,
+            "tickets/_split_rows.html",
+            {"tickets": rows, "current_id": int(current) if current.isdigit() else 0},
+        )
     context = _inbox_context(request)
     if request.htmx and request.htmx.target == "inbox-list":
         return render(request, "tickets/_inbox_list.html", context)
     return render(request, "tickets/inbox.html", context)
 
 
+def _agents():
+    return get_user_model().objects.filter(is_staff=True, is_active=True).order_by("first_name", "username")
+
+
 def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
+    moves = list(
+        TicketMove.objects.filter(Q(source=ticket) | Q(target=ticket), undone_at=None)
+        .select_related("source", "target")
+        .order_by("-created_at", "-id")[:10]
+    )
     panel = customer_panel(customer=ticket.customer, current=ticket)
     identities = panel.identities
     try:
-        default = services.reply_target(ticket=ticket).channel
+        target = services.reply_target(ticket=ticket)
+        default = target.channel
     except ApplicationError:
-        default = ""
+        target, default = None, ""
     choices = []
     for identity in identities:
         for channel, kind in services.CHANNEL_IDENTITY_KIND.items():
@@ -86,11 +120,12 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
         "panel": panel,
         "reply_choices": choices,
         "default_channel": default,
-        "agents": get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username"),
+        "agents": _agents(),
         "teams": Team.objects.order_by("name"),
         "statuses": Ticket.Status.choices,
         "priorities": Ticket.Priority.choices,
-        "moves": TicketMove.objects.filter(source=ticket, undone_at=None).select_related("target")[:5],
+        "moves": moves,
+        "open_moves": {m.pk for m in moves},
         "tags": ", ".join(t.name for t in ticket.tags.all()),
         "sla": ticket_sla(ticket=ticket),
         "survey": survey_for_ticket(ticket=ticket),
@@ -99,13 +134,53 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
             for c in CannedResponse.objects.filter(is_active=True)
         ],
         "now": timezone.now(),
+        # Offered when the agent is about to answer on WhatsApp (the customer last wrote there).
+        "whatsapp_templates": _whatsapp_templates(ticket, target) if default == Channel.WHATSAPP else [],
     }
+
+
+def _whatsapp_templates(ticket: Ticket, target=None) -> list[dict]:
+    """The WhatsApp inbox's approved templates, offered only while its 24-hour window is
+    closed for this customer (the adapter says so)."""
+    try:
+        target = target or services.reply_target(ticket=ticket, channel=Channel.WHATSAPP)
+    except ApplicationError:
+        return []
+    if target.channel != Channel.WHATSAPP:
+        return []
+    problem = target.inbox.adapter.can_send(
+        inbox=target.inbox, identity=target.identity, channel=target.channel, ticket=ticket
+    )
+    return target.inbox.adapter.templates(target.inbox) if problem else []
+
+
+@staff_member_required
+@require_POST
+def ticket_template(request: HttpRequest, ticket_id: int) -> HttpResponse:
+    """Send an approved WhatsApp template (the window is closed for free text)."""
+    ticket = _ticket_or_404(request, ticket_id)
+    name, _sep, language = request.POST.get("template", "").partition("|")
+    allowed = {(t["name"], t.get("language", "en")) for t in _whatsapp_templates(ticket)}
+    if (name, language) not in allowed:
+        flash.error(request, _("Choose one of the inbox's approved templates."))
+        return _done(request, ticket)
+    try:
+        services.reply(
+            ticket=ticket,
+            author=request.user,
+            body=_("[WhatsApp template: %(name)s]") % {"name": name},
+            channel=Channel.WHATSAPP,
+            template={"name": name, "language": {"code": language}},
+        )
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+    return _done(request, ticket)
 
 
 @staff_member_required
 def ticket_detail(request: HttpRequest, ticket_id: int) -> HttpResponse:
     ticket = _ticket_or_404(request, ticket_id)
-    services.mentions_mark_read(user=request.user, ticket=ticket)
+    notifications.notifications_mark_read(user=request.user, ticket=ticket)
     return render(request, "tickets/ticket.html", _ticket_context(request, ticket))
 
 
@@ -234,4 +309,130 @@ def my_status(request: HttpRequest) -> HttpResponse:
         agent_set_status(user=request.user, status=request.POST.get("status", ""))
     except ApplicationError as exc:
         flash.error(request, exc.message)
+    return redirect(request.POST.get("next") or "desk-inbox")
+
+
+def _ids(values) -> list[int]:
+    return [int(v) for v in values if str(v).isdigit()][: services.BULK_MAX]
+
+
+@staff_member_required
+@require_POST
+def bulk(request: HttpRequest) -> HttpResponse:
+    """Selected inbox rows: assign, set status/priority, add/remove tags, or merge into one."""
+    post = request.POST
+    ids = _ids(post.getlist("ids"))
+    if not ids:
+        flash.error(request, _("Select tickets first."))
+        return redirect(_inbox_back(request))
+    try:
+        if post.get("action") == "merge":
+            target = post.get("merge_into", "")
+            results = services.tickets_bulk_merge(
+                actor=request.user, ids=ids, target_id=int(target) if target.isdigit() else ids[0]
+            )
+        else:
+            kwargs: dict = {}
+            if post.get("assignee"):
+                value = post["assignee"]
+                kwargs["assignee"] = (
+                    None if value == "none" else _agents().filter(pk=value).first() if value.isdigit() else None
+                )
+                if value not in ("none",) and kwargs["assignee"] is None:
+                    return HttpResponseBadRequest("unknown assignee")
+            if post.get("team"):
+                value = post["team"]
+                kwargs["team"] = (
+                    None if value == "none" else Team.objects.filter(pk=value).first() if value.isdigit() else None
+                )
+                if value != "none" and kwargs["team"] is None:
+                    return HttpResponseBadRequest("unknown team")
+            results = services.tickets_bulk_update(
+                actor=request.user,
+                ids=ids,
+                status=post.get("status") or None,
+                priority=post.get("priority") or None,
+                add_tags=post.get("add_tags", "").replace(",", " ").split(),
+                remove_tags=post.get("remove_tags", "").replace(",", " ").split(),
+                **kwargs,
+            )
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+        return redirect(_inbox_back(request))
+    done = sum(r.status == "done" for r in results)
+    refused = [r for r in results if r.status != "done"]
+    if done:
+        flash.success(request, ngettext("%(n)d ticket updated.", "%(n)d tickets updated.", done) % {"n": done})
+    for r in refused[:5]:
+        flash.error(request, f"CX-{r.id}: {r.message}")
+    return redirect(_inbox_back(request))
+
+
+def _inbox_back(request: HttpRequest) -> str:
+    """Back to the inbox view the form was posted from (only a desk address)."""
+    target = request.POST.get("next", "")
+    if target.startswith("/desk/") and url_has_allowed_host_and_scheme(target, allowed_hosts=None):
+        return target
+    return "/desk/"
+
+
+@staff_member_required
+@require_POST
+def saved_view_save(request: HttpRequest) -> HttpResponse:
+    from django.http import QueryDict
+
+    filters = QueryDict(request.POST.get("query", ""))
+    try:
+        view = services.saved_view_save(
+            owner=request.user,
+            name=request.POST.get("name", ""),
+            filters=filters,
+            shared=bool(request.POST.get("shared")),
+        )
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+        return redirect(_inbox_back(request))
+    flash.success(request, _("View “%(name)s” saved.") % {"name": view.name})
+    return redirect(f"/desk/?{urlencode(view.filters)}&saved={view.pk}")
+
+
+@staff_member_required
+@require_POST
+def saved_view_delete(request: HttpRequest, view_id: int) -> HttpResponse:
+    view = selectors.saved_view_get(agent=request.user, view_id=view_id)
+    if view is None:
+        raise Http404("no such view")
+    try:
+        services.saved_view_delete(view=view, actor=request.user)
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+    return redirect("/desk/")
+
+
+@staff_member_required
+def notification_list(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "tickets/_notifications.html", {"items": notifications.notifications_recent(user=request.user)}
+    )
+
+
+@staff_member_required
+def notification_open(request: HttpRequest, notification_id: int) -> HttpResponse:
+    """Follow a notification: it (and the rest about that ticket) is read, the ticket opens."""
+    note = notifications.notification_get(user=request.user, notification_id=notification_id)
+    if note is None:
+        raise Http404("no such notification")
+    notifications.notifications_mark_read(user=request.user, ids=[note.pk])
+    anchor = f"#message-{note.message_id}" if note.message_id else ""
+    return redirect(reverse("desk-ticket", args=[note.ticket_id]) + anchor)
+
+
+@staff_member_required
+@require_POST
+def notifications_read_all(request: HttpRequest) -> HttpResponse:
+    notifications.notifications_mark_read(user=request.user)
+    if request.htmx:
+        return render(
+            request, "tickets/_notifications.html", {"items": notifications.notifications_recent(user=request.user)}
+        )
     return redirect(request.POST.get("next") or "desk-inbox")

@@ -79,6 +79,10 @@ class Adapter:
     def parse_status(self, request: HttpRequest, inbox: Inbox) -> list[StatusUpdate]:
         return []
 
+    def templates(self, inbox: Inbox) -> list[dict[str, str]]:
+        """Approved message templates ({"name", "language"}) for when free text is refused."""
+        return []
+
     def fetch_media(self, inbox: Inbox, url: str) -> tuple[bytes, str]:
         """Download a provider media reference: (bytes, content type). Raise media.MediaError."""
         from ..media import MediaError

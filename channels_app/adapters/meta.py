@@ -124,9 +124,21 @@ class WhatsAppAdapter(MetaAdapter):
         "phone_number_id": "WhatsApp Business phone number id (from the Meta app).",
         "display_phone_number": "The number customers see (informational).",
         "default_region": "Region for phone numbers written without a country code.",
+        "templates": "Approved message templates agents may send when the 24-hour window is closed: "
+        "name:language pairs, comma-separated (order_update:en,order_update:pl).",
     }
     required_config = ("phone_number_id",)
     WINDOW = timedelta(hours=24)
+
+    def templates(self, inbox: Inbox) -> list[dict[str, str]]:
+        raw = inbox.config.get("templates") or ""
+        items = raw if isinstance(raw, list) else str(raw).split(",")
+        out = []
+        for item in items:
+            name, _sep, language = str(item).strip().partition(":")
+            if name:
+                out.append({"name": name.strip(), "language": (language or "en").strip()})
+        return out
 
     def parse(self, request: HttpRequest, inbox: Inbox) -> list[InboundMessage]:
         body = _json_body(request)

@@ -3,7 +3,7 @@ organisation's), never internal notes, never anyone else's anything."""
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from tickets.models import Attachment, Message, Ticket
 
@@ -14,7 +14,14 @@ def portal_tickets(*, customer: Customer) -> QuerySet[Ticket]:
     scope = Q(customer=customer)
     if customer.organization_id and customer.attributes.get("org_admin") is True:
         scope |= Q(customer__organization_id=customer.organization_id)
-    return Ticket.objects.filter(scope, merged_into=None).select_related("customer").order_by("-last_message_at", "-id")
+    # Merged-away tickets and tickets left without a public message (an undone split) are
+    # not the customer's requests any more.
+    public = Message.objects.filter(ticket=OuterRef("pk")).exclude(direction=Message.Direction.NOTE)
+    return (
+        Ticket.objects.filter(scope, Exists(public), merged_into=None)
+        .select_related("customer")
+        .order_by("-last_message_at", "-id")
+    )
 
 
 def portal_ticket(*, customer: Customer, ticket_id: int) -> Ticket | None:

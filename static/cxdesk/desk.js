@@ -23,10 +23,26 @@
   function rememberInboxOrder() {
     const ids = Array.from(document.querySelectorAll("#inbox-rows .row")).map((r) => r.dataset.ticket);
     if (ids.length) sessionStorage.setItem("cxdesk.inbox", JSON.stringify(ids));
+    sessionStorage.setItem("cxdesk.inboxQuery", location.search.replace(/^\?/, ""));
+  }
+
+  // The ticket page's split view lists the inbox view the agent came from (set before htmx
+  // reads the attribute: this script runs before DOMContentLoaded).
+  const splitRows = document.getElementById("split-rows");
+  if (splitRows) {
+    const query = sessionStorage.getItem("cxdesk.inboxQuery") || "";
+    splitRows.setAttribute("hx-get", `${splitRows.getAttribute("hx-get")}&${query}`);
   }
 
   function swap(html) {
-    if (window.htmx) window.htmx.swap(document.body, html, { swapStyle: "none", swapDelay: 0, settleDelay: 0 });
+    if (!window.htmx) return;
+    // Live rows are re-rendered: keep the agent's bulk selection across the swap.
+    const ticked = new Set(Array.from(document.querySelectorAll("#inbox-rows input[name=ids]:checked")).map((b) => b.value));
+    window.htmx.swap(document.body, html, { swapStyle: "none", swapDelay: 0, settleDelay: 0 });
+    if (ticked.size) {
+      document.querySelectorAll("#inbox-rows input[name=ids]").forEach((b) => { if (ticked.has(b.value)) b.checked = true; });
+      document.dispatchEvent(new CustomEvent("desk:selection"));
+    }
   }
 
   function onEvent(data) {
@@ -120,15 +136,156 @@
     if (!internal) return;
     internal.checked = on;
     document.getElementById("reply-form").classList.toggle("note-mode", on);
-    reply.placeholder = on ? "Internal note — @username notifies a colleague (n)" : "Write a reply… (r)";
+    reply.placeholder = on ? reply.dataset.notePlaceholder : reply.dataset.replyPlaceholder;
   }
   if (internal) internal.addEventListener("change", () => noteMode(internal.checked));
 
-  // A row opens its ticket.
+  // A row opens its ticket (its checkbox selects it instead).
   document.addEventListener("click", (ev) => {
-    const row = ev.target.closest("#inbox-rows .row");
-    if (row && !ev.target.closest("a")) location.href = row.dataset.href;
+    const row = ev.target.closest("#inbox-rows .row, #split-rows .row");
+    if (row && !ev.target.closest("a, input, label")) location.href = row.dataset.href;
   });
+
+  // Selects that apply at once (my status): no inline handlers, the CSP forbids them.
+  document.querySelectorAll("select[data-autosubmit]").forEach((el) => {
+    el.addEventListener("change", () => el.form.submit());
+  });
+
+  // --- bulk selection: click, shift-click for a range, "select all on this page" -------
+  const bulkbar = document.getElementById("bulkbar");
+  let lastChecked = null;
+  function boxes() { return Array.from(document.querySelectorAll("#inbox-rows input[name=ids]")); }
+  function bulkRefresh() {
+    if (!bulkbar) return;
+    const checked = boxes().filter((b) => b.checked);
+    boxes().forEach((b) => b.closest(".row").classList.toggle("checked", b.checked));
+    document.getElementById("bulk-count").textContent = String(checked.length);
+    bulkbar.hidden = checked.length === 0;
+    const all = document.getElementById("select-page");
+    if (all) {
+      all.checked = checked.length > 0 && checked.length === boxes().length;
+      all.indeterminate = checked.length > 0 && checked.length < boxes().length;
+    }
+  }
+  document.addEventListener("click", (ev) => {
+    const box = ev.target.closest("#inbox-rows input[name=ids]");
+    if (!box) return;
+    // By ticket id, not element: live updates may have re-rendered the rows in between.
+    const list = boxes();
+    const from = list.findIndex((b) => b.value === lastChecked);
+    if (ev.shiftKey && from >= 0 && lastChecked !== box.value) {
+      const [a, b] = [from, list.indexOf(box)].sort((x, y) => x - y);
+      list.slice(a, b + 1).forEach((other) => { other.checked = box.checked; });
+    }
+    lastChecked = box.value;
+    bulkRefresh();
+  });
+  document.addEventListener("change", (ev) => {
+    if (ev.target.id === "select-page") {
+      boxes().forEach((b) => { b.checked = ev.target.checked; });
+      bulkRefresh();
+    }
+  });
+  document.addEventListener("desk:selection", bulkRefresh);
+  const bulkClear = document.getElementById("bulk-clear");
+  if (bulkClear) bulkClear.addEventListener("click", () => { boxes().forEach((b) => { b.checked = false; }); bulkRefresh(); });
+
+  // --- the bell ---------------------------------------------------------------------
+  const bell = document.getElementById("bell");
+  const panel = document.getElementById("notif-panel");
+  if (bell && panel) {
+    bell.addEventListener("click", () => {
+      const open = panel.hidden;
+      panel.hidden = !open;
+      bell.setAttribute("aria-expanded", String(open));
+    });
+    document.addEventListener("click", (ev) => {
+      if (!panel.hidden && !ev.target.closest("#notif-panel, #bell")) { panel.hidden = true; bell.setAttribute("aria-expanded", "false"); }
+    });
+    document.addEventListener("keydown", (ev) => { if (ev.key === "Escape" && !panel.hidden) { panel.hidden = true; bell.focus(); } });
+  }
+
+  // --- @mentions in notes: autocomplete agents' usernames ----------------------------
+  if (reply && reply.dataset.agents) {
+    const agents = reply.dataset.agents.split(";").map((a) => { const [u, n] = a.split("|"); return { u, n }; }).filter((a) => a.u);
+    const list = document.createElement("ul");
+    list.className = "mention-list";
+    list.setAttribute("role", "listbox");
+    list.hidden = true;
+    reply.parentNode.insertBefore(list, reply.nextSibling);
+    let matches = [];
+    let active = 0;
+    function word() {
+      const upto = reply.value.slice(0, reply.selectionStart);
+      const m = upto.match(/(^|\s)@([\w.+-]*)$/);
+      return m ? m[2] : null;
+    }
+    function render() {
+      list.replaceChildren(...matches.map((a, i) => {
+        const li = document.createElement("li");
+        li.setAttribute("role", "option");
+        li.setAttribute("aria-selected", String(i === active));
+        li.textContent = a.n ? `${a.n} (@${a.u})` : `@${a.u}`;
+        li.addEventListener("mousedown", (ev) => { ev.preventDefault(); choose(a); });
+        return li;
+      }));
+      list.hidden = matches.length === 0;
+    }
+    function choose(a) {
+      const pos = reply.selectionStart;
+      const before = reply.value.slice(0, pos).replace(/@([\w.+-]*)$/, `@${a.u} `);
+      reply.value = before + reply.value.slice(pos);
+      reply.setSelectionRange(before.length, before.length);
+      matches = [];
+      render();
+      reply.focus();
+    }
+    reply.addEventListener("input", () => {
+      const w = internal && internal.checked ? word() : null;
+      matches = w === null ? [] : agents.filter((a) => a.u.toLowerCase().startsWith(w.toLowerCase()) || (a.n || "").toLowerCase().includes(w.toLowerCase())).slice(0, 6);
+      active = 0;
+      render();
+    });
+    reply.addEventListener("keydown", (ev) => {
+      if (list.hidden) return;
+      if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
+        ev.preventDefault();
+        active = (active + (ev.key === "ArrowDown" ? 1 : matches.length - 1)) % matches.length;
+        render();
+      } else if (ev.key === "Enter" || ev.key === "Tab") {
+        ev.preventDefault();
+        choose(matches[active]);
+      } else if (ev.key === "Escape") {
+        matches = [];
+        render();
+      }
+    });
+  }
+
+  // --- a knowledge-base article link into the reply ----------------------------------
+  const kb = document.getElementById("kb-search");
+  if (kb && reply) {
+    const results = document.getElementById("kb-results");
+    let found = [];
+    let timer = null;
+    kb.addEventListener("input", () => {
+      const hit = found.find((r) => r.title === kb.value);
+      if (hit) {
+        reply.value = (reply.value ? reply.value.replace(/\s*$/, "") + "\n\n" : "") + `${hit.title}: ${hit.url}`;
+        kb.value = "";
+        reply.focus();
+        return;
+      }
+      clearTimeout(timer);
+      timer = setTimeout(async () => {
+        if (kb.value.trim().length < 2) return;
+        const res = await fetch(`${kb.dataset.url}?q=${encodeURIComponent(kb.value)}`, { credentials: "same-origin" });
+        if (!res.ok) return;
+        found = (await res.json()).results || [];
+        results.replaceChildren(...found.map((r) => { const o = document.createElement("option"); o.value = r.title; return o; }));
+      }, 200);
+    });
+  }
 
   // Keyboard shortcuts (shown on "?").
   let selected = -1;
@@ -145,6 +302,16 @@
     if (key === "?") { document.getElementById("help").showModal(); return; }
     if (lastKey === "g" && key === "i") { location.href = "/desk/"; return; }
     lastKey = key;
+    if (key === "/") {
+      const q = document.querySelector("input[name=q]");
+      if (q) { ev.preventDefault(); q.focus(); }
+      return;
+    }
+    if (key === "x" && rows[selected]) {
+      const box = rows[selected].querySelector("input[name=ids]");
+      if (box) { box.checked = !box.checked; lastChecked = box.value; bulkRefresh(); }
+      return;
+    }
     if ((key === "j" || key === "k") && rows.length) {
       selected = Math.max(0, Math.min(rows.length - 1, selected + (key === "j" ? 1 : -1)));
       rows.forEach((r, i) => r.classList.toggle("selected", i === selected));

@@ -69,7 +69,10 @@ def test_breach_is_marked_once_escalates_and_is_an_event(
     event = TicketEvent.objects.get(ticket=ticket, kind="sla_breach")
     assert event.data["target"] == "first_response"
     assert "supervisor notified" in event.data["actions"]
-    assert any(e["event"] == "sla.breach" and e["group"] == f"agent.{agent.pk}" for e in sent_events())
+    assert any(
+        e["event"] == "notification.created" and e["kind"] == "sla_breach" and e["group"] == f"agent.{agent.pk}"
+        for e in sent_events()
+    )
 
 
 def test_first_reply_stops_the_first_response_clock(policies, email_inbox, agent):

@@ -77,7 +77,9 @@ def test_survey_shows_in_desk_360_and_api(email_inbox, agent, django_capture_on_
     desk = Client()
     desk.force_login(agent)
     assert "CSAT 2/5" in desk.get(f"/desk/tickets/{ticket.pk}/").content.decode()
-    assert "satisfaction 2.0/5" in desk.get(f"/desk/customers/{ticket.customer_id}/").content.decode()
+    assert (
+        "<b>2.0/5</b><span>satisfaction</span>" in desk.get(f"/desk/customers/{ticket.customer_id}/").content.decode()
+    )
     _, key = api_key_create(user=agent, name="k")
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")

@@ -5,6 +5,7 @@ from channels_app.services import ingest
 from customers.models import Identity
 from tests.channels_app.factories import email_inbound, inbound
 from tests.tickets.factories import AgentFactory
+from tickets import services
 from tickets.models import Message, Ticket, TicketMove
 
 pytestmark = pytest.mark.django_db
@@ -188,22 +189,46 @@ def test_email_html_is_shown_sanitised_with_quoted_history_folded(desk, email_in
 
 def test_note_mentions_create_notifications(desk, email_inbox, django_capture_on_commit_callbacks):
     from cxdesk.realtime import sent_events
-    from tickets.models import Mention
+    from tickets.models import Notification
 
     ben = AgentFactory(username="ben", first_name="Ben")
     AgentFactory(username="carl", is_staff=False)
     ticket = ingest(email_inbound(email_inbox)).ticket
     with django_capture_on_commit_callbacks(execute=True):
         desk.post(f"/desk/tickets/{ticket.pk}/reply/", {"body": "@ben @carl @ana @nobody look", "internal": "1"})
-    assert list(Mention.objects.values_list("user__username", flat=True)) == ["ben"], "staff only, not the author"
-    mention = [e for e in sent_events() if e["event"] == "note.mention"]
-    assert [(e["group"], e["ticket_id"], e["author"]) for e in mention] == [(f"agent.{ben.pk}", ticket.pk, "Ana")]
+    mentions = Notification.objects.filter(kind="mention")
+    assert list(mentions.values_list("user__username", flat=True)) == ["ben"], "staff only, not the author"
+    told = [e for e in sent_events() if e["event"] == "notification.created" and e["kind"] == "mention"]
+    assert [(e["group"], e["ticket_id"]) for e in told] == [(f"agent.{ben.pk}", ticket.pk)]
     bens = Client()
     bens.force_login(ben)
-    assert f"{ticket.reference}</a> by Ana" in bens.get("/desk/").content.decode(), "listed in Ben's inbox"
+    assert 'id="bell-count" data-count="1"' in bens.get("/desk/").content.decode(), "the bell counts it"
+    panel = bens.get("/desk/notifications/").content.decode()
+    assert ticket.reference in panel and "Ana: @ben" in panel
     bens.get(f"/desk/tickets/{ticket.pk}/")
-    assert Mention.objects.get().read_at is not None, "read once Ben opens the ticket"
-    assert 'id="mentions"' not in bens.get("/desk/").content.decode()
+    assert mentions.get().read_at is not None, "read once Ben opens the ticket"
+    assert 'id="bell-count" data-count="0"' in bens.get("/desk/").content.decode()
+
+
+def test_notifications_for_assignment_and_customer_reply_on_a_solved_ticket(desk, agent, email_inbox):
+    from tickets.models import Notification
+
+    ben = AgentFactory(username="ben", first_name="Ben")
+    ticket = ingest(email_inbound(email_inbox, message_id="<n1@example.com>")).ticket
+    services.ticket_update(ticket=ticket, actor=agent, assignee=ben)
+    services.ticket_update(ticket=ticket, actor=ben, assignee=ben)  # no change, no second notice
+    services.ticket_update(ticket=ticket, actor=ben, status="solved")
+    ingest(email_inbound(email_inbox, message_id="<n2@example.com>", in_reply_to="<n1@example.com>", text="Not fixed"))
+    kinds = list(Notification.objects.filter(user=ben).order_by("id").values_list("kind", flat=True))
+    assert kinds == ["assigned", "customer_replied"]
+    note = Notification.objects.get(user=ben, kind="customer_replied")
+    bens = Client()
+    bens.force_login(ben)
+    response = bens.get(f"/desk/notifications/{note.pk}/")
+    assert response.status_code == 302 and response["Location"].startswith(f"/desk/tickets/{ticket.pk}/")
+    note.refresh_from_db()
+    assert note.read_at is not None
+    assert desk.get(f"/desk/notifications/{note.pk}/").status_code == 404, "not Ana's notification"
 
 
 def test_inbox_htmx_request_renders_only_the_list_and_ignores_bad_filters(desk, email_inbox):

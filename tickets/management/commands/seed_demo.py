@@ -83,7 +83,7 @@ class Command(BaseCommand):
                 user.set_password(PASSWORD)
                 user.save()
             agents.append(user)
-        support, _ = Team.objects.get_or_create(name="Support")
+        support, _ = Team.objects.get_or_create(name="Support", defaults={"is_default": True})
         billing, _ = Team.objects.get_or_create(name="Billing")
         support.members.add(agents[0], agents[1])
         billing.members.add(agents[1], agents[2])
@@ -108,7 +108,8 @@ class Command(BaseCommand):
         from sla.models import BusinessCalendar, SlaPolicy
 
         for user in agents:
-            AgentProfile.objects.get_or_create(user=user)
+            # Room for the demo's open tickets plus the new ones a visitor sends in.
+            AgentProfile.objects.update_or_create(user=user, defaults={"max_concurrent": 60})
         RoutingConfig.objects.get_or_create(team=support, defaults={"strategy": RoutingConfig.Strategy.ROUND_ROBIN})
         RoutingConfig.objects.get_or_create(team=billing, defaults={"strategy": RoutingConfig.Strategy.LEAST_LOADED})
         office, _ = BusinessCalendar.objects.get_or_create(
