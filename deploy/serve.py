@@ -15,7 +15,8 @@ nginx stops, then this exits 0.
 
 Environment: the app's (SECRET_KEY, DATABASE_URL, REDIS_URL, …; see docs/deploy.md) plus
 GUNICORN_WORKERS, CELERY_CONCURRENCY, CXDESK_MAX_BODY (nginx client_max_body_size, 32m),
-CXDESK_METRICS_ALLOW (addresses allowed to /metrics, "127.0.0.1 ::1"). nginx comes from
+CXDESK_METRICS_ALLOW (addresses allowed to /metrics, "127.0.0.1 ::1"), CXDESK_NGINX_USER (the
+account nginx's workers run as when started by root; it must be able to read STATIC_ROOT). nginx comes from
 Debian; it is installed with apt-get if missing (as root).
 """
 
@@ -36,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 QUEUES = "default,inbound,outbound,webhooks"
 
 
-@dataclass
+@dataclass(eq=False)
 class Proc:
     name: str
     cmd: list[str]
@@ -72,7 +73,10 @@ def render_nginx(
     worker_processes: int = 1,
 ) -> str:
     template = (ROOT / "deploy" / "nginx.conf.in").read_text()
+    user = os.environ.get("CXDESK_NGINX_USER", "")
     values = {
+        # Started as root, nginx's workers run as `nobody` unless told: they must read STATIC_ROOT.
+        "USER": f"user {user};\n" if user and os.geteuid() == 0 else "",
         "WORKER_PROCESSES": str(worker_processes),
         "RUN_DIR": str(run_dir),
         "MIME_TYPES": "/etc/nginx/mime.types",
@@ -274,7 +278,7 @@ def stop(procs: list[Proc], timeout: float = 30.0) -> None:
             proc.popen.wait()
 
 
-def supervise(procs: list[Proc]) -> int:
+def supervise(procs: list[Proc], keep_going: bool = False) -> int:
     stopping = {"signal": None}
 
     def on_signal(signum, frame):
@@ -283,13 +287,17 @@ def supervise(procs: list[Proc]) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     code = 0
+    reported: set = set()
     while stopping["signal"] is None:
-        dead = [p for p in procs if p.popen and p.popen.poll() is not None]
+        dead = [p for p in procs if p.popen and p.popen.poll() is not None and p not in reported]
         if dead:
             for p in dead:
-                print(f"serve: {p.name} exited with {p.popen.returncode}; stopping everything", file=sys.stderr)
+                then = "the others keep running" if keep_going else "stopping everything"
+                print(f"serve: {p.name} exited with {p.popen.returncode}; {then}", file=sys.stderr)
+            reported.update(dead)
             code = 1
-            break
+            if not keep_going or len(reported) == len(procs):
+                break
         time.sleep(0.3)
     print("serve: stopping (warm shutdown: running requests and tasks finish)", file=sys.stderr)
     stop(procs)
@@ -306,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", default=os.environ.get("CELERY_POOL") or None, help="celery pool (prefork, solo…)")
     parser.add_argument("--no-beat", action="store_true", help="run beat elsewhere (exactly one per deployment)")
     parser.add_argument("--no-proxy", action="store_true", help="no nginx (a proxy of your own in front)")
+    parser.add_argument("--keep-going", action="store_true", help="a process that exits does not stop the others")
     parser.add_argument("--skip-setup", action="store_true", help="do not migrate / collectstatic first")
     args = parser.parse_args(argv)
     if not os.environ.get("SECRET_KEY"):
@@ -334,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         f"serve: cxdesk on http://{args.listen}/ (web {info['wsgi']}, websockets {info['asgi']}); Ctrl-C stops",
         file=sys.stderr,
     )
-    return supervise(procs)
+    return supervise(procs, keep_going=args.keep_going)
 
 
 if __name__ == "__main__":
