@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "surveys",
     "kb",
     "django_prometheus",
+    "cxdesk",  # operator commands only (manage.py doctor); no models
 ]
 
 MIDDLEWARE = [
