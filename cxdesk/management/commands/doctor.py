@@ -115,7 +115,8 @@ class Command(BaseCommand):
         }
         for name, result in health.run_checks().items():
             if result["ok"]:
-                self.add(OK if "note" not in result else WARN, name, result.get("note", "reachable"))
+                default = "all applied" if name == "migrations" else "reachable"
+                self.add(OK if "note" not in result else WARN, name, result.get("note", default))
             else:
                 self.add(ERROR, name, f"{result['error']} — {fixes[name]}")
 
