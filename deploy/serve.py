@@ -63,8 +63,8 @@ def find_nginx(install: bool = True) -> str:
 def render_nginx(
     *,
     listen: str,
-    wsgi: list[int],
-    asgi: list[int],
+    wsgi: list[str],
+    asgi: list[str],
     run_dir: Path,
     static_root: Path,
     max_body: str = "32m",
@@ -81,8 +81,8 @@ def render_nginx(
         "RUN_DIR": str(run_dir),
         "MIME_TYPES": "/etc/nginx/mime.types",
         "ACCESS_LOG": access_log,
-        "WSGI_SERVERS": "\n".join(f"        server 127.0.0.1:{p};" for p in wsgi),
-        "ASGI_SERVERS": "\n".join(f"        server 127.0.0.1:{p};" for p in asgi),
+        "WSGI_SERVERS": "\n".join(f"        server {a};" for a in wsgi),
+        "ASGI_SERVERS": "\n".join(f"        server {a};" for a in asgi),
         "LISTEN": listen,
         "MAX_BODY": max_body,
         "STATIC_ROOT": str(static_root).rstrip("/"),
@@ -131,6 +131,8 @@ def plan(
         "USE_X_FORWARDED_PORT": os.environ.get("USE_X_FORWARDED_PORT", "1"),
     }
     procs: list[Proc] = []
+    # Containers: CXDESK_BIND_HOST=0.0.0.0 and the proxy's upstreams by service name.
+    bind = os.environ.get("CXDESK_BIND_HOST", "127.0.0.1")
     wsgi_ports = [internal_base + 1 + i for i in range(web)]
     asgi_ports = [internal_base + 101 + i for i in range(asgi)]
     for i, port in enumerate(wsgi_ports):
@@ -146,7 +148,7 @@ def plan(
                     "-c",
                     str(ROOT / "deploy" / "gunicorn.conf.py"),
                     "--bind",
-                    f"127.0.0.1:{port}",
+                    f"{bind}:{port}",
                     "--name",
                     f"cxdesk-web{i}",
                     "--control-socket",
@@ -166,7 +168,7 @@ def plan(
                     "uvicorn",
                     "cxdesk.asgi:application",
                     "--host",
-                    "127.0.0.1",
+                    bind,
                     "--port",
                     str(port),
                     "--proxy-headers",
@@ -222,8 +224,8 @@ def plan(
         conf.write_text(
             render_nginx(
                 listen=listen,
-                wsgi=wsgi_ports,
-                asgi=asgi_ports,
+                wsgi=os.environ.get("CXDESK_UPSTREAM_WSGI", "").split() or [f"127.0.0.1:{p}" for p in wsgi_ports],
+                asgi=os.environ.get("CXDESK_UPSTREAM_ASGI", "").split() or [f"127.0.0.1:{p}" for p in asgi_ports],
                 run_dir=run_dir,
                 static_root=static_root,
                 max_body=os.environ.get("CXDESK_MAX_BODY", "32m"),
@@ -304,6 +306,21 @@ def supervise(procs: list[Proc], keep_going: bool = False) -> int:
     return code
 
 
+def exec_role(procs: list[Proc], role: str) -> int:
+    """Replace this process by the first process of `role` (signals then reach it directly)."""
+    proc = next((p for p in procs if p.name.rstrip("0123456789") == role.replace("proxy", "nginx")), None)
+    if proc is None:
+        print(f"serve: nothing to run for role {role}", file=sys.stderr)
+        return 2
+    for key in ("PROMETHEUS_MULTIPROC_DIR",):
+        if proc.env.get(key):
+            shutil.rmtree(proc.env[key], ignore_errors=True)
+            Path(proc.env[key]).mkdir(parents=True)
+    os.chdir(ROOT)
+    os.execvpe(proc.cmd[0], proc.cmd, {**os.environ, **proc.env})  # noqa: S606
+    return 0  # not reached
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--listen", default=os.environ.get("CXDESK_LISTEN", "127.0.0.1:8000"))
@@ -314,6 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", default=os.environ.get("CELERY_POOL") or None, help="celery pool (prefork, solo…)")
     parser.add_argument("--no-beat", action="store_true", help="run beat elsewhere (exactly one per deployment)")
     parser.add_argument("--no-proxy", action="store_true", help="no nginx (a proxy of your own in front)")
+    parser.add_argument(
+        "--role",
+        choices=["all", "proxy", "web", "asgi", "worker", "beat"],
+        default=os.environ.get("CXDESK_ROLE", "all"),
+        help="run one part in the foreground, as a container does (same command lines as 'all')",
+    )
     parser.add_argument("--keep-going", action="store_true", help="a process that exits does not stop the others")
     parser.add_argument("--skip-setup", action="store_true", help="do not migrate / collectstatic first")
     args = parser.parse_args(argv)
@@ -336,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         internal_base=args.internal_base,
         worker_pool=args.pool,
     )
+    if args.role != "all":
+        return exec_role(procs, args.role)
     if not args.skip_setup:
         prepare()
     start(procs, info)

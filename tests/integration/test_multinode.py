@@ -14,7 +14,6 @@ One cluster for the module (starting it is most of the cost)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -40,13 +39,6 @@ pytestmark = [
 
 TOKEN = "metrics-token-for-tests"
 TWILIO_TOKEN = "twilio-auth-token"
-
-
-def _load_serve():
-    spec = importlib.util.spec_from_file_location("cxdesk_deploy_serve", ROOT / "deploy" / "serve.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _free(port: int) -> bool:
