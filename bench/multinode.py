@@ -114,10 +114,10 @@ class Run:
 def measure(run: Run, messages: int) -> dict:
     from websockets.sync.client import connect
 
-    from tickets.models import Ticket
+    from tickets.models import Message
 
     run.post("warm-up: opens the ticket")
-    ticket = Ticket.objects.order_by("-id").first()
+    ticket = Message.objects.filter(direction="inbound").latest("id").ticket
     for _ in range(10):
         run.bare()
     bare = [run.bare() for _ in range(messages)]
@@ -130,6 +130,8 @@ def measure(run: Run, messages: int) -> dict:
     )
     with ws:
         ws.send(json.dumps({"subscribe_ticket": ticket.pk}))
+        while json.loads(ws.recv(timeout=30)).get("event") != "presence":  # subscribed
+            pass
         for i in range(messages):
             token = f"bench-{i}-{uuid.uuid4().hex[:8]}"
             started = time.perf_counter()
