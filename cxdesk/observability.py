@@ -125,6 +125,8 @@ def _task_prerun(task_id: str | None = None, task=None, **kwargs) -> None:
     request_id = task_request_id(task) or f"task-{task_id}"
     if task_id:
         _tokens[task_id] = request_id_var.set(request_id)
+    # One line per task run carrying the request id: grep the id, find the worker's work.
+    logging.getLogger("cxdesk.tasks").info("task %s started", getattr(task, "name", "?"))
 
 
 def _task_postrun(task_id: str | None = None, **kwargs) -> None:

@@ -278,6 +278,9 @@ LOGGING = {
     },
 }
 
+# Workers log through LOGGING above (JSON, request id) instead of Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
 # Behind the proxy (deploy/): trust its X-Forwarded-Proto / -Host. Only set these where the
 # app servers are reachable through the proxy alone (make serve binds them to 127.0.0.1).
 if env.bool("SECURE_PROXY_SSL_HEADER", default=False):

@@ -265,12 +265,17 @@ def stop(procs: list[Proc], timeout: float = 30.0) -> None:
                 os.killpg(proc.popen.pid, proc.stop_signal)
             except ProcessLookupError:
                 pass
-    deadline = time.monotonic() + timeout
+    began = time.monotonic()
+    deadline = began + timeout
     for proc in procs:
         if not proc.popen:
             continue
         try:
             proc.popen.wait(max(0.1, deadline - time.monotonic()))
+            print(
+                f"serve: {proc.name} stopped ({proc.popen.returncode}) after {time.monotonic() - began:.1f}s",
+                file=sys.stderr,
+            )
         except subprocess.TimeoutExpired:
             print(f"serve: {proc.name} did not stop in {timeout:.0f}s; killing it", file=sys.stderr)
             try:

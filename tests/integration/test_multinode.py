@@ -102,8 +102,8 @@ def cluster(django_db_setup, django_db_blocker, tmp_path_factory):
         "GUNICORN_WORKERS": "1",
         "CELERY_CONCURRENCY": "1",
         "CXDESK_BEAT_HEARTBEAT_SECONDS": "1",
-        # a dead worker's unacknowledged task goes back to the queue after 6 s (production: 1 h)
-        "CELERY_VISIBILITY_TIMEOUT": "6",
+        # a dead worker's unacknowledged task goes back to the queue after 4 s (production: 1 h)
+        "CELERY_VISIBILITY_TIMEOUT": "4",
         "CELERY_UNACKED_RESTORE_INTERVAL": "1",
         "CELERY_UNACKED_RESTORE_THROTTLE": "1",
         "CXDESK_METRICS_TOKEN": TOKEN,
@@ -178,13 +178,16 @@ def _twilio_inbox(cluster: Cluster):
     )
 
 
-def _post_sms(cluster: Cluster, inbox, *, body: str, sender: str = "+48600100200") -> requests.Response:
+def _post_sms(
+    cluster: Cluster, inbox, *, body: str, sender: str = "+48600100200", request_id: str = ""
+) -> requests.Response:
     from twilio.request_validator import RequestValidator
 
     url = f"{cluster.web[0]}/hooks/twilio/{inbox.pk}/"
     params = {"MessageSid": "SM" + uuid.uuid4().hex, "From": sender, "To": "+48500000000", "Body": body}
     signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, params)
-    return requests.post(url, data=params, headers={"X-Twilio-Signature": signature}, timeout=10)
+    headers = {"X-Twilio-Signature": signature, **({"X-Request-ID": request_id} if request_id else {})}
+    return requests.post(url, data=params, headers=headers, timeout=10)
 
 
 def _session_cookie(user) -> str:
@@ -270,7 +273,8 @@ def test_webhook_on_node_a_reaches_agent_on_node_b_and_presence_is_shared(cluste
         assert "viewing" in seen["html"].lower() or "Ana" in seen["html"]
 
         started = time.monotonic()
-        second = _post_sms(cluster, inbox, body="Still nothing arrived")  # to gunicorn node A
+        request_id = f"req-{uuid.uuid4().hex}"
+        second = _post_sms(cluster, inbox, body="Still nothing arrived", request_id=request_id)  # gunicorn A
         assert second.status_code == 200, second.text
         event = _receive_until(
             bob_ws,
@@ -278,6 +282,15 @@ def test_webhook_on_node_a_reaches_agent_on_node_b_and_presence_is_shared(cluste
         )
         assert event["ticket_id"] == ticket.pk
         assert time.monotonic() - started < 10
+
+    # The webhook's request id reaches the worker's log lines for the task it queued.
+    def tagged() -> list[dict]:
+        lines = [json.loads(x) for x in cluster.log.read_text(errors="replace").splitlines() if request_id in x]
+        return lines if any(line.get("task_id") for line in lines) else []
+
+    lines = wait_for(tagged, timeout=20, message="a worker log line with the webhook's request id")
+    assert {line["request_id"] for line in lines} == {request_id}
+    assert any(line.get("logger") == "cxdesk.tasks" and line.get("task") for line in lines)
 
 
 def test_each_task_runs_once_and_beat_once(cluster, agent, settings):
@@ -320,7 +333,7 @@ def test_killing_a_worker_mid_task_loses_nothing(cluster, settings):
     _use_broker(settings)
     token = uuid.uuid4().hex
     key = f"cxdesk:probe:{token}"
-    app.send_task("cxdesk.diagnostics.probe", args=[token, 4.0])
+    app.send_task("cxdesk.diagnostics.probe", args=[token, 2.0])  # held 2 s: under the 4 s visibility timeout
     first = wait_for(lambda: cluster.redis.lrange(key + ":started", 0, -1), timeout=20, message="a worker to take it")
     pid = int(first[0].rsplit(":", 1)[1])
     names = {cluster.pid(n): n for n in ("worker0", "worker1")}
