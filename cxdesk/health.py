@@ -2,7 +2,8 @@
 
 `/healthz`: the process answers (no database, no Redis) — a liveness probe.
 `/readyz`: this node can serve — database reachable, migrations applied, Redis (cache and
-channel layer) and the Celery broker reachable. JSON naming each check; 503 if one failed:
+channel layer) and the Celery broker reachable. JSON naming each check; 503 if one failed.
+With `Authorization: Bearer $CXDESK_METRICS_TOKEN` each failed check carries its error:
 
     {"status": "fail", "checks": {"database": {"ok": true, "ms": 1.2}, "redis": {"ok": false,
      "error": "Error 111 connecting to 127.0.0.1:6379. Connection refused."}, ...}}
@@ -117,8 +118,14 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
+    """Which checks failed for anyone (load balancers); the error texts, queue lengths and
+    timings (host names, ports) only for the metrics token's bearer or with DEBUG."""
+    from .metrics import authorized
+
     checks = run_checks()
     ok = all(c["ok"] for c in checks.values())
+    if not (authorized(request) or settings.DEBUG):
+        checks = {name: {"ok": c["ok"]} for name, c in checks.items()}
     age = beat_age()
     info = {"beat_heartbeat_age_seconds": None if age is None else round(age, 1)}
     return JsonResponse({"status": "ok" if ok else "fail", "checks": checks, "info": info}, status=200 if ok else 503)

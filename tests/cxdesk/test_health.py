@@ -32,7 +32,11 @@ def test_readyz_is_503_and_says_which_failed(client, settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     settings.CELERY_TASK_ALWAYS_EAGER = False
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
-    response = client.get("/readyz")
+    settings.CXDESK_METRICS_TOKEN = "ops-token"
+    public = client.get("/readyz")
+    assert public.status_code == 503
+    assert public.json()["checks"]["redis"] == {"ok": False}  # which, but no hosts or errors
+    response = client.get("/readyz", HTTP_AUTHORIZATION="Bearer ops-token")
     body = response.json()
     assert response.status_code == 503
     assert body["status"] == "fail"
