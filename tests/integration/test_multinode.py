@@ -283,6 +283,10 @@ def test_webhook_on_node_a_reaches_agent_on_node_b_and_presence_is_shared(cluste
         assert event["ticket_id"] == ticket.pk
         assert time.monotonic() - started < 10
 
+        # Both ASGI nodes' sockets are counted in the metrics, whichever web node is scraped.
+        metrics = requests.get(cluster.web[0] + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        assert "cxdesk_websocket_connections 2.0" in metrics.text
+
     # The webhook's request id reaches the worker's log lines for the task it queued.
     def tagged() -> list[dict]:
         lines = [json.loads(x) for x in cluster.log.read_text(errors="replace").splitlines() if request_id in x]
@@ -325,6 +329,17 @@ def test_each_task_runs_once_and_beat_once(cluster, agent, settings):
     assert len(runs) - beat_from <= window + 2, "more beat runs than ticks: two beats?"
     ready = requests.get(cluster.proxy + "/readyz", timeout=10).json()
     assert ready["info"]["beat_heartbeat_age_seconds"] < 5
+
+    # `doctor --workers` sees a worker answer and beat alive.
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    with pytest.raises(CommandError):  # this test configuration has findings (SECRET_KEY…)
+        call_command("doctor", "--offline", "--workers", "--timeout", "15", stdout=out)
+    assert "OK    workers: a worker answered" in out.getvalue()
+    assert "OK    beat: heartbeat" in out.getvalue()
 
 
 def test_killing_a_worker_mid_task_loses_nothing(cluster, settings):
