@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format serve worker migrate demo clean venv
+.PHONY: run test lint format serve worker doctor migrate demo clean venv
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,17 +34,19 @@ lint: venv
 format: venv
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
-## serve: the production shape locally — gunicorn (HTTP), uvicorn (websockets), Celery worker + beat.
-## Needs REDIS_URL and SECRET_KEY; put a proxy in front that sends /ws/ to :8001 and the rest to :8000.
+## serve: the production shape on ONE address (default 127.0.0.1:8000): nginx in front
+## (installed from Debian if missing), gunicorn (HTTP), uvicorn (/ws/), Celery worker and beat.
+## Needs SECRET_KEY and REDIS_URL (and DATABASE_URL for PostgreSQL). Ctrl-C stops it cleanly.
+## Scale on one box: make serve SERVE_ARGS="--web 2 --asgi 2 --workers 2". See docs/deploy.md.
 serve: venv
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py collectstatic --noinput
-	$(BIN)/celery -A cxdesk worker -B -Q default,inbound,outbound,webhooks --loglevel=info & \
-	$(BIN)/uvicorn cxdesk.asgi:application --host $(HOST) --port 8001 & \
-	$(BIN)/gunicorn cxdesk.wsgi --bind $(HOST):$(PORT) --workers 2
+	$(BIN)/python deploy/serve.py --listen $(HOST):$(PORT) $(SERVE_ARGS)
 
 worker: venv
 	$(BIN)/celery -A cxdesk worker -B -Q default,inbound,outbound,webhooks --loglevel=info
+
+## doctor: check configuration and services, say what to fix
+doctor: venv
+	$(BIN)/python manage.py doctor
 
 clean:
 	rm -rf var/cxdesk.sqlite3 var/outbox var/mail var/media

@@ -58,9 +58,13 @@ INSTALLED_APPS = [
     "sla",
     "surveys",
     "kb",
+    "django_prometheus",
+    "cxdesk",  # operator commands only (manage.py doctor); no models
 ]
 
 MIDDLEWARE = [
+    "cxdesk.observability.RequestIdMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -71,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "cxdesk.urls"
@@ -107,7 +112,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNELS_PREFIX", default="cxdesk")},
+            # socket_timeout=None: redis-py 8 defaults to 5 s, shorter than the layer's blocking
+            # BZPOPMIN, which killed every idle websocket after ~5 s (redis/redis-py#4091).
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "prefix": env.str("CHANNELS_PREFIX", default="cxdesk"),
+            },
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
@@ -144,6 +154,24 @@ CELERY_BEAT_SCHEDULE: dict = {
     },
 }
 CELERY_TIMEZONE = "UTC"
+# Our own modules with tasks (apps' tasks.py are autodiscovered).
+CELERY_IMPORTS = ("cxdesk.diagnostics", "cxdesk.retention")
+# Beat's heartbeat: /readyz and `doctor` tell from it whether beat is running.
+CELERY_BEAT_SCHEDULE["beat-heartbeat"] = {
+    "task": "cxdesk.diagnostics.beat_heartbeat",
+    "schedule": env.float("CXDESK_BEAT_HEARTBEAT_SECONDS", default=60.0),
+}
+CELERY_BEAT_SCHEDULE["retention"] = {
+    "task": "cxdesk.retention.purge_expired",
+    "schedule": env.float("CXDESK_RETENTION_EVERY_SECONDS", default=3600.0),
+}
+# A message taken by a worker that dies without acknowledging it goes back to the queue after
+# this many seconds (tasks are acks_late and idempotent). Longer than the longest task.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    "unacked_restore_interval": env.float("CELERY_UNACKED_RESTORE_INTERVAL", default=10.0),
+    "unacked_restore_throttle": env.int("CELERY_UNACKED_RESTORE_THROTTLE", default=10),
+}
 
 # Email out: EMAIL_URL (smtp://user:pass@host:587/?tls=True) or a backend; default: files in var/mail/.
 EMAIL_URL = env.str("EMAIL_URL", default="")
@@ -228,17 +256,49 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Logs: one JSON object per line (LOG_FORMAT=json, the default without DEBUG) with the request
+# id (X-Request-ID from the proxy, or generated) also inside Celery tasks started by a request.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "cxdesk.observability.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "cxdesk.observability.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "celery.app.trace": {"level": env.str("CELERY_TRACE_LOG_LEVEL", default="WARNING")},
     },
 }
+
+# Workers log through LOGGING above (JSON, request id) instead of Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Behind the proxy (deploy/): trust its X-Forwarded-Proto / -Host. Only set these where the
+# app servers are reachable through the proxy alone (make serve binds them to 127.0.0.1).
+if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = env.bool("USE_X_FORWARDED_HOST", default=False)
+USE_X_FORWARDED_PORT = env.bool("USE_X_FORWARDED_PORT", default=False)
+
+# Prometheus metrics at /metrics, for a scraper holding this bearer token; unset: 404.
+CXDESK_METRICS_TOKEN = env.str("CXDESK_METRICS_TOKEN", default="")
+PROMETHEUS_EXPORT_MIGRATIONS = False
+
+# Data retention (days; 0 keeps forever), run by beat (cxdesk.retention).
+CXDESK_RETAIN_RAW_INBOUND_DAYS = env.int("CXDESK_RETAIN_RAW_INBOUND_DAYS", default=30)
+CXDESK_RETAIN_WEBHOOK_DELIVERIES_DAYS = env.int("CXDESK_RETAIN_WEBHOOK_DELIVERIES_DAYS", default=30)
+CXDESK_RETAIN_ACTIVITY_DAYS = env.int("CXDESK_RETAIN_ACTIVITY_DAYS", default=180)
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=PUBLIC_URL.startswith("https"))

@@ -2,9 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from cxdesk.health import healthz, readyz
+from cxdesk.metrics import metrics
 from surveys.views import answer as survey_answer_view
 
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("", RedirectView.as_view(url="/desk/", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/v1/", include("cxdesk.api_urls")),

@@ -60,6 +60,11 @@ class Adapter:
             return None
         return inbox.config.get("webhook_url") or f"{settings.PUBLIC_URL}/hooks/{self.route}/{inbox.pk}/"
 
+    def registered_webhook(self, inbox: Inbox) -> str | None:
+        """The URL the provider currently calls for this inbox, asked from its API (for
+        `manage.py doctor`); None when none is set. NotImplementedError: cannot be asked."""
+        raise NotImplementedError
+
     # --- inbound ---------------------------------------------------------------
     def handshake(self, request: HttpRequest, inbox: Inbox) -> HttpResponse:
         """Answer a GET on the webhook (Meta's hub.challenge); 405 by default."""

@@ -151,6 +151,9 @@ class TelegramAdapter(Adapter):
             json={"url": url, "secret_token": inbox.secrets.get("secret_token", ""), "allowed_updates": ["message"]},
         )
 
+    def registered_webhook(self, inbox: Inbox) -> str | None:
+        return self._call(inbox, "getWebhookInfo").get("result", {}).get("url") or None
+
     def fetch_media(self, inbox: Inbox, url: str) -> tuple[bytes, str]:
         file_id = url.removeprefix("tg-file:")
         token = inbox.secrets.get("bot_token", "")

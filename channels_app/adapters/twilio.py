@@ -196,6 +196,28 @@ class TwilioAdapter(Adapter):
             raise SendError(message, permanent=400 <= response.status_code < 500 and response.status_code != 429)
         return body.get("sid", "")
 
+    def registered_webhook(self, inbox: Inbox) -> str | None:
+        """The number's SMS webhook (IncomingPhoneNumbers.SmsUrl)."""
+        number = inbox.config.get("phone_number", "")
+        if not number:
+            raise NotImplementedError  # a Messaging Service / WhatsApp sender: set in the console
+        sid, token = self._auth(inbox)
+        try:
+            response = requests.get(
+                f"{API}/Accounts/{sid}/IncomingPhoneNumbers.json",
+                params={"PhoneNumber": number},
+                auth=(sid, token),
+                timeout=TIMEOUT,
+            )
+        except requests.RequestException as exc:
+            raise SendError(f"Twilio unreachable: {exc}") from exc
+        if response.status_code >= 400:
+            raise SendError(f"Twilio IncomingPhoneNumbers: HTTP {response.status_code}")
+        numbers = _json(response).get("incoming_phone_numbers") or []
+        if not numbers:
+            raise SendError(f"{number} is not a number of Twilio account {sid}")
+        return numbers[0].get("sms_url") or None
+
     # --- reconciliation ----------------------------------------------------------
     def recent_inbound(self, inbox: Inbox, since: datetime) -> list[InboundMessage]:
         """Inbound messages Twilio has for this number since `since` (for the reconcile task)."""
