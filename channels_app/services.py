@@ -19,14 +19,15 @@ from django.utils import timezone
 from customers.models import Customer, Identity
 from customers.services import identity_resolve
 from cxdesk.errors import ApplicationError
+from outbox.services import Retry, enqueue
 from tickets import events, signals
 from tickets.attachments import attachment_store
 from tickets.models import Attachment, Message, Ticket
-from tickets.services import broadcast_ticket, message_created, ticket_set_status
+from tickets.services import broadcast_ticket, message_created, message_set_status, ticket_set_status
 
 from .models import Channel, Inbox, RawInbound
 from .sanitize import html_to_text, sanitize_html
-from .types import InboundMessage
+from .types import InboundMessage, StatusUpdate
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +186,8 @@ def _ingest(inbound: InboundMessage) -> IngestResult:
         )
     message_created(message=message, created_ticket=created)
     broadcast_ticket(ticket, "ticket.created" if created else "ticket.updated")
-    if pending_media:
-        from .tasks import fetch_attachment
-
-        ids = [a.pk for a in pending_media]
-        transaction.on_commit(lambda: [fetch_attachment.delay(i) for i in ids])
+    for att in pending_media:
+        enqueue("fetch_media", object_id=att.pk)
     return IngestResult(ticket, message, created, False)
 
 
@@ -311,6 +309,47 @@ def _is_fresh_email(inbound: InboundMessage) -> bool:
 def _subject_from_text(text: str) -> str:
     first = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
     return first[:80] + ("…" if len(first) > 80 else "")
+
+
+# --- delivery statuses -------------------------------------------------------------
+
+
+def status_apply(*, inbox: Inbox, update: StatusUpdate) -> bool:
+    """Apply a provider's delivery status. A status for a message we do not know yet (the
+    callback beat the send call's answer) is parked as an outbox row and applied when the
+    message appears (or given up after CXDESK_STATUS_PARK_SECONDS). Statuses only move
+    forward. Returns whether it was applied now."""
+    message = Message.objects.filter(inbox=inbox, provider_message_id=update.provider_message_id).first()
+    if message is not None:
+        message_set_status(message=message, status=update.status, error=update.error, at=update.at)
+        return True
+    log.info("status %s for unknown message %s parked", update.status, update.provider_message_id)
+    enqueue(
+        "apply_status",
+        object_id=inbox.pk,
+        ref=update.provider_message_id,
+        payload={"status": update.status, "error": update.error, "at": update.at.isoformat() if update.at else None},
+        delay=settings.CXDESK_STATUS_PARK_RETRY_SECONDS,
+    )
+    return False
+
+
+def parked_status_handler(task) -> str:
+    """Outbox handler for `apply_status` rows: apply, wait more, or give up."""
+    from django.utils.dateparse import parse_datetime
+
+    message = Message.objects.filter(inbox_id=task.object_id, provider_message_id=task.ref).first()
+    if message is None:
+        age = (timezone.now() - task.created_at).total_seconds()
+        if age > settings.CXDESK_STATUS_PARK_SECONDS:
+            log.warning("status %s for unknown message %s dropped after %ds", task.payload.get("status"), task.ref, age)
+            return "expired"
+        raise Retry("message not known yet", countdown=settings.CXDESK_STATUS_PARK_RETRY_SECONDS)
+    at = parse_datetime(task.payload["at"]) if task.payload.get("at") else None
+    changed = message_set_status(
+        message=message, status=task.payload["status"], error=task.payload.get("error", ""), at=at
+    )
+    return "applied" if changed else "unchanged"
 
 
 # --- raw inbound and dead letters -----------------------------------------------
