@@ -371,6 +371,7 @@ def raw_inbound_store(
 
 
 def raw_inbound_failed(*, raw: RawInbound, error: str) -> None:
+    error = error.replace("\x00", "\\0")  # the error may quote the poison itself (NUL)
     RawInbound.objects.filter(pk=raw.pk).update(
         status=RawInbound.Status.FAILED, error=error[:4000], attempts=raw.attempts + 1
     )
@@ -391,24 +392,25 @@ def raw_inbound_process(*, record: RawInbound) -> IngestResult:
 
     unmatched = None
     try:
-        report = delivery_report(record.raw)
-        if report is not None:
-            # A delivery report (bounce) never opens a ticket: it fails the original reply.
-            original = bounce_apply(report=report)
-            note = "bounce" if report.failed else "delivery report (not a failure)"
-            RawInbound.objects.filter(pk=record.pk).update(
-                status=RawInbound.Status.IGNORED,
-                message=original,
-                processed_at=timezone.now(),
-                error=f"{note}: {report.reason}"[:4000],
-            )
-            if original is not None:
-                return IngestResult(original.ticket, original, False, False, bounce=True)
-            unmatched = report
-        else:
-            inbound = parse_raw(record.raw, record.inbox)
-            inbound.raw_inbound_id = record.pk
-            result = ingest(inbound)
+        with transaction.atomic():  # a savepoint: a database error here leaves the connection usable
+            report = delivery_report(record.raw)
+            if report is not None:
+                # A delivery report (bounce) never opens a ticket: it fails the original reply.
+                original = bounce_apply(report=report)
+                note = "bounce" if report.failed else "delivery report (not a failure)"
+                RawInbound.objects.filter(pk=record.pk).update(
+                    status=RawInbound.Status.IGNORED,
+                    message=original,
+                    processed_at=timezone.now(),
+                    error=f"{note}: {report.reason}"[:4000],
+                )
+                if original is not None:
+                    return IngestResult(original.ticket, original, False, False, bounce=True)
+                unmatched = report
+            else:
+                inbound = parse_raw(record.raw, record.inbox)
+                inbound.raw_inbound_id = record.pk
+                result = ingest(inbound)
     except (ApplicationError, ValueError, LookupError) as exc:
         raw_inbound_failed(raw=record, error=f"{type(exc).__name__}: {exc}")
         raise ApplicationError(str(exc), code="unprocessable_email", fields={"raw_inbound": [str(record.pk)]}) from exc
