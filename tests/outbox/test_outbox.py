@@ -229,3 +229,25 @@ def api_client_and_ticket(email_inbox, agent):
 def test_enqueue_refuses_an_unknown_kind():
     with pytest.raises(LookupError):
         enqueue("no_such_kind", object_id=1)
+
+
+def test_out_of_order_whatsapp_is_ordered_by_the_providers_time():
+    from channels_app.models import Channel
+    from tests.channels_app.factories import inbound
+    from tickets.selectors import ticket_timeline_items
+
+    wa = InboxFactory(kind="twilio", name="WA", config={"default_region": "PL"})
+    sent_first = timezone.now() - timedelta(minutes=5)
+    # the second message overtakes the first on the way to us
+    later = ingest(inbound(wa, channel=Channel.WHATSAPP, text="second", received_at=sent_first + timedelta(seconds=30)))
+    earlier = ingest(inbound(wa, channel=Channel.WHATSAPP, text="first", received_at=sent_first))
+    assert earlier.ticket.pk == later.ticket.pk
+    # same provider second: arrival order decides; a timestamp from the future is clamped to arrival
+    same = ingest(inbound(wa, channel=Channel.WHATSAPP, text="third", received_at=sent_first + timedelta(seconds=30)))
+    future = ingest(
+        inbound(wa, channel=Channel.WHATSAPP, text="fourth", received_at=timezone.now() + timedelta(days=1))
+    )
+    texts = [m.body_text for kind, m in ticket_timeline_items(ticket=earlier.ticket) if kind == "message"]
+    assert texts == ["first", "second", "third", "fourth"]
+    assert future.message.timeline_at <= future.message.created_at
+    assert same.message.pk > later.message.pk
