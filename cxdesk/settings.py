@@ -180,6 +180,8 @@ CXDESK_OUTBOX_KEEP_DAYS = env.int("CXDESK_OUTBOX_KEEP_DAYS", default=7)
 # for at most this long.
 CXDESK_STATUS_PARK_RETRY_SECONDS = env.float("CXDESK_STATUS_PARK_RETRY_SECONDS", default=30.0)
 CXDESK_STATUS_PARK_SECONDS = env.float("CXDESK_STATUS_PARK_SECONDS", default=3600.0)
+# Embedded mode (no broker, no beat): sweep opportunistically after writes instead.
+CXDESK_OUTBOX_EAGER_SWEEP = env.bool("CXDESK_OUTBOX_EAGER_SWEEP", default=CELERY_TASK_ALWAYS_EAGER)
 if CXDESK_OUTBOX_LEASE <= CELERY_TASK_TIME_LIMIT:
     raise ImproperlyConfigured("CXDESK_OUTBOX_LEASE must be longer than CELERY_TASK_TIME_LIMIT")
 

@@ -76,8 +76,29 @@ def enqueue(
         next_attempt_at=now + timedelta(seconds=delay),
         dispatched_at=now,
     )
-    transaction.on_commit(lambda: dispatch([task], countdown=delay or None))
+    transaction.on_commit(lambda: (dispatch([task], countdown=delay or None), _embedded_sweep()))
     return task
+
+
+_last_embedded_sweep = 0.0
+
+
+def _embedded_sweep() -> None:
+    """Without a broker and beat (`make run`: tasks run eagerly), retries due later are
+    picked up by an opportunistic sweep on the next write, at most once per sweep interval."""
+    global _last_embedded_sweep
+    import time
+
+    if not getattr(settings, "CXDESK_OUTBOX_EAGER_SWEEP", False):
+        return
+    now = time.monotonic()
+    if now - _last_embedded_sweep < settings.CELERY_BEAT_SCHEDULE["outbox-sweep"]["schedule"]:
+        return
+    _last_embedded_sweep = now
+    try:
+        sweep()
+    except Exception:  # noqa: BLE001 - a best-effort sweep never breaks the write that triggered it
+        log.exception("embedded outbox sweep failed")
 
 
 def dispatch(tasks: Iterable[OutboxTask], *, countdown: float | None = None) -> int:

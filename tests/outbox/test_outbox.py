@@ -251,3 +251,18 @@ def test_out_of_order_whatsapp_is_ordered_by_the_providers_time():
     assert texts == ["first", "second", "third", "fourth"]
     assert future.message.timeline_at <= future.message.created_at
     assert same.message.pk > later.message.pk
+
+
+def test_embedded_mode_sweeps_on_the_next_write(email_inbox, agent, settings, django_capture_on_commit_callbacks):
+    from outbox import services
+
+    settings.CXDESK_OUTBOX_EAGER_SWEEP = True
+    settings.CXDESK_OUTBOX_REDISPATCH_SECONDS = 0
+    services._last_embedded_sweep = 0.0
+    ticket = ingest(email_inbound(email_inbox, address="e@example.com")).ticket
+    waiting = reply(ticket=ticket, author=agent, body="left behind")  # its dispatch never happened
+    OutboxTask.objects.update(dispatched_at=timezone.now() - timedelta(seconds=5))
+    with django_capture_on_commit_callbacks(execute=True):
+        reply(ticket=ticket, author=agent, body="the next write")
+    waiting.refresh_from_db()
+    assert waiting.status == "sent"
