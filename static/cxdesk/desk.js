@@ -90,7 +90,7 @@
       // desk at the same instant; a connection that stayed up a minute starts over at 1 s.
       if (connectedAt && Date.now() - connectedAt > 60000) attempts = 0;
       connectedAt = 0;
-      const ceiling = Math.min(30000, 1000 * 2 ** Math.min(attempts++, 5));
+      const ceiling = Math.min(10000, 1000 * 2 ** Math.min(attempts++, 4));
       setTimeout(connect, 500 + Math.random() * ceiling);
     };
   }
