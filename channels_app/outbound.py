@@ -7,7 +7,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from outbox.services import Retry as OutboxRetry
@@ -119,6 +119,8 @@ def send_stored_message(message_id: int) -> str:
             return Message.Status.FAILED
         Message.objects.filter(pk=message.pk).update(status=Message.Status.QUEUED, error=reason[:2000])
         raise Retry(reason, countdown=_retry_delay(message.attempts)) from exc
+    except DatabaseError:
+        raise  # our database, not the message: the outbox retries (after the lease, a takeover)
     except Exception as exc:  # noqa: BLE001 - an unexpected error is shown on the message, not swallowed
         log.exception("sending message %s failed unexpectedly", message.pk)
         message_set_status(message=message, status=Message.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
