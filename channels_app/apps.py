@@ -14,6 +14,13 @@ class ChannelsAppConfig(AppConfig):
 
         message_created.connect(on_message_created, dispatch_uid="channels_app.auto_ack")
 
+        from outbox.services import register
+
+        register("send_message", "channels_app.outbound.send_handler", queue="outbound")
+        register("auto_ack", "channels_app.automations.auto_ack_handler", queue="inbound")
+        register("fetch_media", "channels_app.media.fetch_handler", queue="inbound")
+        register("apply_status", "channels_app.services.parked_status_handler", queue="inbound")
+
         from anymail.signals import inbound
 
         from .anymail_inbound import on_inbound

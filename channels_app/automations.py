@@ -36,9 +36,9 @@ def on_message_created(sender, *, message: Message, created_ticket: bool, **kwar
         return
     if message.metadata.get("auto_submitted"):
         return  # never answer a machine (RFC 3834)
-    from .tasks import send_auto_acknowledgement
+    from outbox.services import enqueue
 
-    transaction.on_commit(lambda: send_auto_acknowledgement.delay(message.pk))
+    enqueue("auto_ack", object_id=message.pk)
 
 
 @transaction.atomic
@@ -78,3 +78,9 @@ def auto_acknowledge(*, message_id: int) -> Message | None:
         body = DEFAULT_ACK.format(**values)
     target = ReplyTarget(channel=Channel.EMAIL, inbox=inbound.inbox, identity=inbound.identity)
     return automatic_message_queue(ticket=ticket, target=target, body=body, kind="auto_ack")
+
+
+def auto_ack_handler(task) -> str:
+    """Outbox handler for `auto_ack` rows."""
+    ack = auto_acknowledge(message_id=task.object_id)
+    return f"message {ack.pk}" if ack else "none"

@@ -11,12 +11,12 @@ import imaplib
 import logging
 import re
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from cxdesk.errors import ApplicationError
 
-from .models import Inbox
-from .services import ingest_raw_email
+from .models import Inbox, RawInbound
+from .services import raw_inbound_process, raw_inbound_store
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,19 @@ def poll_inbox(inbox: Inbox, *, limit: int = 200) -> dict[str, int]:
             if typ != "OK" or raw is None:
                 log.warning("%s: UID %s could not be fetched; will retry", inbox.name, uid)
                 break
+            record = raw_inbound_store(raw=raw, source="imap", inbox=inbox)  # kept before parsing
             try:
-                result = ingest_raw_email(raw=raw, inbox=inbox, source="imap")
+                result = raw_inbound_process(record=record)
                 counts["duplicates" if result.duplicate else "ingested"] += 1
             except ApplicationError:
                 counts["failed"] += 1  # kept as a dead letter (RawInbound) with the error
+            except DatabaseError as exc:
+                if not RawInbound.objects.filter(pk=record.pk, status=RawInbound.Status.FAILED).exists():
+                    raise  # the dead letter itself was not written (database down): read it again next poll
+                # A poison message (a NUL byte, an over-long value…): its savepoint rolled
+                # back, the raw mail is a dead letter with the error; flag it and go on.
+                log.warning("%s: UID %s kept as a dead letter: %s", inbox.name, uid, exc)
+                counts["failed"] += 1
             _mark_taken(conn, uid, inbox.config.get("imap_move_to") or "")
             _remember(inbox, uid=uid, uidvalidity=uidvalidity)
     finally:
@@ -109,5 +117,8 @@ def poll_all() -> dict[str, dict[str, int]]:
             out[inbox.name] = poll_inbox(inbox)
         except (imaplib.IMAP4.error, OSError, ApplicationError) as exc:
             log.warning("IMAP poll of %s failed: %s", inbox.name, exc)
+            out[inbox.name] = {"error": 1}
+        except Exception:  # noqa: BLE001 - each mailbox in isolation: one broken box never stops the others
+            log.exception("IMAP poll of %s failed", inbox.name)
             out[inbox.name] = {"error": 1}
     return out

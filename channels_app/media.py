@@ -40,3 +40,19 @@ def fetch_attachment_media(attachment_id: int) -> str:
             att.content_type = content_type[:255]
         att.save()
     return "done"
+
+
+def fetch_handler(task) -> str:
+    """Outbox handler for `fetch_media` rows: a failure on our side (storage, network)
+    is retried by the outbox; a permanent one from the provider is recorded and ends."""
+    import logging
+
+    from outbox.services import Retry
+
+    try:
+        return fetch_attachment_media(task.object_id)
+    except MediaError as exc:
+        if exc.permanent:
+            logging.getLogger(__name__).warning("media for attachment %s cannot be fetched: %s", task.object_id, exc)
+            return "failed"
+        raise Retry(str(exc), countdown=min(600, 10 * 2 ** max(0, task.attempts - 1))) from exc

@@ -7,9 +7,11 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from outbox.services import Retry as OutboxRetry
+from outbox.services import release
 from tickets.models import Message
 from tickets.services import message_set_status
 
@@ -17,12 +19,20 @@ from .types import OutboundAttachment, OutboundMessage, SendError
 
 log = logging.getLogger(__name__)
 
-# A claim older than this is a worker that died mid-send: the message may be claimed again.
-STALE_CLAIM = timedelta(minutes=10)
+
+def stale_claim() -> timedelta:
+    """A `sending` message older than this belonged to a worker that died mid-send: it may
+    be taken over. The outbox lease, which outlives the task's hard time limit."""
+    return timedelta(seconds=settings.CXDESK_OUTBOX_LEASE)
 
 
-class Retry(Exception):
-    """A transient failure: the task retries with backoff."""
+class Retry(OutboxRetry):
+    """A transient failure: the outbox (or the task) retries with backoff."""
+
+
+def _retry_delay(attempts: int) -> float:
+    # base, 2×base, 4×base … seconds, capped at 10 minutes
+    return min(600.0, settings.CXDESK_SEND_RETRY_BASE * 2 ** max(0, attempts - 1))
 
 
 def build_outbound(message: Message) -> OutboundMessage:
@@ -70,8 +80,13 @@ def build_outbound(message: Message) -> OutboundMessage:
 
 
 def send_stored_message(message_id: int) -> str:
-    """Send one queued outbound message. Idempotent: a message already sent (or being
-    sent by a live worker) is not sent again. Returns the resulting status."""
+    """Send one queued outbound message, at most once: the Message-ID is fixed and the
+    message marked `sending` (committed) before the provider is called. A message
+    `sending` for longer than the lease was left by a dead worker and is taken over.
+    Transient errors raise `Retry`; permanent or unexpected ones end as `failed` with
+    the reason (never stuck in `sending`). Returns the resulting status."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
     with transaction.atomic():
         message = (
             Message.objects.select_for_update(of=("self",))
@@ -83,22 +98,40 @@ def send_stored_message(message_id: int) -> str:
             return "missing"
         if message.status not in (Message.Status.QUEUED, Message.Status.SENDING):
             return message.status
-        if message.status == Message.Status.SENDING and message.updated_at > timezone.now() - STALE_CLAIM:
-            return message.status  # another worker holds it
+        if message.status == Message.Status.SENDING:
+            held_until = message.updated_at + stale_claim()
+            if held_until > timezone.now():  # another worker holds it
+                raise Retry("being sent by another worker", countdown=(held_until - timezone.now()).total_seconds() + 1)
+            log.warning("message %s was left sending by a dead worker; taking it over", message.pk)
         if message.channel == "email" and not message.email_message_id:
             message.email_message_id = message.inbox.adapter.new_message_id(message.inbox)
         message.status = Message.Status.SENDING
         message.attempts += 1
         message.save(update_fields=["status", "attempts", "email_message_id", "updated_at"])
-    out = build_outbound(message)
     try:
+        out = build_outbound(message)
         provider_id = message.inbox.adapter.deliver(out)
-    except SendError as exc:
-        if exc.permanent or message.attempts >= settings.CXDESK_SEND_MAX_ATTEMPTS:
-            message_set_status(message=message, status=Message.Status.FAILED, error=str(exc))
+    except (SendError, SoftTimeLimitExceeded) as exc:
+        permanent = getattr(exc, "permanent", False)
+        reason = str(exc) if isinstance(exc, SendError) else "the provider did not answer in time"
+        if permanent or message.attempts >= settings.CXDESK_SEND_MAX_ATTEMPTS:
+            message_set_status(message=message, status=Message.Status.FAILED, error=reason)
             return Message.Status.FAILED
-        Message.objects.filter(pk=message.pk).update(status=Message.Status.QUEUED, error=str(exc)[:2000])
-        raise Retry(str(exc)) from exc
+        Message.objects.filter(pk=message.pk).update(status=Message.Status.QUEUED, error=reason[:2000])
+        raise Retry(reason, countdown=_retry_delay(message.attempts)) from exc
+    except DatabaseError:
+        raise  # our database, not the message: the outbox retries (after the lease, a takeover)
+    except Exception as exc:  # noqa: BLE001 - an unexpected error is shown on the message, not swallowed
+        log.exception("sending message %s failed unexpectedly", message.pk)
+        message_set_status(message=message, status=Message.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return Message.Status.FAILED
     Message.objects.filter(pk=message.pk).update(provider_message_id=provider_id or None, error="")
     message_set_status(message=message, status=Message.Status.SENT)
+    if provider_id:
+        release("apply_status", provider_id)  # a status that arrived before the send returned
     return Message.Status.SENT
+
+
+def send_handler(task) -> str:
+    """Outbox handler for `send_message` rows."""
+    return send_stored_message(task.object_id)

@@ -19,14 +19,15 @@ from django.utils import timezone
 from customers.models import Customer, Identity
 from customers.services import identity_resolve
 from cxdesk.errors import ApplicationError
+from outbox.services import Retry, enqueue
 from tickets import events, signals
 from tickets.attachments import attachment_store
 from tickets.models import Attachment, Message, Ticket
-from tickets.services import broadcast_ticket, message_created, ticket_reopen_by_customer
+from tickets.services import broadcast_ticket, message_created, message_set_status, ticket_reopen_by_customer
 
 from .models import Channel, Inbox, RawInbound
 from .sanitize import html_to_text, sanitize_html
-from .types import InboundMessage
+from .types import InboundMessage, StatusUpdate
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +186,8 @@ def _ingest(inbound: InboundMessage) -> IngestResult:
         )
     message_created(message=message, created_ticket=created)
     broadcast_ticket(ticket, "ticket.created" if created else "ticket.updated")
-    if pending_media:
-        from .tasks import fetch_attachment
-
-        ids = [a.pk for a in pending_media]
-        transaction.on_commit(lambda: [fetch_attachment.delay(i) for i in ids])
+    for att in pending_media:
+        enqueue("fetch_media", object_id=att.pk)
     return IngestResult(ticket, message, created, False)
 
 
@@ -312,6 +310,47 @@ def _subject_from_text(text: str) -> str:
     return first[:80] + ("…" if len(first) > 80 else "")
 
 
+# --- delivery statuses -------------------------------------------------------------
+
+
+def status_apply(*, inbox: Inbox, update: StatusUpdate) -> bool:
+    """Apply a provider's delivery status. A status for a message we do not know yet (the
+    callback beat the send call's answer) is parked as an outbox row and applied when the
+    message appears (or given up after CXDESK_STATUS_PARK_SECONDS). Statuses only move
+    forward. Returns whether it was applied now."""
+    message = Message.objects.filter(inbox=inbox, provider_message_id=update.provider_message_id).first()
+    if message is not None:
+        message_set_status(message=message, status=update.status, error=update.error, at=update.at)
+        return True
+    log.info("status %s for unknown message %s parked", update.status, update.provider_message_id)
+    enqueue(
+        "apply_status",
+        object_id=inbox.pk,
+        ref=update.provider_message_id,
+        payload={"status": update.status, "error": update.error, "at": update.at.isoformat() if update.at else None},
+        delay=settings.CXDESK_STATUS_PARK_RETRY_SECONDS,
+    )
+    return False
+
+
+def parked_status_handler(task) -> str:
+    """Outbox handler for `apply_status` rows: apply, wait more, or give up."""
+    from django.utils.dateparse import parse_datetime
+
+    message = Message.objects.filter(inbox_id=task.object_id, provider_message_id=task.ref).first()
+    if message is None:
+        age = (timezone.now() - task.created_at).total_seconds()
+        if age > settings.CXDESK_STATUS_PARK_SECONDS:
+            log.warning("status %s for unknown message %s dropped after %ds", task.payload.get("status"), task.ref, age)
+            return "expired"
+        raise Retry("message not known yet", countdown=settings.CXDESK_STATUS_PARK_RETRY_SECONDS)
+    at = parse_datetime(task.payload["at"]) if task.payload.get("at") else None
+    changed = message_set_status(
+        message=message, status=task.payload["status"], error=task.payload.get("error", ""), at=at
+    )
+    return "applied" if changed else "unchanged"
+
+
 # --- raw inbound and dead letters -----------------------------------------------
 
 
@@ -331,6 +370,7 @@ def raw_inbound_store(
 
 
 def raw_inbound_failed(*, raw: RawInbound, error: str) -> None:
+    error = error.replace("\x00", "\\0")  # the error may quote the poison itself (NUL)
     RawInbound.objects.filter(pk=raw.pk).update(
         status=RawInbound.Status.FAILED, error=error[:4000], attempts=raw.attempts + 1
     )
@@ -351,24 +391,25 @@ def raw_inbound_process(*, record: RawInbound) -> IngestResult:
 
     unmatched = None
     try:
-        report = delivery_report(record.raw)
-        if report is not None:
-            # A delivery report (bounce) never opens a ticket: it fails the original reply.
-            original = bounce_apply(report=report)
-            note = "bounce" if report.failed else "delivery report (not a failure)"
-            RawInbound.objects.filter(pk=record.pk).update(
-                status=RawInbound.Status.IGNORED,
-                message=original,
-                processed_at=timezone.now(),
-                error=f"{note}: {report.reason}"[:4000],
-            )
-            if original is not None:
-                return IngestResult(original.ticket, original, False, False, bounce=True)
-            unmatched = report
-        else:
-            inbound = parse_raw(record.raw, record.inbox)
-            inbound.raw_inbound_id = record.pk
-            result = ingest(inbound)
+        with transaction.atomic():  # a savepoint: a database error here leaves the connection usable
+            report = delivery_report(record.raw)
+            if report is not None:
+                # A delivery report (bounce) never opens a ticket: it fails the original reply.
+                original = bounce_apply(report=report)
+                note = "bounce" if report.failed else "delivery report (not a failure)"
+                RawInbound.objects.filter(pk=record.pk).update(
+                    status=RawInbound.Status.IGNORED,
+                    message=original,
+                    processed_at=timezone.now(),
+                    error=f"{note}: {report.reason}"[:4000],
+                )
+                if original is not None:
+                    return IngestResult(original.ticket, original, False, False, bounce=True)
+                unmatched = report
+            else:
+                inbound = parse_raw(record.raw, record.inbox)
+                inbound.raw_inbound_id = record.pk
+                result = ingest(inbound)
     except (ApplicationError, ValueError, LookupError) as exc:
         raw_inbound_failed(raw=record, error=f"{type(exc).__name__}: {exc}")
         raise ApplicationError(str(exc), code="unprocessable_email", fields={"raw_inbound": [str(record.pk)]}) from exc

@@ -1,4 +1,7 @@
-"""Thin Celery tasks: ids in, one service call, idempotent, retried with backoff."""
+"""Thin Celery tasks: ids in, one service call, idempotent, retried with backoff.
+
+Work that must not be lost (replies, acknowledgements, media, parked statuses) goes
+through the outbox (`outbox.services.enqueue`); these tasks stay for direct callers."""
 
 from __future__ import annotations
 
@@ -16,12 +19,7 @@ def send_message(self, message_id: int) -> str:
     try:
         return send_stored_message(message_id)
     except Retry as exc:
-        from django.conf import settings
-
-        # base, 2×base, 4×base … seconds, capped at 10 minutes
-        raise self.retry(
-            exc=exc, countdown=min(600, settings.CXDESK_SEND_RETRY_BASE * 2**self.request.retries)
-        ) from exc
+        raise self.retry(exc=exc, countdown=exc.countdown) from exc
 
 
 @shared_task(bind=True, acks_late=True, max_retries=5)

@@ -12,11 +12,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from cxdesk.errors import ApplicationError
-from tickets.models import Message
-from tickets.services import message_set_status
 
 from .models import Inbox
-from .services import ingest
+from .services import ingest, status_apply
 from .types import WebhookError
 
 log = logging.getLogger(__name__)
@@ -56,11 +54,7 @@ def provider_webhook(request: HttpRequest, route: str, inbox_id: int) -> HttpRes
         log.warning("%s webhook for inbox %s: %s", route, inbox.pk, exc.message)
         return _error(exc.status_code, exc.message)
     for update in statuses:
-        message = Message.objects.filter(inbox=inbox, provider_message_id=update.provider_message_id).first()
-        if message is None:
-            log.info("%s status %s for unknown message %s ignored", route, update.status, update.provider_message_id)
-            continue
-        message_set_status(message=message, status=update.status, error=update.error, at=update.at)
+        status_apply(inbox=inbox, update=update)
     if not inbound and not statuses:
         log.info("%s webhook for inbox %s: nothing we handle in this event; ignored", route, inbox.pk)
     return adapter.acknowledge(request, inbox, results)

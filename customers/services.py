@@ -74,8 +74,17 @@ def customer_create(
                 fields={kind: [f"already belongs to customer {existing.customer_id}"]},
                 status=409,
             )
-    customer = Customer.objects.create(name=name, organization=organization)
-    Identity.objects.bulk_create([Identity(customer=customer, kind=k, address=a) for k, a in normalized])
+    try:
+        with transaction.atomic():  # the unique (kind, address) constraint decides a concurrent create
+            customer = Customer.objects.create(name=name, organization=organization)
+            Identity.objects.bulk_create([Identity(customer=customer, kind=k, address=a) for k, a in normalized])
+    except IntegrityError:
+        raise ApplicationError(
+            "one of these identities was just created for another customer",
+            code="identity_taken",
+            fields={kind: ["already belongs to another customer"] for kind, _ in normalized},
+            status=409,
+        ) from None
     return customer
 
 
@@ -97,7 +106,20 @@ def identity_add(*, customer: Customer, kind: str, address: str, actor=None, reg
         )
     if kind not in Identity.Kind.values:
         raise ApplicationError(f"unknown identity kind {kind!r}", code="invalid_kind", fields={"kind": ["unknown"]})
-    identity = Identity.objects.create(customer=customer, kind=kind, address=address)
+    try:
+        with transaction.atomic():
+            identity = Identity.objects.create(customer=customer, kind=kind, address=address)
+    except IntegrityError:
+        raise ApplicationError(
+            f"{kind} {address} was just added to another customer; merge the customers instead",
+            code="identity_taken",
+            status=409,
+            extra={
+                "owner": Identity.objects.filter(kind=kind, address=address)
+                .values_list("customer_id", flat=True)
+                .first()
+            },
+        ) from None
     broadcast_on_commit(f"customer.{customer.pk}", "customer.updated", customer_id=customer.pk)
     return identity
 

@@ -113,6 +113,28 @@ def run_checks(checks: dict[str, Callable[[], dict[str, Any]]] | None = None) ->
     return results
 
 
+def outbox_backlog() -> dict[str, Any]:
+    """Pending work kept in the database (not a readiness failure by itself): how much is
+    pending or failed, and how late the oldest due row is."""
+    try:
+        from django.utils import timezone
+
+        from outbox.models import OutboxTask
+        from outbox.services import backlog
+
+        counts = backlog()
+        oldest = (
+            OutboxTask.objects.filter(status="pending", next_attempt_at__lte=timezone.now())
+            .order_by("next_attempt_at")
+            .values_list("next_attempt_at", flat=True)
+            .first()
+        )
+        lag = int((timezone.now() - oldest).total_seconds()) if oldest else 0
+        return {"pending": counts.get("pending", 0), "failed": counts.get("failed", 0), "oldest_due_seconds": lag}
+    except Exception as exc:  # noqa: BLE001 - information only
+        return {"error": f"{type(exc).__name__}"}
+
+
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
@@ -127,5 +149,5 @@ def readyz(request: HttpRequest) -> JsonResponse:
     if not (authorized(request) or settings.DEBUG):
         checks = {name: {"ok": c["ok"]} for name, c in checks.items()}
     age = beat_age()
-    info = {"beat_heartbeat_age_seconds": None if age is None else round(age, 1)}
+    info = {"beat_heartbeat_age_seconds": None if age is None else round(age, 1), "outbox": outbox_backlog()}
     return JsonResponse({"status": "ok" if ok else "fail", "checks": checks, "info": info}, status=200 if ok else 503)

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "sla",
     "surveys",
     "kb",
+    "outbox",
     "django_prometheus",
     "cxdesk",  # operator commands only (manage.py doctor); no models
 ]
@@ -153,6 +154,10 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": env.float("CXDESK_IMAP_POLL_SECONDS", default=60.0),
     },
 }
+CELERY_BEAT_SCHEDULE["outbox-sweep"] = {
+    "task": "outbox.tasks.sweep_outbox",
+    "schedule": env.float("CXDESK_OUTBOX_SWEEP_SECONDS", default=30.0),
+}
 CELERY_TIMEZONE = "UTC"
 # Our own modules with tasks (apps' tasks.py are autodiscovered).
 CELERY_IMPORTS = ("cxdesk.diagnostics", "cxdesk.retention")
@@ -165,21 +170,59 @@ CELERY_BEAT_SCHEDULE["retention"] = {
     "task": "cxdesk.retention.purge_expired",
     "schedule": env.float("CXDESK_RETENTION_EVERY_SECONDS", default=3600.0),
 }
-# A message taken by a worker that dies without acknowledging it goes back to the queue after
-# this many seconds (tasks are acks_late and idempotent). Longer than the longest task.
+# Every task has time limits: a hung provider call ends (soft: an exception the task turns
+# into a retry; hard: the worker process is replaced) instead of holding a worker for ever.
+CELERY_TASK_SOFT_TIME_LIMIT = env.float("CELERY_TASK_SOFT_TIME_LIMIT", default=120.0)
+CELERY_TASK_TIME_LIMIT = env.float("CELERY_TASK_TIME_LIMIT", default=180.0)
+# Broker transport options (Redis): how long an unacknowledged (acks_late) message stays
+# invisible before redelivery, connect/read timeouts. CELERY_BROKER_TRANSPORT_OPTIONS (JSON)
+# adds or overrides any option.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    "socket_connect_timeout": env.float("CELERY_BROKER_SOCKET_CONNECT_TIMEOUT", default=5.0),
+    "socket_timeout": env.float("CELERY_BROKER_SOCKET_TIMEOUT", default=30.0),
+    "retry_on_timeout": True,
+    "health_check_interval": env.int("CELERY_BROKER_HEALTH_CHECK_INTERVAL", default=25),
+    # A message taken by a worker that dies without acknowledging it goes back to the queue.
     "unacked_restore_interval": env.float("CELERY_UNACKED_RESTORE_INTERVAL", default=10.0),
     "unacked_restore_throttle": env.int("CELERY_UNACKED_RESTORE_THROTTLE", default=10),
+    **env.json("CELERY_BROKER_TRANSPORT_OPTIONS", default={}),
 }
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = env.int("CELERY_BROKER_CONNECTION_MAX_RETRIES", default=None)
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=5.0)
+
+# The outbox (pending work in the database): a claim's lease (longer than the task hard
+# time limit: a claim older than this belonged to a dead worker), how often the sweeper
+# runs, how long a dispatched row is left to its Celery message before it is sent again,
+# the attempt cap for unexpected errors, and how long finished rows are kept.
+CXDESK_OUTBOX_LEASE = env.float("CXDESK_OUTBOX_LEASE", default=300.0)
+CXDESK_OUTBOX_REDISPATCH_SECONDS = env.float("CXDESK_OUTBOX_REDISPATCH_SECONDS", default=60.0)
+CXDESK_OUTBOX_RETRY_BASE = env.float("CXDESK_OUTBOX_RETRY_BASE", default=10.0)
+CXDESK_OUTBOX_MAX_ATTEMPTS = env.int("CXDESK_OUTBOX_MAX_ATTEMPTS", default=25)
+CXDESK_OUTBOX_KEEP_DAYS = env.int("CXDESK_OUTBOX_KEEP_DAYS", default=7)
+# A delivery status for a message we do not know yet is parked and retried this often,
+# for at most this long.
+CXDESK_STATUS_PARK_RETRY_SECONDS = env.float("CXDESK_STATUS_PARK_RETRY_SECONDS", default=30.0)
+CXDESK_STATUS_PARK_SECONDS = env.float("CXDESK_STATUS_PARK_SECONDS", default=3600.0)
+# Embedded mode (no broker, no beat): sweep opportunistically after writes instead.
+CXDESK_OUTBOX_EAGER_SWEEP = env.bool("CXDESK_OUTBOX_EAGER_SWEEP", default=CELERY_TASK_ALWAYS_EAGER)
+if CXDESK_OUTBOX_LEASE <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("CXDESK_OUTBOX_LEASE must be longer than CELERY_TASK_TIME_LIMIT")
 
 # Email out: EMAIL_URL (smtp://user:pass@host:587/?tls=True) or a backend; default: files in var/mail/.
 EMAIL_URL = env.str("EMAIL_URL", default="")
 if EMAIL_URL:
-    vars().update(env.email_url("EMAIL_URL"))
+    _email = env.email_url("EMAIL_URL")
+    # `?timeout=10` in the URL (django-environ puts it under OPTIONS) is EMAIL_TIMEOUT.
+    if "TIMEOUT" in _email.get("OPTIONS", {}):
+        _email["EMAIL_TIMEOUT"] = float(_email["OPTIONS"].pop("TIMEOUT"))
+    vars().update(_email)
 else:
     EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
     EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
+# Seconds an SMTP connection may block (connect, each command): a hung server is a retry.
+EMAIL_TIMEOUT = vars().get("EMAIL_TIMEOUT") or env.float("EMAIL_TIMEOUT", default=30.0)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="support@cxdesk.localhost")
 # ESP inbound webhooks (/hooks/anymail/<esp>/inbound/) are protected by this basic-auth
 # secret ("user:password", put it in the ESP's webhook URL) plus the ESP's own signing where it has one.

@@ -9,3 +9,7 @@ class IntegrationsConfig(AppConfig):
         from . import receivers, schema  # noqa: F401 - schema registers the OpenAPI auth extension
 
         receivers.connect()
+
+        from outbox.services import register
+
+        register("deliver_webhook", "integrations.services.deliver_handler", queue="webhooks")

@@ -94,11 +94,11 @@ def webhook_enqueue(*, event: str, data: dict[str, Any]) -> list[int]:
     deliveries = WebhookDelivery.objects.bulk_create(
         [WebhookDelivery(subscription=s, event=event, payload=payload) for s in subs]
     )
-    ids = [d.pk for d in deliveries]
-    from .tasks import deliver_webhook
+    from outbox.services import enqueue
 
-    transaction.on_commit(lambda: [deliver_webhook.delay(i) for i in ids])
-    return ids
+    for d in deliveries:
+        enqueue("deliver_webhook", object_id=d.pk)  # same transaction as the event
+    return [d.pk for d in deliveries]
 
 
 class DeliveryRetry(Exception):
@@ -170,3 +170,18 @@ def webhook_deliver(*, delivery_id: int, max_attempts: int) -> str:
     if status == WebhookDelivery.Status.RETRYING:
         raise DeliveryRetry(error)
     return status
+
+
+def deliver_handler(task) -> str:
+    """Outbox handler for `deliver_webhook` rows: one attempt, retried with backoff."""
+    from django.conf import settings
+
+    from outbox.services import Retry
+
+    from .tasks import MAX_ATTEMPTS
+
+    try:
+        return webhook_deliver(delivery_id=task.object_id, max_attempts=MAX_ATTEMPTS)
+    except DeliveryRetry as exc:
+        base = getattr(settings, "CXDESK_WEBHOOK_RETRY_BASE", 10.0)
+        raise Retry(str(exc), countdown=min(3600, base * 2 ** max(0, task.attempts - 1))) from exc

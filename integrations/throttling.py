@@ -1,8 +1,11 @@
 from rest_framework.throttling import SimpleRateThrottle
 
+from cxdesk.degrade import degraded
+
 
 class ApiKeyRateThrottle(SimpleRateThrottle):
-    """Per API key (per user for session requests), on the cache — Redis in production."""
+    """Per API key (per user for session requests), on the cache — Redis in production.
+    A cache outage allows the request (logged) rather than taking the API down."""
 
     scope = "api"
 
@@ -15,3 +18,10 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         else:
             ident = self.get_ident(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+    def allow_request(self, request, view):
+        try:
+            return super().allow_request(request, view)
+        except Exception as exc:  # noqa: BLE001 - the rate limiter's store is down: allow, log
+            degraded("cache (API rate limiting)", exc)
+            return True

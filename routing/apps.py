@@ -8,3 +8,7 @@ class RoutingConfig(AppConfig):
         from . import receivers
 
         receivers.connect()
+
+        from outbox.services import register
+
+        register("route", "routing.tasks.route_handler", queue="default")

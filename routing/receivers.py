@@ -1,16 +1,15 @@
-"""Routing runs after the ticket or message is committed (Celery; eager in `make run`)."""
+"""Routing runs after the ticket or message is committed: an outbox row written with
+it, run by Celery (eager in `make run`)."""
 
 from __future__ import annotations
-
-from django.db import transaction
 
 from tickets import signals
 
 
 def _later(ticket_id: int, trigger: str, message_id: int | None = None) -> None:
-    from .tasks import route
+    from outbox.services import enqueue
 
-    transaction.on_commit(lambda: route.delay(ticket_id, trigger, message_id))
+    enqueue("route", object_id=ticket_id, payload={"trigger": trigger, "message_id": message_id})
 
 
 def on_ticket_created(sender, *, ticket, actor=None, **kwargs):

@@ -6,3 +6,13 @@ def route(ticket_id: int, trigger: str, message_id: int | None = None) -> int | 
     from .services import route_ticket
 
     return route_ticket(ticket_id=ticket_id, trigger=trigger, message_id=message_id)
+
+
+def route_handler(task) -> str:
+    """Outbox handler for `route` rows."""
+    from .services import route_ticket
+
+    result = route_ticket(
+        ticket_id=task.object_id, trigger=task.payload.get("trigger", ""), message_id=task.payload.get("message_id")
+    )
+    return str(result or "")

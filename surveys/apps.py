@@ -11,3 +11,7 @@ class SurveysConfig(AppConfig):
         from .receivers import on_ticket_updated
 
         ticket_updated.connect(on_ticket_updated, dispatch_uid="surveys.on_solved")
+
+        from outbox.services import register
+
+        register("send_survey", "surveys.tasks.survey_handler", queue="default")

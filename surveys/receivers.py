@@ -1,9 +1,6 @@
-from django.db import transaction
-
-
 def on_ticket_updated(sender, *, ticket, changes=None, **kwargs):
     status = (changes or {}).get("status")
     if status and status[1] == "solved":
-        from .tasks import send_survey
+        from outbox.services import enqueue
 
-        transaction.on_commit(lambda: send_survey.delay(ticket.pk))
+        enqueue("send_survey", object_id=ticket.pk)  # in the solving transaction

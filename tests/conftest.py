@@ -21,6 +21,7 @@ def _isolated_files(settings, tmp_path):
     settings.CXDESK_OUTBOX_DIR = tmp_path / "outbox"
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.CXDESK_OUTBOX_EAGER_SWEEP = False  # tests sweep explicitly (tests/outbox)
     from cxdesk.celery import app
 
     app.conf.task_always_eager = True

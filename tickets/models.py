@@ -186,6 +186,14 @@ class Message(models.Model):
         return f"{self.direction} {self.channel} #{self.pk}"
 
     @property
+    def timeline_at(self):
+        """Where the message stands in a timeline: the provider's timestamp (when the
+        customer sent it) if it has one — never later than our arrival time — else arrival."""
+        if self.received_at and self.created_at:
+            return min(self.received_at, self.created_at)
+        return self.created_at or self.received_at
+
+    @property
     def is_note(self) -> bool:
         return self.direction == self.Direction.NOTE
 

@@ -4,13 +4,14 @@ One cache entry per ticket: {socket channel name: [user id, name, state, expires
 Entries expire on their own (a crashed browser or server leaves nothing behind for
 long); live sockets refresh theirs with a ping. Read-modify-write races between two
 sockets can drop an entry until its next refresh, which is acceptable for presence.
+When the cache is down, presence is empty (logged), never an error.
 """
 
 from __future__ import annotations
 
 import time
 
-from django.core.cache import cache
+from cxdesk.degrade import cache_get, cache_set
 
 TTL = 60  # seconds an entry lives without a refresh
 REPLYING_FOR = 12  # seconds "is replying" lasts after the last keystroke
@@ -26,17 +27,17 @@ def _live(entries: dict, now: float) -> dict:
 
 def presence_touch(*, ticket_id: int, channel: str, user_id: int, name: str, typing: bool = False) -> None:
     now = time.time()
-    entries = _live(cache.get(_key(ticket_id)) or {}, now)
+    entries = _live(cache_get(_key(ticket_id)) or {}, now)
     old = entries.get(channel)
     typed_at = now if typing else (old[2] if old and isinstance(old[2], float) else 0.0)
     entries[channel] = [user_id, name, typed_at, now + TTL]
-    cache.set(_key(ticket_id), entries, TTL)
+    cache_set(_key(ticket_id), entries, TTL)
 
 
 def presence_leave(*, ticket_id: int, channel: str) -> None:
-    entries = _live(cache.get(_key(ticket_id)) or {}, time.time())
+    entries = _live(cache_get(_key(ticket_id)) or {}, time.time())
     if entries.pop(channel, None) is not None:
-        cache.set(_key(ticket_id), entries, TTL)
+        cache_set(_key(ticket_id), entries, TTL)
 
 
 def presence_list(*, ticket_id: int, exclude_user: int | None = None) -> list[tuple[str, str]]:
@@ -44,7 +45,7 @@ def presence_list(*, ticket_id: int, exclude_user: int | None = None) -> list[tu
     in any of them counts), sorted by name."""
     now = time.time()
     people: dict[int, tuple[str, str]] = {}
-    for user_id, name, typed_at, _expires in _live(cache.get(_key(ticket_id)) or {}, now).values():
+    for user_id, name, typed_at, _expires in _live(cache_get(_key(ticket_id)) or {}, now).values():
         if user_id == exclude_user:
             continue
         state = "replying" if typed_at and now - typed_at < REPLYING_FOR else "viewing"

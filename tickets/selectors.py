@@ -255,7 +255,15 @@ def ticket_timeline_items(*, ticket: Ticket) -> list[tuple[str, object]]:
     )
     events = list(ticket.events.select_related("actor").order_by("created_at", "id"))
     items = [("message", m) for m in messages] + [("event", e) for e in events]
-    items.sort(key=lambda item: (item[1].created_at, 0 if item[0] == "message" else 1, item[1].pk))
+    # Messages by the provider's timestamp (a WhatsApp message sent first but delivered
+    # second still comes first), arrival order (id) as the tiebreak.
+    items.sort(
+        key=lambda item: (
+            item[1].timeline_at if item[0] == "message" else item[1].created_at,
+            0 if item[0] == "message" else 1,
+            item[1].pk,
+        )
+    )
     return items
 
 

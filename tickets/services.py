@@ -13,6 +13,7 @@ from channels_app.models import Channel, Inbox
 from customers.models import Customer, Identity
 from cxdesk.errors import ApplicationError
 from cxdesk.realtime import broadcast_on_commit
+from outbox.services import enqueue
 
 from . import events, notifications, signals
 from .attachments import attachment_store
@@ -279,9 +280,7 @@ def reply(
     elif ticket.status == S.NEW:
         ticket_set_status(ticket=ticket, status=S.OPEN, actor=author)
     message_created(message=message, created_ticket=False)
-    from channels_app.tasks import send_message
-
-    transaction.on_commit(lambda: send_message.delay(message.pk))
+    enqueue("send_message", object_id=message.pk)  # in this transaction; sent by the channel side
     return message
 
 
@@ -658,9 +657,7 @@ def automatic_message_queue(*, ticket: Ticket, target: ReplyTarget, body: str, k
         metadata={"auto_submitted": True, kind: True},
     )
     message_created(message=message, created_ticket=False)
-    from channels_app.tasks import send_message
-
-    transaction.on_commit(lambda: send_message.delay(message.pk))
+    enqueue("send_message", object_id=message.pk)  # in this transaction; sent by the channel side
     return message
 
 

@@ -297,7 +297,10 @@ class EmailAdapter(Adapter):
         except smtplib.SMTPResponseException as exc:
             raise SendError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=500 <= exc.smtp_code < 600) from exc
         except smtplib.SMTPRecipientsRefused as exc:
-            raise SendError(f"recipient refused: {exc.recipients}", permanent=True) from exc
+            # Per recipient: 4xx (greylisting 451, mailbox busy) is temporary, 5xx permanent.
+            codes = [code for code, _ in exc.recipients.values()]
+            permanent = bool(codes) and all(500 <= code < 600 for code in codes)
+            raise SendError(f"recipient refused: {exc.recipients}", permanent=permanent) from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise SendError(f"SMTP unavailable: {exc}") from exc
         return out.email_message_id

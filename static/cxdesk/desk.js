@@ -10,6 +10,8 @@
   let socket = null;
   let typingSent = 0;
   let reconnects = 0;
+  let attempts = 0; // failed connects since the last stable connection (backoff)
+  let connectedAt = 0;
 
   function send(obj) {
     if (socket && socket.readyState === 1) socket.send(JSON.stringify(obj));
@@ -45,11 +47,27 @@
     }
   }
 
+  // A late message (sent earlier by the customer than what is already shown, e.g. WhatsApp
+  // messages overtaking each other) moves up to where its provider time puts it.
+  function placeInTime(item) {
+    const at = item && item.querySelector("time[datetime]");
+    if (!at) return;
+    const when = Date.parse(at.getAttribute("datetime"));
+    let before = item;
+    for (let prev = item.previousElementSibling; prev; prev = prev.previousElementSibling) {
+      const t = prev.querySelector("time[datetime]");
+      if (!t || Date.parse(t.getAttribute("datetime")) <= when) break;
+      before = prev;
+    }
+    if (before !== item) item.parentNode.insertBefore(item, before);
+  }
+
   function onEvent(data) {
     if (data.html) {
       // The reply you just sent may already be on the page (it reloaded after posting).
       const exists = data.event === "message.created" && document.getElementById(`message-${data.message_id}`);
       if (!exists) swap(data.html);
+      if (!exists && data.event === "message.created") placeInTime(document.getElementById(`message-${data.message_id}`));
       if (page === "inbox") rememberInboxOrder();
     }
     body.dispatchEvent(new CustomEvent("desk:event", { detail: data }));
@@ -66,6 +84,7 @@
     socket = new WebSocket(`${scheme}://${location.host}/ws/desk/`);
     socket.onopen = () => {
       if (status) { status.classList.add("on"); status.title = "Live updates: connected"; }
+      connectedAt = Date.now();
       subscribe();
       if (reconnects++ > 0) {
         // Events sent while we were away are not replayed: fetch the current state.
@@ -83,7 +102,12 @@
         if (ev.code === 4401) location.reload();
         return;
       }
-      setTimeout(connect, Math.min(30000, 1000 * 2 ** Math.min(reconnects, 5)));
+      // Exponential backoff with full jitter, so that a restarted server is not hit by every
+      // desk at the same instant; a connection that stayed up a minute starts over at 1 s.
+      if (connectedAt && Date.now() - connectedAt > 60000) attempts = 0;
+      connectedAt = 0;
+      const ceiling = Math.min(10000, 1000 * 2 ** Math.min(attempts++, 4));
+      setTimeout(connect, 500 + Math.random() * ceiling);
     };
   }
   if (body.dataset.user) connect();

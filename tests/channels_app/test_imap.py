@@ -175,3 +175,29 @@ def test_a_missing_target_folder_leaves_the_mail_seen(imap_server, imap_inbox):
     assert poll_inbox(imap_inbox)["ingested"] == 1
     assert box.seen == {1} and 1 in box.messages
     assert poll_inbox(Inbox.objects.get(pk=imap_inbox.pk))["ingested"] == 0
+
+
+def test_a_poison_message_is_a_dead_letter_and_the_poll_goes_on(imap_server, imap_inbox):
+    """A NUL byte makes PostgreSQL refuse the text (DataError): the message's savepoint
+    rolls back, the raw mail is kept as a flagged dead letter, later mail is ingested,
+    and the other mailboxes are polled too."""
+    from channels_app.imap import poll_all
+
+    box = imap_server.box
+    poison = b"From: p@example.com\r\nSubject: poison\r\nMessage-ID: <poison@x>\r\n\r\nbad \x00 byte\r\n"
+    box.messages = {1: mail(1), 2: poison, 3: mail(3)}
+    second = InboxFactory(
+        kind="email", name="IMAP 2",
+        config={**imap_inbox.config, "address": "sales@example.com"}, secrets={"imap_password": "pw"},
+    )  # fmt: skip
+    result = poll_all()
+    assert result["IMAP"] == {"ingested": 2, "duplicates": 0, "failed": 1}
+    assert box.seen == {1, 2, 3}, "the poison message is flagged, not re-read every poll"
+    dead = RawInbound.objects.get(status="failed", source="imap", inbox=imap_inbox)
+    assert b"\x00" in dead.raw and dead.error
+    assert Inbox.objects.get(pk=imap_inbox.pk).config["imap_last_uid"] == 3
+    # the second mailbox (same fake server) was polled after the first one's poison
+    assert result["IMAP 2"] == {"ingested": 2, "duplicates": 0, "failed": 1}
+    assert Inbox.objects.get(pk=second.pk).config["imap_last_uid"] == 3
+    assert Message.objects.filter(direction="inbound", inbox=imap_inbox).count() == 2
+    assert poll_inbox(Inbox.objects.get(pk=imap_inbox.pk)) == {"ingested": 0, "duplicates": 0, "failed": 0}

@@ -65,3 +65,35 @@ def test_services_from_the_environment():
     assert engine == "django.db.backends.postgresql"
     assert eager == "False"
     assert layer == "channels_redis.core.RedisChannelLayer"
+
+
+def test_timeouts_and_broker_transport_options_from_the_environment():
+    probe = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps([s.EMAIL_TIMEOUT, s.CELERY_BROKER_TRANSPORT_OPTIONS, s.CELERY_TASK_SOFT_TIME_LIMIT, "
+        "s.CELERY_TASK_TIME_LIMIT, s.CXDESK_OUTBOX_LEASE]))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"EMAIL_URL", "EMAIL_TIMEOUT"}}
+    base = {**env, "DJANGO_SETTINGS_MODULE": "cxdesk.settings", "SECRET_KEY": "x",
+            "CXDESK_VAR_DIR": str(ROOT / "var" / "test-settings")}  # fmt: skip
+
+    def run(extra):
+        out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env={**base, **extra},
+                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        return out
+
+    import json
+
+    default = run({"EMAIL_TIMEOUT": "12"})
+    assert default.returncode == 0, default.stderr
+    timeout, transport, soft, hard, lease = json.loads(default.stdout)
+    assert timeout == 12.0 and transport["visibility_timeout"] == 3600
+    assert soft < hard < lease, "a claim's lease outlives the task's hard time limit"
+    custom = run({"EMAIL_URL": "smtp://mail.example.com:587/?timeout=7", "CELERY_VISIBILITY_TIMEOUT": "900",
+                  "CELERY_BROKER_TRANSPORT_OPTIONS": '{"max_connections": 20}'})  # fmt: skip
+    assert custom.returncode == 0, custom.stderr
+    timeout, transport, *_ = json.loads(custom.stdout)
+    assert timeout == 7.0
+    assert transport["visibility_timeout"] == 900 and transport["max_connections"] == 20
+    broken = run({"CXDESK_OUTBOX_LEASE": "60", "CELERY_TASK_TIME_LIMIT": "120"})
+    assert broken.returncode != 0 and "CXDESK_OUTBOX_LEASE" in broken.stderr

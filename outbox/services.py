@@ -1,0 +1,225 @@
+"""Enqueue, claim, run and sweep outbox rows.
+
+- `enqueue(kind, object_id=…)` inside the transaction that causes the work: the row
+  commits with it, and a Celery message is sent after commit. A broker that is down at
+  that moment is logged, not raised: the caller's write stands and the sweeper sends it.
+- `run(task_id)` claims the row with a lease (one UPDATE … WHERE unclaimed or expired),
+  runs its handler outside any transaction, and records the outcome: done, a retry at
+  `next_attempt_at` (the handler raised `Retry`, or an unexpected error under the
+  attempt cap), or failed.
+- `sweep()` (beat, every CXDESK_OUTBOX_SWEEP_SECONDS) re-enqueues due rows that are not
+  claimed (or whose lease expired) and were not dispatched recently.
+
+A handler's side effect must be idempotent per row (the send path fixes the
+Message-ID and records `sending` before it talks to the provider)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from .models import OutboxTask
+
+log = logging.getLogger(__name__)
+
+P = OutboxTask.Status
+
+
+class Retry(Exception):
+    """Raised by a handler: try again in `countdown` seconds (nothing was done this time)."""
+
+    def __init__(self, message: str = "", *, countdown: float = 0.0):
+        super().__init__(message)
+        self.countdown = max(0.0, float(countdown))
+
+
+# kind → (dotted path of `handler(task) -> str | None`, Celery queue)
+_HANDLERS: dict[str, tuple[str, str]] = {}
+
+
+def register(kind: str, handler: str, *, queue: str = "default") -> None:
+    """Called from an app's `ready()`: `handler` is a dotted path, imported when first run."""
+    _HANDLERS[kind] = (handler, queue)
+
+
+def _handler(kind: str) -> Callable[[OutboxTask], Any]:
+    if kind not in _HANDLERS:
+        raise LookupError(f"no outbox handler for {kind!r}")
+    return import_string(_HANDLERS[kind][0])
+
+
+def enqueue(
+    kind: str,
+    *,
+    object_id: int | None = None,
+    ref: str = "",
+    payload: dict | None = None,
+    delay: float = 0.0,
+) -> OutboxTask:
+    """Record work of `kind` in the current transaction; dispatch it after commit."""
+    if kind not in _HANDLERS:
+        raise LookupError(f"no outbox handler for {kind!r}")
+    now = timezone.now()
+    task = OutboxTask.objects.create(
+        kind=kind,
+        object_id=object_id,
+        ref=ref[:255],
+        payload=payload or {},
+        next_attempt_at=now + timedelta(seconds=delay),
+        dispatched_at=now,
+    )
+    transaction.on_commit(lambda: (dispatch([task], countdown=delay or None), _embedded_sweep()))
+    return task
+
+
+_last_embedded_sweep = 0.0
+
+
+def _embedded_sweep() -> None:
+    """Without a broker and beat (`make run`: tasks run eagerly), retries due later are
+    picked up by an opportunistic sweep on the next write, at most once per sweep interval."""
+    global _last_embedded_sweep
+    import time
+
+    if not getattr(settings, "CXDESK_OUTBOX_EAGER_SWEEP", False):
+        return
+    now = time.monotonic()
+    if now - _last_embedded_sweep < settings.CELERY_BEAT_SCHEDULE["outbox-sweep"]["schedule"]:
+        return
+    _last_embedded_sweep = now
+    try:
+        sweep()
+    except Exception:  # noqa: BLE001 - a best-effort sweep never breaks the write that triggered it
+        log.exception("embedded outbox sweep failed")
+
+
+def dispatch(tasks: Iterable[OutboxTask], *, countdown: float | None = None) -> int:
+    """Hand rows to Celery. Never raises: a row the broker did not take is still pending
+    in the database and the sweeper dispatches it again. Returns how many were sent."""
+    from .tasks import run_outbox_task
+
+    sent = 0
+    for task in tasks:
+        queue = _HANDLERS.get(task.kind, ("", "default"))[1]
+        try:
+            run_outbox_task.apply_async(
+                (task.pk,),
+                queue=queue,
+                countdown=countdown,
+                retry=True,
+                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5},
+            )
+            sent += 1
+        except Exception as exc:  # noqa: BLE001 - the broker is down: the sweeper re-sends it
+            log.warning("outbox: could not enqueue %s #%s (%s); the sweeper will retry", task.kind, task.pk, exc)
+    return sent
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.CXDESK_OUTBOX_LEASE)
+
+
+def claim(task_id: int) -> OutboxTask | None:
+    """Claim a due, unclaimed (or lease-expired) row for this worker; None if not ours."""
+    now = timezone.now()
+    claimed = (
+        OutboxTask.objects.filter(pk=task_id, status=P.PENDING, next_attempt_at__lte=now)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(claimed_until=now + _lease(), attempts=F("attempts") + 1, updated_at=now)
+    )
+    if not claimed:
+        return None
+    return OutboxTask.objects.get(pk=task_id)
+
+
+def _backoff(attempts: int) -> float:
+    return min(600.0, settings.CXDESK_OUTBOX_RETRY_BASE * 2 ** max(0, attempts - 1))
+
+
+def run(task_id: int) -> str:
+    """Run one outbox row if it is ours to run. Returns what happened."""
+    task = claim(task_id)
+    if task is None:
+        return "skipped"
+    try:
+        result = _handler(task.kind)(task)
+    except Retry as exc:
+        return _reschedule(task, countdown=exc.countdown, error=str(exc) or "retry")
+    except Exception as exc:  # noqa: BLE001 - any failure of a handler is recorded on its row
+        error = f"{type(exc).__name__}: {exc}"
+        log.exception("outbox %s #%s (%s) failed", task.kind, task.pk, task.object_id or task.ref)
+        if task.attempts >= settings.CXDESK_OUTBOX_MAX_ATTEMPTS:
+            OutboxTask.objects.filter(pk=task.pk).update(
+                status=P.FAILED, claimed_until=None, last_error=error[:4000], done_at=timezone.now()
+            )
+            return "failed"
+        return _reschedule(task, countdown=_backoff(task.attempts), error=error)
+    OutboxTask.objects.filter(pk=task.pk).update(
+        status=P.DONE, claimed_until=None, done_at=timezone.now(), result=str(result or "")[:100]
+    )
+    return "done"
+
+
+def _reschedule(task: OutboxTask, *, countdown: float, error: str) -> str:
+    now = timezone.now()
+    OutboxTask.objects.filter(pk=task.pk).update(
+        claimed_until=None,
+        next_attempt_at=now + timedelta(seconds=countdown),
+        dispatched_at=now,
+        last_error=error[:4000],
+    )
+    task.next_attempt_at = now + timedelta(seconds=countdown)
+    dispatch([task], countdown=countdown or None)
+    return "retry"
+
+
+def release(kind: str, ref: str) -> int:
+    """Make pending rows of `kind` waiting on `ref` due now (a parked status whose message
+    just appeared); dispatched after commit."""
+    if not ref:
+        return 0
+    now = timezone.now()
+    tasks = list(OutboxTask.objects.filter(kind=kind, ref=ref[:255], status=P.PENDING))
+    if not tasks:
+        return 0
+    OutboxTask.objects.filter(pk__in=[t.pk for t in tasks]).update(next_attempt_at=now, dispatched_at=now)
+    transaction.on_commit(lambda: dispatch(tasks))
+    return len(tasks)
+
+
+def sweep(*, limit: int = 500) -> dict[str, int]:
+    """Re-dispatch due rows that nobody holds; forget old finished rows."""
+    now = timezone.now()
+    quiet = now - timedelta(seconds=settings.CXDESK_OUTBOX_REDISPATCH_SECONDS)
+    with transaction.atomic():
+        tasks = list(
+            OutboxTask.objects.select_for_update(skip_locked=True)
+            .filter(status=P.PENDING, next_attempt_at__lte=now)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+            .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=quiet))
+            .order_by("next_attempt_at")[:limit]
+        )
+        if tasks:
+            OutboxTask.objects.filter(pk__in=[t.pk for t in tasks]).update(dispatched_at=now)
+    sent = dispatch(tasks) if tasks else 0
+    keep = now - timedelta(days=settings.CXDESK_OUTBOX_KEEP_DAYS)
+    purged, _ = OutboxTask.objects.filter(status=P.DONE, done_at__lt=keep).delete()
+    if tasks:
+        log.info("outbox sweep: %s due, %s dispatched", len(tasks), sent)
+    return {"due": len(tasks), "dispatched": sent, "purged": purged}
+
+
+def backlog() -> dict[str, int]:
+    """Pending and failed rows (for health checks and the admin)."""
+    from django.db.models import Count
+
+    rows = OutboxTask.objects.exclude(status=P.DONE).values("status").annotate(n=Count("id"))
+    return {r["status"]: r["n"] for r in rows}
