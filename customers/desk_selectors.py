@@ -8,9 +8,10 @@ from django.db.models import Q
 
 from surveys.selectors import customer_satisfaction
 from tickets.models import Ticket
+from tickets.selectors import tickets_visible_to
 
 from .models import Customer, CustomerMerge, Identity
-from .selectors import CustomerStats, customer_stats
+from .selectors import CustomerStats, customer_stats, customers_visible_to
 
 
 @dataclass
@@ -23,9 +24,11 @@ class Panel:
     satisfaction: dict
 
 
-def customer_panel(*, customer: Customer, current: Ticket | None = None) -> Panel:
+def customer_panel(*, customer: Customer, current: Ticket | None = None, agent=None) -> Panel:
+    """With `agent`, the customer's other tickets are those the agent may see."""
+    base = Ticket.objects.all() if agent is None else tickets_visible_to(agent=agent)
     tickets = list(
-        Ticket.objects.filter(customer=customer)
+        base.filter(customer=customer)
         .exclude(pk=current.pk if current else None)
         .order_by("-last_message_at", "-id")[:50]
     )
@@ -40,11 +43,13 @@ def customer_panel(*, customer: Customer, current: Ticket | None = None) -> Pane
     )
 
 
-def duplicate_suggestions(*, customer: Customer, limit: int = 5) -> list[Customer]:
+def duplicate_suggestions(*, customer: Customer, limit: int = 5, agent=None) -> list[Customer]:
     """Other customers likely to be the same person: the same name (in the same or no
     organisation), or an identity that looks like one of theirs — an email address with the
     same local part at another domain, a phone number with the same national digits."""
     qs = Customer.objects.filter(merged_into=None).exclude(pk=customer.pk)
+    if agent is not None:
+        qs = qs.filter(pk__in=customers_visible_to(agent=agent).values("pk"))
     match = Q(pk__in=[])
     if customer.name:
         same_name = Q(name__iexact=customer.name)

@@ -40,16 +40,18 @@ def _customer_or_404(request: HttpRequest, customer_id: int):
 def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
     customer = _customer_or_404(request, customer_id)
     timeline = list(
-        selectors.customer_timeline(customer=customer).select_related("ticket").order_by("-created_at", "-id")[:100]
+        selectors.customer_timeline(customer=customer, agent=request.user)
+        .select_related("ticket")
+        .order_by("-created_at", "-id")[:100]
     )
     return render(
         request,
         "customers/customer.html",
         {
             "customer": customer,
-            "panel": customer_panel(customer=customer),
+            "panel": customer_panel(customer=customer, agent=request.user),
             "timeline": timeline,
-            "suggestions": duplicate_suggestions(customer=customer),
+            "suggestions": duplicate_suggestions(customer=customer, agent=request.user),
             "merge_candidate": _customer_or_404(request, int(request.GET["merge"]))
             if request.GET.get("merge", "").isdigit()
             else None,

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "sla",
     "surveys",
     "kb",
+    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -69,6 +70,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "accounts.middleware.TwoFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
@@ -162,8 +164,14 @@ ANYMAIL = {
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
-LOGIN_URL = "/accounts/login/"
+LOGIN_URL = "/desk/sign-in/"
 LOGIN_REDIRECT_URL = "/desk/"
+# Staff sign-in (accounts app, docs/accounts.md): throttling, two-factor, single sign-on.
+CXDESK_SIGNIN_MAX_FAILURES = env.int("CXDESK_SIGNIN_MAX_FAILURES", default=5)  # per account and window
+CXDESK_SIGNIN_MAX_PER_IP = env.int("CXDESK_SIGNIN_MAX_PER_IP", default=20)
+CXDESK_SIGNIN_WINDOW_SECONDS = env.int("CXDESK_SIGNIN_WINDOW_SECONDS", default=900)
+# Roles that must use two-factor sign-in (agent, supervisor, admin), e.g. "admin,supervisor".
+CXDESK_2FA_REQUIRED_ROLES = env.list("CXDESK_2FA_REQUIRED_ROLES", default=[])
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("pl", "Polski"), ("it", "Italiano"), ("fa", "فارسی")]
@@ -195,7 +203,7 @@ CXDESK_TICKET_PREFIX = "CX"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "integrations.auth.BearerKeyAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "accounts.auth.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["integrations.auth.IsAgent"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -69,7 +69,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 
 
 def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
-    panel = customer_panel(customer=ticket.customer, current=ticket)
+    panel = customer_panel(customer=ticket.customer, current=ticket, agent=request.user)
     identities = panel.identities
     try:
         default = services.reply_target(ticket=ticket).channel
