@@ -22,6 +22,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
 
+from accounts.roles import forget_role
+
 from . import presence
 
 COLLISION_WINDOW = 60  # seconds after the last keystroke in which someone else's reply warns
@@ -61,6 +63,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content, **kwargs) -> None:
         # Channels fixes the user at connect time; access can change while connected.
+        forget_role(self.user)
         if not isinstance(content, dict) or not await self._still_staff():
             await self.close(code=4403)
             return
@@ -112,6 +115,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
     # --- from the channel layer ---------------------------------------------------------
 
     async def desk_event(self, event: dict) -> None:
+        forget_role(self.user)  # roles and teams can change while connected: decide per event
         name, group = event.get("event", ""), event.get("group", "")
         ticket_id = event.get("ticket_id")
         data = {k: v for k, v in event.items() if k not in ("type", "group")}
