@@ -133,6 +133,8 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             html = await database_sync_to_async(self._render_personal)(event)
         if html:
             data["html"] = html
+        elif isinstance(ticket_id, int) and not await self._can_see(ticket_id):
+            return  # another team's ticket: not even its id and event name
         await self.send_json(data)
 
     async def desk_logout(self, event: dict) -> None:
@@ -197,10 +199,12 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         return ""
 
     def _render_inbox(self, ticket_id: int) -> str:
-        from .selectors import INBOX_VIEWS, inbox_counts, inbox_row
+        from .selectors import INBOX_VIEWS, inbox_counts, inbox_row, tickets_visible_to
 
         filters = self.inbox_filters or {}
         row = inbox_row(agent=self.user, ticket_id=ticket_id, filters=filters)
+        if row is None and not tickets_visible_to(agent=self.user).filter(pk=ticket_id).exists():
+            return ""  # not this agent's to see: not even that something happened
         if row is None:
             html = f'<div id="row-{ticket_id}" hx-swap-oob="delete"></div>'
         elif filters.get("sort") == "activity" and not filters.get("before"):
