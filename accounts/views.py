@@ -216,6 +216,8 @@ def security(request: HttpRequest) -> HttpResponse:
             codes = services.totp_enrol_confirm(user=user, code=request.POST.get("code") or "")
             request.session[twofactor.SESSION_KEY] = True
             context.update(device=TotpDevice.objects.get(user=user), recovery_codes=codes, codes_left=len(codes))
+        elif action == "remove" and context["required"]:
+            raise ApplicationError(_("Your role requires two-factor sign-in."), code="required")
         elif action in ("regenerate", "remove"):
             if services.second_factor_verify(user=user, code=request.POST.get("code") or "") != "totp":
                 raise ApplicationError(_("Type a current code from your authenticator app."), code="bad_code")
