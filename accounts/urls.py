@@ -1,6 +1,6 @@
 """Mounted under /desk/ (before the workspace's own routes)."""
 
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -16,4 +16,5 @@ urlpatterns = [
         name="password_reset_confirm",
     ),
     path("security/", views.security, name="desk-security"),
+    path("sso/", include("accounts.sso_urls")),
 ]
