@@ -84,6 +84,21 @@ def required_for(user) -> bool:
     return bool(roles) and user_role(user) in roles
 
 
+def scope_ok(scope) -> bool:
+    """`session_ok` for a websocket scope (Channels' AuthMiddlewareStack puts the session
+    and user there); a scope without a session (tests) is judged by the user alone."""
+    user = scope.get("user")
+    session = scope.get("session")
+    if user is None or not user.is_authenticated or not user.is_staff:
+        return True
+    if session is not None and session.get(SESSION_KEY):
+        return True
+    needed = session.get(NEEDED_KEY) if session is not None else None
+    if needed is None:
+        needed = required_for(user) or has_device(user)
+    return not needed
+
+
 def session_ok(request) -> bool:
     """May this session-authenticated staff user act? True unless two-factor applies to
     them (required by role, or enrolled) and this session has not passed it."""

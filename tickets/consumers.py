@@ -22,6 +22,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
 
+from accounts import twofactor
 from accounts.roles import forget_role
 
 from . import presence
@@ -34,6 +35,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_staff or not user.is_active:
             await self.close(code=4403)
+            return
+        if not await database_sync_to_async(twofactor.scope_ok)(self.scope):
+            await self.close(code=4403)  # signed in with a password, second step not done
             return
         self.user = user
         self.name = user.get_full_name() or user.username

@@ -112,3 +112,30 @@ def test_required_by_role_for_desk_and_session_api_but_not_api_keys(settings):
     assert api.get("/api/v1/tickets/").status_code == 200
     page = client.get("/desk/security/").content
     assert b'value="remove"' not in page, "a required second factor cannot be turned off"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_websocket_refuses_a_session_without_the_second_step(settings):
+    import asyncio
+
+    from channels.testing import WebsocketCommunicator
+
+    from tickets.consumers import DeskConsumer
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.CXDESK_2FA_REQUIRED_ROLES = ["supervisor"]
+    boss = AgentFactory(username="boss", role="supervisor")
+    ana = AgentFactory(username="ana", role="agent")
+
+    async def connect(user, session):
+        comm = WebsocketCommunicator(DeskConsumer.as_asgi(), "/ws/desk/")
+        comm.scope["user"] = user
+        comm.scope["session"] = session
+        connected, _ = await comm.connect()
+        if connected:
+            await comm.disconnect()
+        return connected
+
+    assert not asyncio.run(connect(boss, {"cxdesk_2fa_needed": True}))
+    assert asyncio.run(connect(boss, {"cxdesk_2fa_needed": True, "cxdesk_2fa_verified": True}))
+    assert asyncio.run(connect(ana, {"cxdesk_2fa_needed": False}))
