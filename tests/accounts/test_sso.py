@@ -42,18 +42,9 @@ def provider(live_server, tmp_path):
         "PROVIDER_RSA_KEY": pem,
     }
     callback = f"{live_server.url}/desk/sso/callback/"
-    setup = subprocess.run(  # noqa: S603
-        [sys.executable, "provider_setup.py", callback],
-        cwd=PROVIDER_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert setup.returncode == 0, setup.stderr
     log = open(tmp_path / "provider.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        [sys.executable, "provider_serve.py", callback, f"127.0.0.1:{port}"],
         cwd=PROVIDER_DIR,
         env=env,
         stdout=log,

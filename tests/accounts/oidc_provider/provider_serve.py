@@ -1,4 +1,5 @@
-"""Create the provider's users and the cxdesk client: python provider_setup.py REDIRECT_URI"""
+"""Create the provider's tables, users and the cxdesk client, then serve:
+python provider_serve.py REDIRECT_URI HOST:PORT (one process: one Django start-up)."""
 
 import os
 import sys
@@ -29,3 +30,4 @@ Application.objects.create(
     algorithm=Application.RS256_ALGORITHM,
     skip_authorization=True,
 )
+call_command("runserver", sys.argv[2], use_reloader=False)
