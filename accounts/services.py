@@ -7,10 +7,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from cxdesk.errors import ApplicationError
+from tickets.models import Team
 
 from . import twofactor
 from .models import RecoveryCode, TotpDevice
-from .roles import ROLES, forget_role
+from .roles import ROLES, forget_role, is_admin
 
 
 @transaction.atomic
@@ -30,6 +31,25 @@ def role_set(*, user, role: str, by=None) -> None:
     forget_role(user)
     old_role = old[-1] if len(old) == 1 else (",".join(old) or None)
     transaction.on_commit(lambda: role_changed.send(sender=user.__class__, user=user, old=old_role, new=role, by=by))
+
+
+@transaction.atomic
+def staff_access_set(*, user, role: str, team_ids: list[int], by) -> None:
+    """An admin sets a staff user's role and teams. Team changes go through
+    `Team.members.add/remove` (listeners see `m2m_changed` with the team as instance)."""
+    if not is_admin(by):
+        raise ApplicationError("only admins change roles and teams", code="forbidden", status=403)
+    if user.pk == by.pk and role != "admin" and not user.is_superuser:
+        raise ApplicationError("you cannot take away your own admin role", code="self_demotion")
+    role_set(user=user, role=role, by=by)
+    wanted = set(Team.objects.filter(pk__in=team_ids).values_list("pk", flat=True))
+    if len(wanted) != len(set(team_ids)):
+        raise ApplicationError("no such team", code="invalid_team", fields={"teams": ["unknown team"]})
+    current = set(user.teams.values_list("pk", flat=True))
+    for team in Team.objects.filter(pk__in=wanted - current):
+        team.members.add(user)
+    for team in Team.objects.filter(pk__in=current - wanted):
+        team.members.remove(user)
 
 
 @transaction.atomic

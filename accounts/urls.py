@@ -16,5 +16,6 @@ urlpatterns = [
         name="password_reset_confirm",
     ),
     path("security/", views.security, name="desk-security"),
+    path("staff/", views.staff, name="desk-staff"),
     path("sso/", include("accounts.sso_urls")),
 ]

@@ -244,3 +244,45 @@ def security(request: HttpRequest) -> HttpResponse:
 
 def security_url() -> str:
     return reverse("desk-security")
+
+
+@_staff_required
+@never_cache
+def staff(request: HttpRequest) -> HttpResponse:
+    """Admins: every staff user's role and teams (404 for everyone else)."""
+    from django.contrib.auth import get_user_model
+    from django.http import Http404
+
+    from tickets.models import Team
+
+    from .roles import ROLES, is_admin
+
+    if not is_admin(request.user):
+        raise Http404("no such page")
+    User = get_user_model()
+    if request.method == "POST":
+        member = User.objects.filter(pk=request.POST.get("user"), is_staff=True).first()
+        if member is None:
+            raise Http404("no such staff user")
+        team_ids = [int(t) for t in request.POST.getlist("teams") if t.isdigit()]
+        try:
+            services.staff_access_set(
+                user=member, role=request.POST.get("role", ""), team_ids=team_ids, by=request.user
+            )
+            flash.success(request, _("Saved %(name)s.") % {"name": member.get_username()})
+        except ApplicationError as exc:
+            flash.error(request, exc.message)
+        return redirect("desk-staff")
+    people = list(
+        User.objects.filter(is_staff=True, is_active=True).prefetch_related("groups", "teams").order_by("username")
+    )
+    rows = []
+    for person in people:
+        names = {g.name for g in person.groups.all()}
+        role = "admin" if person.is_superuser else next((r for r in reversed(ROLES) if r in names), "agent")
+        rows.append({"user": person, "role": role, "teams": {t.pk for t in person.teams.all()}})
+    return render(
+        request,
+        "accounts/staff.html",
+        {"rows": rows, "roles": ROLES, "teams": list(Team.objects.order_by("name"))},
+    )
