@@ -39,6 +39,16 @@ def user_role(user) -> str | None:
     return role
 
 
+def role_from_groups(user) -> str | None:
+    """`user_role` from `user.groups.all()` — use with `prefetch_related("groups")` in lists."""
+    if not user.is_active or not user.is_staff:
+        return None
+    if user.is_superuser:
+        return ADMIN
+    names = [g.name for g in user.groups.all() if g.name in _RANK]
+    return max(names, key=_RANK.__getitem__) if names else AGENT
+
+
 def forget_role(user) -> None:
     """Drop the cached role (after a change to the user's groups)."""
     if hasattr(user, _CACHE_ATTR):

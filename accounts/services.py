@@ -41,10 +41,10 @@ def staff_access_set(*, user, role: str, team_ids: list[int], by) -> None:
         raise ApplicationError("only admins change roles and teams", code="forbidden", status=403)
     if user.pk == by.pk and role != "admin" and not user.is_superuser:
         raise ApplicationError("you cannot take away your own admin role", code="self_demotion")
-    role_set(user=user, role=role, by=by)
     wanted = set(Team.objects.filter(pk__in=team_ids).values_list("pk", flat=True))
     if len(wanted) != len(set(team_ids)):
         raise ApplicationError("no such team", code="invalid_team", fields={"teams": ["unknown team"]})
+    role_set(user=user, role=role, by=by)
     current = set(user.teams.values_list("pk", flat=True))
     for team in Team.objects.filter(pk__in=wanted - current):
         team.members.add(user)

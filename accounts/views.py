@@ -255,7 +255,7 @@ def staff(request: HttpRequest) -> HttpResponse:
 
     from tickets.models import Team
 
-    from .roles import ROLES, is_admin
+    from .roles import ROLES, is_admin, role_from_groups
 
     if not is_admin(request.user):
         raise Http404("no such page")
@@ -276,11 +276,10 @@ def staff(request: HttpRequest) -> HttpResponse:
     people = list(
         User.objects.filter(is_staff=True, is_active=True).prefetch_related("groups", "teams").order_by("username")
     )
-    rows = []
-    for person in people:
-        names = {g.name for g in person.groups.all()}
-        role = "admin" if person.is_superuser else next((r for r in reversed(ROLES) if r in names), "agent")
-        rows.append({"user": person, "role": role, "teams": {t.pk for t in person.teams.all()}})
+    rows = [
+        {"user": person, "role": role_from_groups(person), "teams": {t.pk for t in person.teams.all()}}
+        for person in people
+    ]
     return render(
         request,
         "accounts/staff.html",

@@ -45,3 +45,30 @@ def test_admin_sets_role_and_teams(django_capture_on_commit_callbacks):
     refused = client.post("/desk/staff/", {"user": root.pk, "role": "agent"}, follow=True)
     assert b"cannot take away your own admin role" in refused.content
     assert user_role(root) == "admin"
+
+
+def test_staff_api_lists_roles_and_admins_change_them():
+    from rest_framework.test import APIClient
+
+    from integrations.services import api_key_create
+
+    root = AgentFactory(username="root", role="admin")
+    ana = AgentFactory(username="ana", role="agent")
+    billing = TeamFactory(name="Billing")
+    _, key = api_key_create(user=root, name="ops")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    listing = api.get("/api/v1/staff/").json()["results"]
+    assert {(s["username"], s["role"]) for s in listing} == {("root", "admin"), ("ana", "agent")}
+    bad = api.patch(f"/api/v1/staff/{ana.pk}/", {"role": "boss", "teams": []}, format="json")
+    assert bad.status_code == 400 and bad.json()["error"]["fields"]["role"]
+    unknown = api.patch(f"/api/v1/staff/{ana.pk}/", {"role": "supervisor", "teams": [999999]}, format="json")
+    assert unknown.status_code == 400 and user_role(ana) == "agent", "nothing half-written"
+    ok = api.patch(f"/api/v1/staff/{ana.pk}/", {"role": "supervisor", "teams": [billing.pk]}, format="json")
+    assert ok.status_code == 200 and ok.json()["role"] == "supervisor" and ok.json()["teams"] == [billing.pk]
+    agent_api = APIClient()
+    agent_api.force_login(ana)
+    assert agent_api.get("/api/v1/staff/").status_code == 200
+    assert (
+        agent_api.patch(f"/api/v1/staff/{root.pk}/", {"role": "agent", "teams": []}, format="json").status_code == 403
+    )
