@@ -183,3 +183,17 @@ def test_websocket_never_shows_another_teams_ticket(settings):
     assert "alpha-note" in text or f"row-{ta.pk}" in text, f"the visible ticket's events arrive: {frames}"
     assert "bravo-note" not in text and "Bravo hidden" not in text and f"row-{tb.pk}" not in text, frames
     assert all(f.get("ticket_id") != tb.pk for f in frames), frames
+
+
+def test_scoped_inbox_query_count_is_constant(world, django_assert_max_num_queries):
+    desk = Client()
+    desk.force_login(world["ana"])
+    with django_assert_max_num_queries(15) as few:
+        assert desk.get("/desk/?view=open").status_code == 200
+    for i in range(15):
+        ingest(email_inbound(world["inbox_b"], address=f"b{i}@example.com", subject=f"B {i}"))
+        ingest(email_inbound(InboxFactory(name="A"), address=f"a{i}@example.com", subject=f"A {i}"))
+    with django_assert_max_num_queries(15) as many:
+        page = desk.get("/desk/?view=open")
+    assert len(many.captured_queries) == len(few.captured_queries)
+    assert b"A 14" in page.content and b"B 14" not in page.content
