@@ -162,10 +162,26 @@ def sign_out(request: HttpRequest) -> HttpResponse:
 
 
 class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset flow; requests are counted like sign-ins (per address and per IP), so
+    the form cannot be used to flood someone's mailbox."""
+
     template_name = "accounts/password_reset.html"
     email_template_name = "accounts/password_reset_email.txt"
     subject_template_name = "accounts/password_reset_subject.txt"
     success_url = reverse_lazy("password_reset_done")
+
+    def form_valid(self, form):
+        slot = throttle.attempt_begin(
+            username=form.cleaned_data["email"], ip=throttle.client_ip(self.request), scope="reset"
+        )
+        if slot.locked:
+            form.add_error(
+                "email", _("Too many reset requests. Try again in %(minutes)d minutes.") % {"minutes": slot.minutes}
+            )
+            response = self.form_invalid(form)
+            response.status_code = 429
+            return response
+        return super().form_valid(form)
 
 
 class PasswordResetDoneView(auth_views.PasswordResetDoneView):

@@ -92,6 +92,12 @@ def test_password_reset_by_mail(client):
     # an unknown address looks the same and sends nothing
     assert client.post("/desk/sign-in/reset/", {"email": "nobody@x.test"}).status_code == 302
     assert len(mail.outbox) == 1
+    # and the form cannot flood a mailbox
+    for _ in range(4):
+        assert client.post("/desk/sign-in/reset/", {"email": "ana@cxdesk.test"}).status_code == 302
+    flood = client.post("/desk/sign-in/reset/", {"email": "ana@cxdesk.test"})
+    assert flood.status_code == 429 and b"Too many reset requests" in flood.content
+    assert len(mail.outbox) == 5
 
 
 @pytest.mark.django_db
