@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.db.models import Prefetch
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, viewsets
@@ -8,6 +9,7 @@ from rest_framework.response import Response
 
 from cxdesk.errors import ApplicationError
 from integrations.idempotency import idempotent
+from tickets.selectors import tickets_visible_to
 
 from . import selectors, services
 from .models import Customer, CustomerMerge, Identity, Organization
@@ -120,7 +122,7 @@ class CustomerViewSet(
         qs = (
             selectors.customers_visible_to(agent=self.request.user)
             .select_related("organization")
-            .prefetch_related("identities", "tickets")
+            .prefetch_related("identities", Prefetch("tickets", queryset=tickets_visible_to(agent=self.request.user)))
         )
         params = self.request.query_params
         region = params.get("region") or settings.CXDESK_DEFAULT_REGION
@@ -167,7 +169,9 @@ class CustomerViewSet(
         from tickets.api import MessageSerializer
 
         customer = self.get_object()
-        page = self.paginate_queryset(selectors.customer_timeline(customer=customer).prefetch_related("attachments"))
+        page = self.paginate_queryset(
+            selectors.customer_timeline(customer=customer, agent=request.user).prefetch_related("attachments")
+        )
         return self.get_paginated_response(MessageSerializer(page, many=True, context={"request": request}).data)
 
     @extend_schema(

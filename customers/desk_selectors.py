@@ -13,10 +13,11 @@ from django.utils.translation import gettext as _
 from cxdesk.errors import ApplicationError
 from surveys.selectors import customer_satisfaction
 from tickets.models import Message, Ticket
+from tickets.selectors import tickets_visible_to
 
 from .models import Customer, CustomerMerge, Identity
 from .normalize import normalize_address
-from .selectors import CustomerStats, customer_stats
+from .selectors import CustomerStats, customer_stats, customers_visible_to
 
 
 @dataclass
@@ -29,9 +30,11 @@ class Panel:
     satisfaction: dict
 
 
-def customer_panel(*, customer: Customer, current: Ticket | None = None) -> Panel:
+def customer_panel(*, customer: Customer, current: Ticket | None = None, agent=None) -> Panel:
+    """With `agent`, the customer's other tickets are those the agent may see."""
+    base = Ticket.objects.all() if agent is None else tickets_visible_to(agent=agent)
     tickets = list(
-        Ticket.objects.filter(customer=customer)
+        base.filter(customer=customer)
         .exclude(pk=current.pk if current else None)
         .order_by("-last_message_at", "-id")[:50]
     )
@@ -70,7 +73,7 @@ def _addresses_in(texts: list[str], region: str) -> set[tuple[str, str]]:
     return found
 
 
-def duplicate_suggestions(*, customer: Customer, limit: int = 8) -> list[Suggestion]:
+def duplicate_suggestions(*, customer: Customer, limit: int = 8, agent=None) -> list[Suggestion]:
     """Other customers likely to be the same person, each with why:
     - one of their addresses is written in this customer's messages (a signature), or one of
       this customer's addresses is written in their recent messages;
@@ -150,6 +153,8 @@ def duplicate_suggestions(*, customer: Customer, limit: int = 8) -> list[Suggest
     if not reasons:
         return []
     people = Customer.objects.filter(pk__in=list(reasons), merged_into=None).prefetch_related("identities")
+    if agent is not None:  # only people the agent may see
+        people = people.filter(pk__in=customers_visible_to(agent=agent).values("pk"))
     found = {c.pk: c for c in people}
     out = [Suggestion(found[pk], why) for pk, why in reasons.items() if pk in found]
     out.sort(key=lambda s: (-len(s.reasons), s.customer.pk))

@@ -5,18 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Max, Min, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, Max, Min, OuterRef, Prefetch, Q, QuerySet
 
+from accounts.roles import is_supervisor, user_role
 from tickets.models import Message, Ticket
+from tickets.selectors import tickets_visible_to
 
 from .models import Customer, Identity, PageView
 from .normalize import normalize_address
 
 
 def customers_visible_to(*, agent) -> QuerySet[Customer]:
-    if agent is None or not agent.is_active or not agent.is_staff:
+    """The customer-side twin of `tickets.selectors.tickets_visible_to`: supervisors and
+    admins see every customer; an agent sees a customer who has a ticket the agent may
+    see, or who has no ticket at all yet (a new contact, so a phone agent's screen-pop and
+    "new ticket" work). A customer whose every ticket belongs to other teams is a 404."""
+    if user_role(agent) is None:
         return Customer.objects.none()
-    return Customer.objects.all()
+    if is_supervisor(agent):
+        return Customer.objects.all()
+    any_ticket = Ticket.objects.filter(customer=OuterRef("pk"))
+    visible_ticket = tickets_visible_to(agent=agent).filter(customer=OuterRef("pk"))
+    return Customer.objects.filter(Exists(visible_ticket) | ~Exists(any_ticket))
 
 
 def customer_lookup(*, agent, kind: str, value: str, region: str | None = None) -> QuerySet[Customer]:
@@ -57,15 +67,18 @@ def customer_360(*, agent, customer_id: int) -> Customer | None:
         .select_related("organization", "merged_into")
         .prefetch_related(
             Prefetch("identities", queryset=Identity.objects.order_by("kind", "address")),
-            Prefetch("tickets", queryset=Ticket.objects.order_by("-last_message_at", "-id")),
+            Prefetch("tickets", queryset=tickets_visible_to(agent=agent).order_by("-last_message_at", "-id")),
         )
         .filter(pk=customer_id)
         .first()
     )
 
 
-def customer_timeline(*, customer: Customer, include_notes: bool = True) -> QuerySet[Message]:
+def customer_timeline(*, customer: Customer, include_notes: bool = True, agent=None) -> QuerySet[Message]:
+    """Every message of the customer; with `agent`, only of tickets the agent may see."""
     qs = Message.objects.filter(ticket__customer=customer).select_related("identity", "author")
+    if agent is not None:
+        qs = qs.filter(ticket__in=tickets_visible_to(agent=agent))
     if not include_notes:
         qs = qs.exclude(direction=Message.Direction.NOTE)
     return qs.order_by("created_at", "id")

@@ -53,7 +53,9 @@ def customer_list(request: HttpRequest) -> HttpResponse:
 def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
     customer = _customer_or_404(request, customer_id)
     timeline = list(
-        selectors.customer_timeline(customer=customer).select_related("ticket").order_by("-created_at", "-id")[:100]
+        selectors.customer_timeline(customer=customer, agent=request.user)
+        .select_related("ticket")
+        .order_by("-created_at", "-id")[:100]
     )
     candidate = None
     if request.GET.get("merge", "").isdigit():
@@ -63,11 +65,11 @@ def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
         "customers/customer.html",
         {
             "customer": customer,
-            "panel": customer_panel(customer=customer),
+            "panel": customer_panel(customer=customer, agent=request.user),
             "timeline": timeline,
-            "suggestions": duplicate_suggestions(customer=customer),
+            "suggestions": duplicate_suggestions(customer=customer, agent=request.user),
             "merge_candidate": candidate,
-            "candidate_panel": customer_panel(customer=candidate) if candidate else None,
+            "candidate_panel": customer_panel(customer=candidate, agent=request.user) if candidate else None,
             "attributes_text": "\n".join(f"{k}={v}" for k, v in customer.attributes.items()),
         },
     )

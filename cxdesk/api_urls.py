@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.pagination import CursorPagination
 from rest_framework.routers import DefaultRouter
 
+from accounts.api import StaffViewSet
 from channels_app.api import InboundEmailView, InboxViewSet
 from customers.api import CustomerIdentityViewSet, CustomerViewSet
 from integrations.api import ApiKeyViewSet, WebhookSubscriptionViewSet
@@ -30,6 +31,7 @@ router.register("tickets", TicketViewSet, basename="ticket")
 router.register("customers", CustomerViewSet, basename="customer")
 router.register("teams", TeamViewSet, basename="team")
 router.register("agents", AgentViewSet, basename="agent")
+router.register("staff", StaffViewSet, basename="staff")
 router.register("tags", TagViewSet, basename="tag")
 router.register("canned-responses", CannedResponseViewSet, basename="canned-response")
 router.register("inboxes", InboxViewSet, basename="inbox")
@@ -42,6 +44,7 @@ for viewset in (
     CustomerViewSet,
     TeamViewSet,
     AgentViewSet,
+    StaffViewSet,
     TagViewSet,
     InboxViewSet,
     ApiKeyViewSet,

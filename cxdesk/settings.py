@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "sla",
     "surveys",
     "kb",
+    "accounts",
     "outbox",
     "django_prometheus",
     "cxdesk",  # operator commands only (manage.py doctor); no models
@@ -74,6 +75,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "accounts.middleware.TwoFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -234,8 +236,32 @@ ANYMAIL = {
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
-LOGIN_URL = "/accounts/login/"
+LOGIN_URL = "/desk/sign-in/"
 LOGIN_REDIRECT_URL = "/desk/"
+# Staff sign-in (accounts app, docs/accounts.md): throttling, two-factor, single sign-on.
+CXDESK_SIGNIN_MAX_FAILURES = env.int("CXDESK_SIGNIN_MAX_FAILURES", default=5)  # per account and window
+CXDESK_SIGNIN_MAX_PER_IP = env.int("CXDESK_SIGNIN_MAX_PER_IP", default=20)
+CXDESK_SIGNIN_WINDOW_SECONDS = env.int("CXDESK_SIGNIN_WINDOW_SECONDS", default=900)
+# Roles that must use two-factor sign-in (agent, supervisor, admin), e.g. "admin,supervisor".
+CXDESK_2FA_REQUIRED_ROLES = env.list("CXDESK_2FA_REQUIRED_ROLES", default=[])
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+# Single sign-on (OpenID Connect, mozilla-django-oidc): on when OIDC_RP_CLIENT_ID is set.
+OIDC_RP_CLIENT_ID = env.str("OIDC_RP_CLIENT_ID", default=env.str("OIDC_CLIENT_ID", default=""))
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_RP_CLIENT_SECRET", default=env.str("OIDC_CLIENT_SECRET", default=""))
+OIDC_OP_ISSUER = env.str("OIDC_OP_ISSUER", default=env.str("OIDC_ISSUER", default=""))  # discovery
+OIDC_OP_AUTHORIZATION_ENDPOINT = env.str("OIDC_OP_AUTHORIZATION_ENDPOINT", default="")
+OIDC_OP_TOKEN_ENDPOINT = env.str("OIDC_OP_TOKEN_ENDPOINT", default="")
+OIDC_OP_USER_ENDPOINT = env.str("OIDC_OP_USER_ENDPOINT", default="")
+OIDC_OP_JWKS_ENDPOINT = env.str("OIDC_OP_JWKS_ENDPOINT", default="")
+OIDC_RP_SIGN_ALGO = env.str("OIDC_RP_SIGN_ALGO", default="RS256")
+OIDC_RP_SCOPES = env.str("OIDC_RP_SCOPES", default="openid email profile")
+OIDC_USE_PKCE = env.bool("OIDC_USE_PKCE", default=True)
+OIDC_TIMEOUT = env.int("OIDC_TIMEOUT", default=10)
+OIDC_CREATE_USER = env.bool("CXDESK_OIDC_CREATE_STAFF", default=False)
+CXDESK_OIDC_SATISFIES_2FA = env.bool("CXDESK_OIDC_SATISFIES_2FA", default=True)
+CXDESK_OIDC_REQUIRE_VERIFIED_EMAIL = True
+if OIDC_RP_CLIENT_ID:
+    AUTHENTICATION_BACKENDS.append("accounts.oidc.StaffOIDCBackend")
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("pl", "Polski"), ("it", "Italiano"), ("fa", "فارسی")]
@@ -269,7 +295,7 @@ CXDESK_SLA_WARNING_MINUTES = env.int("CXDESK_SLA_WARNING_MINUTES", default=30)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "integrations.auth.BearerKeyAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "accounts.auth.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["integrations.auth.IsAgent"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

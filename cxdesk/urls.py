@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from accounts import views as accounts_views
 from cxdesk.health import healthz, readyz
 from cxdesk.metrics import metrics
 from surveys.views import answer as survey_answer_view
@@ -10,15 +11,19 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
-    path("", RedirectView.as_view(url="/desk/", permanent=False)),
+    path("", accounts_views.home, name="home"),
+    # Staff sign in on the desk's page (throttled, two-factor, SSO) — the admin's too.
+    path("admin/login/", RedirectView.as_view(pattern_name="desk-sign-in", query_string=True)),
     path("admin/", admin.site.urls),
     path("api/v1/", include("cxdesk.api_urls")),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/login/", RedirectView.as_view(pattern_name="desk-sign-in", query_string=True)),
+    path("accounts/logout/", accounts_views.sign_out),
     path("hooks/anymail/", include("anymail.urls")),
     path("hooks/", include("channels_app.urls")),
     path("portal/", include("customers.portal.urls")),
     path("kb/", include("kb.urls")),
     path("survey/<str:token>/", survey_answer_view, name="survey-answer"),
     path("desk/reports/", include("sla.urls")),
+    path("desk/", include("accounts.urls")),
     path("desk/", include("tickets.urls")),
 ]

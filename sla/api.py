@@ -50,7 +50,7 @@ class MetricsView(APIView):
                 "start": start,
                 "end": end,
                 "by": by,
-                "rows": measures(start=start, end=end, by=by),
-                "volume_by_hour": volume_by_hour(start=start, end=end),
+                "rows": measures(start=start, end=end, by=by, agent=request.user),
+                "volume_by_hour": volume_by_hour(start=start, end=end, agent=request.user),
             }
         )

@@ -19,6 +19,7 @@ from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Ou
 from django.db.models.functions import Coalesce, ExtractHour
 
 from tickets.models import Message, Ticket
+from tickets.selectors import tickets_visible_to
 
 DIMENSIONS = {"channel": "channel", "team": "team__name", "agent": "assignee__username"}
 
@@ -27,11 +28,13 @@ def _minutes(value) -> float | None:
     return round(value.total_seconds() / 60, 1) if value is not None else None
 
 
-def _base(start: datetime, end: datetime):
-    return Ticket.objects.filter(created_at__gte=start, created_at__lt=end, merged_into=None)
+def _base(start: datetime, end: datetime, agent=None):
+    """Tickets created in [start, end); with `agent`, only those the agent may see."""
+    qs = Ticket.objects.all() if agent is None else tickets_visible_to(agent=agent)
+    return qs.filter(created_at__gte=start, created_at__lt=end, merged_into=None)
 
 
-def measures(*, start: datetime, end: datetime, by: str = "channel") -> list[dict]:
+def measures(*, start: datetime, end: datetime, by: str = "channel", agent=None) -> list[dict]:
     """One row per value of the dimension (channel, team or agent) for tickets created in [start, end)."""
     field = DIMENSIONS.get(by, "channel")
     agent_replies = (
@@ -43,7 +46,7 @@ def measures(*, start: datetime, end: datetime, by: str = "channel") -> list[dic
     )
     dur = DurationField()
     qs = (
-        _base(start, end)
+        _base(start, end, agent)
         .annotate(replies=Coalesce(Subquery(agent_replies), 0))
         .values(key=F(field))
         .annotate(
@@ -77,7 +80,7 @@ def measures(*, start: datetime, end: datetime, by: str = "channel") -> list[dic
         )
         .order_by("key")
     )
-    satisfaction = _satisfaction(start, end, field)
+    satisfaction = _satisfaction(start, end, field, agent)
     rows = []
     for r in qs:
         solved = r["solved"] or 0
@@ -102,13 +105,13 @@ def measures(*, start: datetime, end: datetime, by: str = "channel") -> list[dic
     return rows
 
 
-def _satisfaction(start: datetime, end: datetime, field: str) -> dict:
+def _satisfaction(start: datetime, end: datetime, field: str, agent=None) -> dict:
     try:
         from surveys.models import SurveyResponse  # the surveys app is optional
     except ImportError:
         return {}
     rows = (
-        SurveyResponse.objects.filter(ticket__created_at__gte=start, ticket__created_at__lt=end)
+        SurveyResponse.objects.filter(ticket__in=_base(start, end, agent))
         .values(key=F(f"ticket__{field}"))
         .annotate(csat=Avg("csat"), ces=Avg("ces"))
     )
@@ -118,9 +121,9 @@ def _satisfaction(start: datetime, end: datetime, field: str) -> dict:
     }
 
 
-def volume_by_hour(*, start: datetime, end: datetime) -> list[dict]:
+def volume_by_hour(*, start: datetime, end: datetime, agent=None) -> list[dict]:
     rows = (
-        _base(start, end)
+        _base(start, end, agent)
         .annotate(hour=ExtractHour("created_at"))
         .values("channel", "hour")
         .annotate(n=Count("id"))

@@ -25,7 +25,7 @@ def dashboard(request):
         start, end, by = period(request.GET)
     except ApplicationError as exc:
         return HttpResponse(exc.message, status=400, content_type="text/plain")
-    rows = measures(start=start, end=end, by=by)
+    rows = measures(start=start, end=end, by=by, agent=request.user)
     if request.GET.get("format") == "csv":
         response = HttpResponse(content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="cxdesk-measures-{by}.csv"'
@@ -34,7 +34,7 @@ def dashboard(request):
         for row in rows:
             writer.writerow([row[by], *[row[key] if row[key] is not None else "" for key, _ in COLUMNS]])
         return response
-    hours = volume_by_hour(start=start, end=end)
+    hours = volume_by_hour(start=start, end=end, agent=request.user)
     per_hour = [0] * 24
     for h in hours:
         per_hour[h["hour"]] += h["tickets"]

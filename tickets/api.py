@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from channels_app.models import Channel
 from customers import services as customer_services
 from customers.models import Customer, Identity
+from customers.selectors import customers_visible_to
 from cxdesk.errors import ApplicationError
 from integrations.idempotency import idempotent
 
@@ -178,7 +179,7 @@ class EventSerializer(serializers.ModelSerializer):
         fields = ["id", "ticket", "kind", "actor", "data", "created_at"]
 
 
-def _customer_for(data: dict) -> tuple[Customer, Identity | None]:
+def _customer_for(data: dict, *, agent) -> tuple[Customer, Identity | None]:
     """The customer by id, email or phone — created when unknown — and the identity used.
     Unknown identities given together with a known one are added to that customer."""
     from django.conf import settings
@@ -186,7 +187,7 @@ def _customer_for(data: dict) -> tuple[Customer, Identity | None]:
     from customers.normalize import normalize_address
 
     if data.get("id"):
-        customer = Customer.objects.filter(pk=data["id"]).first()
+        customer = customers_visible_to(agent=agent).filter(pk=data["id"]).first()
         if customer is None:
             raise ApplicationError("no such customer", code="not_found", fields={"customer": ["not found"]}, status=404)
         return customer_services.live_customer(customer), None
@@ -250,7 +251,7 @@ class TicketViewSet(
         data.is_valid(raise_exception=True)
         v = data.validated_data
         with transaction.atomic():
-            customer, identity = _customer_for(v["customer"])
+            customer, identity = _customer_for(v["customer"], agent=request.user)
             ticket = services.ticket_open(
                 customer=customer,
                 subject=v["subject"],
@@ -259,9 +260,10 @@ class TicketViewSet(
                 identity=identity,
                 priority=v["priority"],
             )
-        return Response(
-            TicketSerializer(selectors.ticket_get_for_agent(agent=request.user, ticket_id=ticket.pk)).data, status=201
-        )
+        # The creator is answered with what they created, even when routing sent it to a
+        # team they cannot see (from then on it is a 404 for them, like any other such ticket).
+        created = selectors.ticket_get_for_agent(agent=request.user, ticket_id=ticket.pk) or ticket
+        return Response(TicketSerializer(created).data, status=201)
 
     @extend_schema(request=TicketUpdateSerializer, responses={200: TicketSerializer})
     def partial_update(self, request, *args, **kwargs):

@@ -22,6 +22,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
 
+from accounts import twofactor
+from accounts.roles import forget_role
+
 from . import presence
 
 COLLISION_WINDOW = 60  # seconds after the last keystroke in which someone else's reply warns
@@ -32,6 +35,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_staff or not user.is_active:
             await self.close(code=4403)
+            return
+        if not await database_sync_to_async(twofactor.scope_ok)(self.scope):
+            await self.close(code=4403)  # signed in with a password, second step not done
             return
         self.user = user
         self.name = user.get_full_name() or user.username
@@ -62,6 +68,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content, **kwargs) -> None:
         # Channels fixes the user at connect time; access can change while connected.
+        forget_role(self.user)
         if not isinstance(content, dict) or not await self._still_staff():
             await self.close(code=4403)
             return
@@ -115,6 +122,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
     # --- from the channel layer ---------------------------------------------------------
 
     async def desk_event(self, event: dict) -> None:
+        forget_role(self.user)  # roles and teams can change while connected: decide per event
         name, group = event.get("event", ""), event.get("group", "")
         ticket_id = event.get("ticket_id")
         data = {k: v for k, v in event.items() if k not in ("type", "group")}
@@ -132,6 +140,8 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             html = await database_sync_to_async(self._render_personal)(event)
         if html:
             data["html"] = html
+        elif isinstance(ticket_id, int) and not await self._can_see(ticket_id):
+            return  # another team's ticket: not even its id and event name
         await self.send_json(data)
 
     async def desk_logout(self, event: dict) -> None:
@@ -196,10 +206,19 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         return ""
 
     def _render_inbox(self, ticket_id: int) -> str:
-        from .selectors import INBOX_VIEWS, inbox_counts, inbox_row, saved_view_counts, saved_views_for
+        from .selectors import (
+            INBOX_VIEWS,
+            inbox_counts,
+            inbox_row,
+            saved_view_counts,
+            saved_views_for,
+            tickets_visible_to,
+        )
 
         filters = self.inbox_filters or {}
         row = inbox_row(agent=self.user, ticket_id=ticket_id, filters=filters)
+        if row is None and not tickets_visible_to(agent=self.user).filter(pk=ticket_id).exists():
+            return ""  # not this agent's to see: not even that something happened
         if row is None:
             html = f'<div id="row-{ticket_id}" hx-swap-oob="delete"></div>'
         elif filters.get("sort") == "activity" and not filters.get("before"):

@@ -5,14 +5,26 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 
-from .models import Message, SavedView, Ticket
+from accounts.roles import is_supervisor, user_role
+
+from .models import Message, SavedView, Team, Ticket
 
 
 def tickets_visible_to(*, agent) -> QuerySet[Ticket]:
-    """Staff see every ticket; anyone else sees none here (customers use the portal)."""
-    if agent is None or not agent.is_active or not agent.is_staff:
+    """THE place that decides which tickets a staff user may see (desk, API, search,
+    exports, websocket events, bulk actions all start here; what is not in it is a 404).
+
+    Supervisors and admins see every ticket. An agent sees the tickets of inboxes attached
+    to one of their teams (the inbox's team, `Inbox.default_team`), the tickets routed to
+    one of their teams (`Ticket.team`), and the tickets assigned to them. Anyone else
+    (customers, inactive or non-staff users) sees none here — customers use the portal."""
+    role = user_role(agent)
+    if role is None:
         return Ticket.objects.none()
-    return Ticket.objects.all()
+    if is_supervisor(agent):
+        return Ticket.objects.all()
+    teams = Team.objects.filter(members=agent).values("pk")
+    return Ticket.objects.filter(Q(assignee=agent) | Q(team__in=teams) | Q(inbox__default_team__in=teams))
 
 
 def ticket_get_for_agent(*, agent, ticket_id: int) -> Ticket | None:

@@ -102,7 +102,7 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
         .select_related("source", "target")
         .order_by("-created_at", "-id")[:10]
     )
-    panel = customer_panel(customer=ticket.customer, current=ticket)
+    panel = customer_panel(customer=ticket.customer, current=ticket, agent=request.user)
     identities = panel.identities
     try:
         target = services.reply_target(ticket=ticket)

@@ -100,7 +100,7 @@ def sign_in(browser, base: str, username: str, password: str = "pw"):
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     page = context.new_page()
     page.set_default_timeout(10_000)
-    page.goto(f"{base}/accounts/login/?next=/desk/")
+    page.goto(f"{base}/desk/sign-in/?next=/desk/")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")

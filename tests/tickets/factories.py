@@ -15,6 +15,18 @@ class AgentFactory(factory.django.DjangoModelFactory):
     is_staff = True
     password = factory.django.Password("pw")
 
+    @factory.post_generation
+    def role(self, create, extracted, **kwargs):
+        """`role="agent"` for a team-scoped agent; by default staff made here are
+        supervisors (they see every ticket, as tests not about scoping expect)."""
+        if not create or not self.is_staff or self.is_superuser:
+            return
+        from django.contrib.auth.models import Group
+
+        name = extracted or "supervisor"
+        if not self.groups.filter(name__in=("agent", "supervisor", "admin")).exists() or extracted:
+            self.groups.set([Group.objects.get_or_create(name=name)[0]])
+
 
 class TeamFactory(factory.django.DjangoModelFactory):
     class Meta:

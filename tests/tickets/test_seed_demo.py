@@ -21,5 +21,16 @@ def test_seed_demo_is_idempotent_and_has_cross_channel_conversations(django_capt
     assert moved.exists(), "some conversations move from email to SMS and back (plus notes)"
     assert Message.objects.filter(direction="outbound", status="sent").exists()
     assert "ana / demo" in out.getvalue()
+    # roles and teams (accounts): the agents see their teams' demo tickets, Ben sees all
+    from django.contrib.auth import get_user_model
+
+    from accounts.roles import user_role
+    from tickets.selectors import tickets_visible_to
+
+    ana, ben, cara = (get_user_model().objects.get(username=n) for n in ("ana", "ben", "cara"))
+    assert [user_role(u) for u in (ana, ben, cara)] == ["agent", "supervisor", "agent"]
+    assert tickets_visible_to(agent=ben).count() == tickets
+    assert 0 < tickets_visible_to(agent=ana).count() < tickets
+    assert 0 < tickets_visible_to(agent=cara).count() < tickets
     call_command("seed_demo", stdout=StringIO())
     assert (Ticket.objects.count(), Customer.objects.count(), Message.objects.count()) == (tickets, customers, messages)

@@ -87,6 +87,12 @@ class Command(BaseCommand):
         billing, _ = Team.objects.get_or_create(name="Billing")
         support.members.add(agents[0], agents[1])
         billing.members.add(agents[1], agents[2])
+        # Roles (accounts app): Ana and Cara are agents who see their team's inboxes, Ben
+        # supervises both teams and sees everything; admin is a superuser (an admin).
+        from accounts.services import role_set
+
+        for user, role in zip(agents, ("agent", "supervisor", "agent"), strict=True):
+            role_set(user=user, role=role)
 
         email, _ = Inbox.objects.get_or_create(
             name="Support email",
@@ -254,7 +260,8 @@ class Command(BaseCommand):
                 [
                     "",
                     "cxdesk demo — http://127.0.0.1:8000/",
-                    f"  Agents (desk at /desk/): ana / {PASSWORD}, ben / {PASSWORD}, cara / {PASSWORD}",
+                    f"  Desk (/desk/sign-in/): ana / {PASSWORD} (agent, Support), ben / {PASSWORD} (supervisor),"
+                    f" cara / {PASSWORD} (agent, Billing)",
                     "  Admin (/admin/): admin / admin",
                     f"  Portal (/portal/): sign in as {demo_email or 'a demo customer'}; the magic link is written to var/mail/",
                     "",

@@ -1,0 +1,37 @@
+"""Two-factor enforcement for the desk's pages (and the Django admin).
+
+A signed-in staff user whose role requires two-factor (CXDESK_2FA_REQUIRED_ROLES), or who
+enrolled, and whose session has not passed the second step, is sent to the sign-in page
+(enrolled: to type a code) or to the Security page (not enrolled yet). The API has the same
+rule in `accounts.auth.SessionAuthentication`; API keys are not affected."""
+
+from __future__ import annotations
+
+from django.contrib.auth import logout
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.http import urlencode
+
+from . import twofactor
+
+GUARDED = ("/desk/", "/admin/")
+OPEN = ("/desk/sign-in/", "/desk/sign-out/", "/desk/security/")
+
+
+class TwoFactorMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        path = request.path_info
+        if (
+            path.startswith(GUARDED)
+            and not path.startswith(OPEN)
+            and request.user.is_authenticated
+            and not twofactor.session_ok(request)
+        ):
+            if twofactor.has_device(request.user):
+                logout(request)
+                return redirect(f"{reverse('desk-sign-in')}?{urlencode({'next': request.get_full_path()})}")
+            return redirect("desk-security")
+        return self.get_response(request)
