@@ -21,6 +21,7 @@ CHANNEL_ICONS = {
     "portal": "Web",
     "api": "API",
     "desk": "✎",
+    "voice": "Tel",
 }
 
 
