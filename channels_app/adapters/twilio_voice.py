@@ -24,6 +24,9 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from twilio.twiml.voice_response import VoiceResponse
 
+from customers.normalize import normalize_phone
+from cxdesk.errors import ApplicationError
+
 from .. import voice
 from ..media import MediaError
 from ..models import Call, Channel, Inbox
@@ -43,6 +46,21 @@ def _int(value: str | None) -> int | None:
         return int(value) if value not in (None, "") else None
     except ValueError:
         raise WebhookError(f"not a number: {value!r}") from None
+
+
+# Twilio's stand-ins for a withheld caller id (the letters of ANONYMOUS, RESTRICTED, …).
+HIDDEN_CALLERS = {"anonymous", "restricted", "unknown", "unavailable", "blocked",
+                  "+266696687", "+7378742833", "+8656696", "+86282452253", "+2562533"}  # fmt: skip
+
+
+def _callable_back(caller: str, inbox: Inbox) -> bool:
+    if caller.strip().lower() in HIDDEN_CALLERS:
+        return False
+    try:
+        normalize_phone(caller, inbox.default_region)
+    except ApplicationError:
+        return False
+    return True
 
 
 def fetch_recording(inbox: Inbox, url: str) -> tuple[bytes, str]:
@@ -77,6 +95,7 @@ class TwilioVoiceAdapter(Adapter):
         "record_calls": "Record answered calls (true/false, default true).",
         "greeting": "What a caller hears before the voicemail beep.",
         "language": "Language of the spoken greeting (e.g. en-US, pl-PL).",
+        "hidden_number_message": "What a caller with a withheld number hears (they cannot be called back).",
     }
     required_config = ("account_sid", "phone_number")
     secret_schema = {"auth_token": "Twilio Auth Token (signs webhooks, authenticates the REST API)."}
@@ -139,6 +158,16 @@ class TwilioVoiceAdapter(Adapter):
     def callback(self, request: HttpRequest, inbox: Inbox) -> HttpResponse | None:
         event = self._event(request)
         if event == "incoming":
+            if not _callable_back(request.POST.get("From", ""), inbox):
+                # A withheld or unusable caller id: no one to resolve or call back. Say so.
+                response = VoiceResponse()
+                response.say(
+                    inbox.config.get("hidden_number_message")
+                    or "We cannot take calls from hidden numbers. Please call again showing your number, or write to us.",
+                    language=inbox.config.get("language") or None,
+                )
+                response.hangup()
+                return self._twiml(response)
             return None  # parse() + ingest() + acknowledge()
         data, query = request.POST, request.GET
         sid = data.get("CallSid", "")

@@ -313,6 +313,30 @@ def test_a_repeated_incoming_webhook_answers_the_same_and_stores_one_call(client
     assert len([e for e in sent_events() if e["event"] == "call.ringing"]) == 1
 
 
+@pytest.mark.parametrize("caller", ["anonymous", "+266696687", "not a number"])
+def test_a_withheld_number_is_told_so_and_nothing_is_stored(client, voice_inbox, caller):
+    root = twiml(incoming(client, voice_inbox, caller=caller))
+    assert "hidden numbers" in root.find("Say").text and root.find("Hangup") is not None
+    assert not Message.objects.exists() and not Ticket.objects.exists()
+
+
+def test_the_screen_pop_context_is_a_constant_handful_of_queries(voice_inbox, sms_inbox, django_assert_max_num_queries):
+    from customers.services import page_view_record
+    from tickets.selectors import screen_pop_context
+
+    agent = AgentFactory(username="ana")
+    for i in range(5):
+        ingest(inbound(sms_inbox, address=CALLER, text=f"message {i}"))
+    ticket = Ticket.objects.get()
+    for i in range(8):
+        page_view_record(customer=ticket.customer, url=f"https://shop.example.com/p/{i}", title=f"Page {i}")
+    with django_assert_max_num_queries(5):
+        context = screen_pop_context(agent=agent, ticket_id=ticket.pk)
+        assert [p.title for p in context["pages"]] == ["Page 7", "Page 6", "Page 5", "Page 4", "Page 3"]
+        assert [m.body_text for m in context["last_messages"]] == ["message 4"]
+        assert len(context["identities"]) == 1 and context["open_tickets"] == [ticket]
+
+
 def test_unknown_events_and_calls_are_clear(client, voice_inbox):
     assert hook(client, voice_inbox, {"CallSid": "CA9"}, event="nonsense").status_code == 400
     # a callback for a call we never saw is acknowledged and ignored
