@@ -337,6 +337,23 @@ def test_the_screen_pop_context_is_a_constant_handful_of_queries(voice_inbox, sm
         assert len(context["identities"]) == 1 and context["open_tickets"] == [ticket]
 
 
+def test_agents_log_the_call_outcome_as_a_note_from_a_ready_template(client, voice_inbox):
+    from tickets.models import CannedResponse
+
+    twiml(incoming(client, voice_inbox))
+    ticket = Ticket.objects.get()
+    template = CannedResponse.objects.get(shortcut="call-outcome")
+    agent = AgentFactory(username="ana")
+    client.force_login(agent)
+    page = client.get(f"/desk/tickets/{ticket.pk}/").content.decode()
+    assert "Log call outcome" in page and "Incoming call from +48600100200" in page
+    body = template.body.replace("Call outcome: ", "Call outcome: refund agreed")
+    response = client.post(f"/desk/tickets/{ticket.pk}/reply/", {"body": body, "internal": "on"})
+    assert response.status_code in (200, 302)
+    note = ticket.messages.get(direction="note")
+    assert note.body_text.startswith("Call outcome: refund agreed") and note.author == agent
+
+
 def test_unknown_events_and_calls_are_clear(client, voice_inbox):
     assert hook(client, voice_inbox, {"CallSid": "CA9"}, event="nonsense").status_code == 400
     # a callback for a call we never saw is acknowledged and ignored
