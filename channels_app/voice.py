@@ -29,7 +29,7 @@ from django.utils import timezone
 from cxdesk.realtime import broadcast_on_commit
 from tickets import events
 from tickets.models import Attachment, Message, Ticket
-from tickets.services import broadcast_ticket, ticket_set_tags
+from tickets.services import broadcast_ticket, ticket_agent_contact, ticket_set_tags
 
 from .models import AgentPhone, Call, Inbox
 
@@ -167,10 +167,11 @@ def _move(call: Call, status: str, *, agent=None, duration: int | None = None) -
     old = call.status
     now = timezone.now()
     call.status = status
+    answered_by = None
     if status == Call.Status.IN_PROGRESS and call.answered_at is None:
         call.answered_at = now
         if agent is not None:
-            call.agent = agent
+            call.agent = answered_by = agent
     if status in Call.ENDED:
         call.ended_at = call.ended_at or now
     if duration is not None and call.duration is None and call.answered:
@@ -185,6 +186,8 @@ def _move(call: Call, status: str, *, agent=None, duration: int | None = None) -
         agent=call.agent if status != Call.Status.RINGING else None,
         duration=call.duration if status in Call.ENDED else None,
     )
+    if answered_by is not None:
+        ticket_agent_contact(ticket=call.message.ticket, agent=answered_by, at=now)
     return True
 
 

@@ -285,6 +285,28 @@ def reply(
 
 
 @transaction.atomic
+def ticket_agent_contact(*, ticket: Ticket, agent, at=None) -> Ticket:
+    """An agent spoke with the customer outside a written reply (answered their call): it is
+    the first response if none came yet, an unowned ticket becomes theirs (so the next call
+    rings them), and a new ticket is open. SLA and others hear it as `agent_contacted`."""
+    at = at or timezone.now()
+    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    fields = ["last_agent_message_at", "updated_at"]
+    ticket.last_agent_message_at = at
+    if ticket.first_response_at is None:
+        ticket.first_response_at = at
+        fields.append("first_response_at")
+    ticket.save(update_fields=fields)
+    if ticket.assignee_id is None and agent is not None and agent.is_staff:
+        ticket_assign(ticket=ticket, assignee=agent, team=ticket.team, actor=agent)
+    if ticket.status == S.NEW:
+        ticket_set_status(ticket=ticket, status=S.OPEN, actor=agent)
+    signals.agent_contacted.send(sender=Ticket, ticket=ticket, agent=agent, at=at)
+    broadcast_ticket(ticket)
+    return ticket
+
+
+@transaction.atomic
 def note_add(*, ticket: Ticket, author, body: str, attachments: Iterable[tuple[str, bytes, str]] = ()) -> Message:
     """An internal note: never sent, never shown to the customer."""
     body = (body or "").strip()

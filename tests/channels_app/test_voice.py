@@ -17,6 +17,7 @@ from channels_app.services import ingest
 from customers.models import Identity
 from cxdesk.realtime import sent_events
 from routing.models import AgentProfile
+from sla.models import SlaPolicy, TicketSla
 from tests.channels_app.factories import InboxFactory, inbound
 from tests.tickets.factories import AgentFactory, TeamFactory
 from tickets.models import Attachment, Message, Ticket, TicketEvent
@@ -193,8 +194,10 @@ def test_an_answered_call_becomes_events_and_a_timeline_entry_with_its_recording
     team.members.add(ana)
     voice_inbox.default_team = team
     voice_inbox.save()
+    SlaPolicy.objects.create(name="Phone", channel="voice", first_response_minutes=15, resolution_minutes=480)
     twiml(incoming(client, voice_inbox))
     ticket = Ticket.objects.get()
+    assert ticket.assignee_id is None and ticket.first_response_at is None
     leg = {"CallSid": "CAleg1", "ParentCallSid": "CA1", "AccountSid": SID}
     for status in ("initiated", "ringing", "in-progress", "ringing"):  # a late "ringing" changes nothing
         twiml(hook(client, voice_inbox, {**leg, "CallStatus": status}, event="leg", agent=ana.pk))
@@ -226,11 +229,23 @@ def test_an_answered_call_becomes_events_and_a_timeline_entry_with_its_recording
     assert attachment.filename == "RE1.mp3" and attachment.size == len(b"ID3-fake-mp3") and attachment.sha256
     assert len(responses.calls) == 1
     assert responses.calls[0].request.headers["Authorization"].startswith("Basic ")
-    assert [e["event"] for e in sent_events() if e["group"] == f"agent.{ana.pk}"] == [
+    assert [
+        e["event"] for e in sent_events() if e["group"] == f"agent.{ana.pk}" and e["event"].startswith("call.")
+    ] == [
         "call.ringing",
         "call.answered",
         "call.ended",
     ]
+    # answering was the first response: the ticket the call opened is Ana's, open, its SLA clock stopped
+    ticket.refresh_from_db()
+    assert (ticket.assignee_id, ticket.status) == (ana.pk, "open") and ticket.first_response_at is not None
+    assert TicketSla.objects.get(ticket=ticket).first_response_met_at is not None
+    # … so the same customer's next call rings Ana first (continuity), not the whole team
+    ben = agent_with_phone("ben", number="+48500000002")
+    team.members.add(ben)
+    dial = twiml(incoming(client, voice_inbox, sid="CA2")).find("Dial")
+    assert [n.text for n in dial.findall("Number")] == ["+48500000001"]
+    assert Call.objects.get(call_sid="CA2").message.ticket_id == ticket.pk
 
 
 @responses.activate
