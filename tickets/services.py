@@ -160,6 +160,12 @@ CHANNEL_IDENTITY_KIND = {
 }
 
 
+# A conversation on a channel that carries no written reply is answered in writing here
+# (a phone call: by SMS to the same number). Messages on such channels (calls) never decide
+# the default reply channel while a written one exists.
+WRITTEN_REPLY_CHANNEL = {Channel.VOICE: Channel.SMS}
+
+
 @dataclass
 class ReplyTarget:
     channel: str
@@ -169,10 +175,16 @@ class ReplyTarget:
 
 def reply_target(*, ticket: Ticket, channel: str | None = None, identity: Identity | None = None) -> ReplyTarget:
     """Where a reply goes: the chosen channel (default: the one the customer last wrote
-    on), to the customer's identity of that kind, through an inbox that carries it."""
-    last_in = ticket.messages.filter(direction=Message.Direction.INBOUND).order_by("-created_at", "-id").first()
+    on; after a call-only conversation, SMS), to the customer's identity of that kind,
+    through an inbox that carries it."""
+    last_in = (
+        ticket.messages.filter(direction=Message.Direction.INBOUND, channel__in=list(CHANNEL_IDENTITY_KIND))
+        .order_by("-created_at", "-id")
+        .first()
+    )
     if channel is None:
         channel = last_in.channel if last_in else ticket.channel
+        channel = WRITTEN_REPLY_CHANNEL.get(channel, channel)
     kind = CHANNEL_IDENTITY_KIND.get(channel)
     if kind is None:
         raise ApplicationError(f"cannot send a reply on the {channel} channel", code="channel_not_sendable")

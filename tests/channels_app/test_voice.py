@@ -229,6 +229,10 @@ def test_an_answered_call_becomes_events_and_a_timeline_entry_with_its_recording
     assert attachment.filename == "RE1.mp3" and attachment.size == len(b"ID3-fake-mp3") and attachment.sha256
     assert len(responses.calls) == 1
     assert responses.calls[0].request.headers["Authorization"].startswith("Basic ")
+    client.force_login(AgentFactory(username="boss"))
+    page = client.get(f"/desk/tickets/{ticket.pk}/").content.decode()
+    assert f'<audio controls preload="none" src="/api/v1/attachments/{attachment.pk}/"></audio>' in page
+    assert client.get(f"/api/v1/attachments/{attachment.pk}/").getvalue() == b"ID3-fake-mp3"
     assert [
         e["event"] for e in sent_events() if e["group"] == f"agent.{ana.pk}" and e["event"].startswith("call.")
     ] == [
@@ -367,6 +371,20 @@ def test_agents_log_the_call_outcome_as_a_note_from_a_ready_template(client, voi
     assert response.status_code in (200, 302)
     note = ticket.messages.get(direction="note")
     assert note.body_text.startswith("Call outcome: refund agreed") and note.author == agent
+
+
+def test_a_reply_after_calls_goes_by_sms_or_the_last_written_channel(client, voice_inbox, sms_inbox):
+    from tickets.services import reply
+
+    agent = AgentFactory(username="ana")
+    twiml(incoming(client, voice_inbox))
+    ticket = Ticket.objects.get()
+    first = reply(ticket=ticket, author=agent, body="Sorry we missed you — we will call at 3.")
+    assert (first.channel, first.inbox_id) == ("sms", sms_inbox.pk)
+    with _capture(execute=True):
+        ingest(inbound(sms_inbox, address=CALLER, channel=Channel.WHATSAPP, text="On WhatsApp now"))
+    twiml(incoming(client, voice_inbox, sid="CA2"))  # a later call does not change the written channel
+    assert reply(ticket=ticket, author=agent, body="Noted.").channel == "whatsapp"
 
 
 def test_unknown_events_and_calls_are_clear(client, voice_inbox):
