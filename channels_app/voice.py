@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -117,16 +117,22 @@ def call_received(*, inbox: Inbox, message: Message, from_number: str, to_number
         return CallPlan(call=call, route=call.route, targets=targets, repeat=True)
     ticket = Ticket.objects.select_related("inbox").get(pk=message.ticket_id)
     route, targets = call_route(ticket=ticket, inbox=inbox)
-    call = Call.objects.create(
-        inbox=inbox,
-        call_sid=sid,
-        from_number=from_number[:64],
-        to_number=to_number[:64],
-        message=message,
-        route=route,
-        rung=[t.user_id for t in targets],
-        started_at=message.created_at or timezone.now(),
-    )
+    try:
+        with transaction.atomic():
+            call = Call.objects.create(
+                inbox=inbox,
+                call_sid=sid,
+                from_number=from_number[:64],
+                to_number=to_number[:64],
+                message=message,
+                route=route,
+                rung=[t.user_id for t in targets],
+                started_at=message.created_at or timezone.now(),
+            )
+    except IntegrityError:
+        # The same webhook, delivered twice at once: the other delivery planned it.
+        call = Call.objects.get(inbox=inbox, call_sid=sid)
+        return CallPlan(call=call, route=call.route, targets=_targets(call.rung), repeat=True)
     events.call_status(ticket, call_id=call.pk, call_sid=sid, old="", new=Call.Status.RINGING)
     _summarise(call)
     caller = message.identity.address if message.identity_id else from_number

@@ -415,3 +415,35 @@ def test_the_phone_system_api_path_still_works_beside_voice(client, voice_inbox,
                     format="json")  # fmt: skip
     assert note.status_code == 201, note.content
     assert ticket.messages.filter(direction="note", body_text="Outcome: refund agreed").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_call_delivered_five_times_at_once_is_one_call(voice_inbox):
+    import threading
+
+    from django.db import connections
+    from django.test import Client
+
+    agent_with_phone("ana", number="+48500000001")
+    team = TeamFactory(name="Support")
+    team.members.add(*AgentPhone.objects.values_list("user", flat=True))
+    voice_inbox.default_team = team
+    voice_inbox.save()
+    barrier, answers = threading.Barrier(5), []
+
+    def ring():
+        try:
+            barrier.wait()
+            answers.append(incoming(Client(), voice_inbox, sid="CArace"))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=ring) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [a.status_code for a in answers] == [200] * 5
+    assert {a.content for a in answers} == {answers[0].content} and b"+48500000001" in answers[0].content
+    assert Call.objects.count() == 1 and Message.objects.count() == 1
+    assert TicketEvent.objects.filter(kind="call").count() == 1
