@@ -309,6 +309,19 @@ def test_a_missed_call_without_voicemail_opens_a_ticket_that_says_call_back(clie
     assert TicketEvent.objects.get(kind="call_missed").get_kind_display() == "Missed call — call back"
 
 
+@pytest.mark.parametrize("status", ["busy", "failed"])
+def test_a_busy_or_failed_dial_is_an_event_and_goes_to_voicemail(client, voice_inbox, status):
+    ben = agent_with_phone("ben", number="+48500000002")
+    team = TeamFactory(name="Support")
+    team.members.add(ben)
+    voice_inbox.default_team = team
+    voice_inbox.save()
+    twiml(incoming(client, voice_inbox))
+    after = twiml(hook(client, voice_inbox, {"CallSid": "CA1", "DialCallStatus": status}, event="dial"))
+    assert after.find("Record") is not None
+    assert call_events(Ticket.objects.get()) == [("call", "", "ringing"), ("call", "ringing", status)]
+
+
 def test_a_caller_who_hangs_up_while_ringing_is_a_missed_call_on_their_open_ticket(client, voice_inbox, sms_inbox):
     sms = ingest(inbound(sms_inbox, address=CALLER))
     Ticket.objects.filter(pk=sms.ticket.pk).update(status="pending")
