@@ -69,15 +69,21 @@ def fetch_recording(inbox: Inbox, url: str) -> tuple[bytes, str]:
     sid, token = inbox.config.get("account_sid", ""), inbox.secrets.get("auth_token", "")
     if not url.startswith("https://api.twilio.com/"):
         raise MediaError(f"not a Twilio API URL: {url[:100]}", permanent=True)
+    limit = settings.CXDESK_MAX_ATTACHMENT_BYTES
     try:
-        response = requests.get(url, auth=(sid, token), timeout=TIMEOUT)
+        with requests.get(url, auth=(sid, token), timeout=TIMEOUT, stream=True) as response:
+            if response.status_code == 404:
+                raise MediaError("Twilio recording not found (deleted?)", permanent=True)
+            if response.status_code >= 400:
+                raise MediaError(f"Twilio recording: HTTP {response.status_code}", permanent=response.status_code < 500)
+            content = b""
+            for chunk in response.iter_content(64 * 1024):
+                content += chunk
+                if len(content) > limit:
+                    raise MediaError(f"Twilio recording over the attachment limit of {limit} bytes", permanent=True)
+            return content, response.headers.get("Content-Type", "audio/mpeg")
     except requests.RequestException as exc:
         raise MediaError(f"Twilio recording unavailable: {exc}") from exc
-    if response.status_code == 404:
-        raise MediaError("Twilio recording not found (deleted?)", permanent=True)
-    if response.status_code >= 400:
-        raise MediaError(f"Twilio recording: HTTP {response.status_code}", permanent=response.status_code < 500)
-    return response.content, response.headers.get("Content-Type", "audio/mpeg")
 
 
 @register

@@ -281,6 +281,19 @@ def test_a_voicemail_keeps_its_transcript_and_recording_and_is_not_a_missed_call
     assert len(responses.calls) == 1
 
 
+@responses.activate
+def test_a_recording_over_the_attachment_limit_is_not_stored(client, voice_inbox, settings):
+    settings.CXDESK_MAX_ATTACHMENT_BYTES = 1000
+    twiml(incoming(client, voice_inbox))
+    url = f"https://api.twilio.com/2010-04-01/Accounts/{SID}/Recordings/REbig"
+    responses.get(url + ".mp3", body=b"x" * 200_000, content_type="audio/mpeg")
+    twiml(hook(client, voice_inbox, {"CallSid": "CA1", "RecordingSid": "REbig", "RecordingUrl": url,
+                                     "RecordingStatus": "completed"}, event="recording"))  # fmt: skip
+    attachment = Attachment.objects.get()
+    assert attachment.sha256 == "" and attachment.size == 0 and not attachment.file
+    assert len(responses.calls) == 1  # a permanent failure: not retried
+
+
 def test_a_missed_call_without_voicemail_opens_a_ticket_that_says_call_back(client, voice_inbox):
     ben = agent_with_phone("ben", number="+48500000002")
     team = TeamFactory(name="Support")
