@@ -259,6 +259,7 @@ def _end(call: Call, status: str, duration: int | None) -> None:
     if not moved and duration is not None and call.duration is None and call.answered:
         call.duration = duration
         call.save(update_fields=["duration"])
+        _summarise(call)
     if moved:
         _summarise(call)
         _announce(call, "call.ended", status=status)
