@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from cxdesk.errors import ApplicationError
 
 from .adapters import adapter_kinds, get_adapter
-from .models import Inbox, RawInbound
+from .models import AgentPhone, Call, Inbox, RawInbound
 
 
 class InboxForm(forms.ModelForm):
@@ -99,3 +99,33 @@ class RawInboundAdmin(admin.ModelAdmin):
                 failed += 1
                 self.message_user(request, f"#{record.pk}: {exc.message}", messages.ERROR)
         self.message_user(request, json.dumps({"processed": done, "failed": failed}))
+
+
+@admin.register(AgentPhone)
+class AgentPhoneAdmin(admin.ModelAdmin):
+    """Where each agent's calls ring (a number and/or a SIP address)."""
+
+    list_display = ("user", "number", "sip_uri")
+    search_fields = ("user__username", "number", "sip_uri")
+    autocomplete_fields = ("user",)
+
+
+@admin.register(Call)
+class CallAdmin(admin.ModelAdmin):
+    list_display = (
+        "call_sid",
+        "inbox",
+        "from_number",
+        "status",
+        "route",
+        "agent",
+        "duration",
+        "voicemail",
+        "started_at",
+    )
+    list_filter = ("status", "route", "voicemail", "inbox")
+    search_fields = ("call_sid", "from_number")
+    readonly_fields = [f.name for f in Call._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

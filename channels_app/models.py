@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
 
 
@@ -14,6 +15,7 @@ class Channel(models.TextChoices):
     PORTAL = "portal", "Portal"
     API = "api", "API"
     DESK = "desk", "Desk"
+    VOICE = "voice", "Voice"
 
 
 class Inbox(models.Model):
@@ -94,3 +96,80 @@ class RawInbound(models.Model):
         import zlib
 
         return zlib.decompress(bytes(self.payload))
+
+
+class AgentPhone(models.Model):
+    """Where a call for this agent rings: a phone number (E.164) and/or a SIP address.
+    An agent without one is never rung (the voicemail or the team takes the call)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="voice_phone")
+    number = models.CharField(max_length=32, blank=True, help_text="E.164, e.g. +48600100200.")
+    sip_uri = models.CharField(max_length=255, blank=True, help_text="sip:ana@pbx.example.com (optional).")
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.number or self.sip_uri}"
+
+
+class Call(models.Model):
+    """One phone call (idempotent on the provider's call id). Its timeline entry is
+    `message` (channel voice); provider callbacks move `status` forward only."""
+
+    class Status(models.TextChoices):
+        RINGING = "ringing", "Ringing"
+        IN_PROGRESS = "in-progress", "In progress"
+        COMPLETED = "completed", "Completed"
+        BUSY = "busy", "Busy"
+        NO_ANSWER = "no-answer", "No answer"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+
+    # Forward only: a late "ringing" never undoes "in-progress"; an end is final.
+    STATUS_RANK = {
+        "ringing": 0,
+        "in-progress": 1,
+        "completed": 2,
+        "busy": 2,
+        "no-answer": 2,
+        "failed": 2,
+        "canceled": 2,
+    }
+    ENDED = ("completed", "busy", "no-answer", "failed", "canceled")
+
+    class Route(models.TextChoices):
+        AGENT = "agent", "The agent who owns the open ticket"
+        TEAM = "team", "The team"
+        QUEUE = "queue", "A queue"
+        VOICEMAIL = "voicemail", "Voicemail"
+
+    inbox = models.ForeignKey(Inbox, on_delete=models.CASCADE, related_name="calls")
+    call_sid = models.CharField(max_length=64)
+    direction = models.CharField(max_length=16, default="inbound")
+    from_number = models.CharField(max_length=64, blank=True)
+    to_number = models.CharField(max_length=64, blank=True)
+    message = models.OneToOneField("tickets.Message", on_delete=models.CASCADE, related_name="call")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RINGING)
+    route = models.CharField(max_length=16, choices=Route.choices, blank=True)
+    rung = models.JSONField(default=list, blank=True, help_text="User ids rung for this call.")
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    started_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    duration = models.PositiveIntegerField(null=True, blank=True, help_text="Talk time in seconds.")
+    voicemail = models.BooleanField(default=False)
+    recording_sid = models.CharField(max_length=64, blank=True)
+    transcript = models.TextField(blank=True)
+    missed_recorded = models.BooleanField(default=False, help_text="The missed-call event was written.")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["inbox", "call_sid"], name="call_inbox_sid_uniq")]
+        indexes = [models.Index(fields=["started_at"], name="call_started_idx")]
+
+    def __str__(self) -> str:
+        return f"call {self.call_sid} ({self.status})"
+
+    @property
+    def answered(self) -> bool:
+        return self.answered_at is not None

@@ -41,11 +41,17 @@ def provider_webhook(request: HttpRequest, route: str, inbox_id: int) -> HttpRes
         if request.method != "POST":
             return _error(405, "POST only")
         adapter.verify(request, inbox)
+        answer = adapter.callback(request, inbox)
+        if answer is not None:
+            return answer
         inbound = adapter.parse(request, inbox)
         statuses = adapter.parse_status(request, inbox)
     except WebhookError as exc:
         log.warning("%s webhook for inbox %s rejected (%s): %s", route, inbox.pk, exc.status, exc)
         return _error(exc.status, str(exc))
+    except ApplicationError as exc:
+        log.warning("%s webhook for inbox %s: %s", route, inbox.pk, exc.message)
+        return _error(exc.status_code, exc.message)
     results = []
     try:
         for item in inbound:

@@ -28,7 +28,14 @@ def on_message_created(sender, *, message, **kwargs):
         sla_first_response(ticket_id=message.ticket_id, now=timezone.now())
 
 
+def on_agent_contacted(sender, *, ticket, at, **kwargs):
+    from .services import sla_first_response
+
+    sla_first_response(ticket_id=ticket.pk, now=at)
+
+
 def connect() -> None:
     signals.ticket_created.connect(on_ticket_created, dispatch_uid="sla.ticket_created")
     signals.ticket_updated.connect(on_ticket_updated, dispatch_uid="sla.ticket_updated")
     signals.message_created.connect(on_message_created, dispatch_uid="sla.message_created")
+    signals.agent_contacted.connect(on_agent_contacted, dispatch_uid="sla.agent_contacted")

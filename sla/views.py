@@ -9,13 +9,15 @@ from django.shortcuts import render
 from cxdesk.errors import ApplicationError
 
 from .api import period
-from .metrics import measures, volume_by_hour
+from .metrics import call_totals, measures, volume_by_hour
 
 COLUMNS = [
     ("tickets", "Tickets"), ("backlog", "Backlog"), ("first_response_minutes", "First response (min)"),
     ("resolution_minutes", "Resolution (min)"), ("handle_minutes", "Handle (min)"), ("first_contact_resolution", "FCR"),
     ("reopen_rate", "Reopen rate"), ("csat", "CSAT"), ("ces", "CES"),
     ("sla_first_response_attainment", "SLA 1st response"), ("sla_resolution_attainment", "SLA resolution"),
+    ("calls", "Calls"), ("calls_answered", "Answered"), ("calls_missed", "Missed"),
+    ("call_handle_minutes", "Call AHT (min)"),
 ]  # fmt: skip
 
 
@@ -47,5 +49,13 @@ def dashboard(request):
     return render(
         request,
         "sla/dashboard.html",
-        {"rows": table, "columns": COLUMNS, "by": by, "start": start, "end": end, "bars": bars},
+        {
+            "rows": table,
+            "columns": COLUMNS,
+            "by": by,
+            "start": start,
+            "end": end,
+            "bars": bars,
+            "calls": call_totals(start=start, end=end),
+        },
     )

@@ -266,10 +266,27 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 level = "warn" if note.kind in ("sla_warning", "sla_breach") else "info"
                 html += render_to_string("tickets/_notice.html", {"text": text[:200], "url": url, "level": level})
             return html
+        ticket_id = event.get("ticket_id")
+        if name in ("call.ringing", "call.answered", "call.ended") and isinstance(ticket_id, int):
+            return self._render_call(event)
         if name == "webhook.disabled":
             text = f"A webhook to {event.get('url', '')} was disabled after repeated failures."
             return render_to_string("tickets/_notice.html", {"text": text, "level": "warn"})
         return ""
+
+    def _render_call(self, event: dict) -> str:
+        """The screen-pop of a ringing call (caller, open tickets, last messages on every
+        channel, last web pages), then its status line as the call is answered or ends."""
+        if event["event"] != "call.ringing":
+            return render_to_string("tickets/_screen_pop.html#status", {"call": event, "oob": True})
+        from .selectors import screen_pop_context
+
+        context = screen_pop_context(
+            agent=self.user, ticket_id=event["ticket_id"], exclude_message_id=event.get("message_id")
+        )
+        if context is None:
+            return ""
+        return render_to_string("tickets/_screen_pop.html", {**context, "call": event})
 
     @database_sync_to_async
     def _can_see(self, ticket_id: int) -> bool:

@@ -61,3 +61,17 @@ def tags_changed(ticket: Ticket, *, actor, added: list[str], removed: list[str])
 
 def delivery_failed(ticket: Ticket, *, message_id: int, error: str) -> TicketEvent:
     return record(ticket, TicketEvent.Kind.DELIVERY_FAILED, message_id=message_id, error=error)
+
+
+def call_status(
+    ticket: Ticket, *, call_id: int, call_sid: str, old: str, new: str, agent=None, duration: int | None = None
+) -> TicketEvent:
+    """A phone call moved on (ringing → in-progress → completed / no-answer / busy / failed)."""
+    return record(
+        ticket, TicketEvent.Kind.CALL, actor=agent, call=call_id, call_sid=call_sid, old=old, new=new, duration=duration
+    )
+
+
+def call_missed(ticket: Ticket, *, call_id: int, call_sid: str, caller: str) -> TicketEvent:
+    """Nobody answered and no voicemail was left: someone should call back."""
+    return record(ticket, TicketEvent.Kind.CALL_MISSED, call=call_id, call_sid=call_sid, caller=caller)

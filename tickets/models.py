@@ -241,6 +241,8 @@ class TicketEvent(models.Model):
         DELIVERY_FAILED = "delivery_failed", "Delivery failed"
         SLA_BREACH = "sla_breach", "SLA target breached"
         SURVEY_ANSWERED = "survey_answered", "Satisfaction survey answered"
+        CALL = "call", "Call"
+        CALL_MISSED = "call_missed", "Missed call — call back"
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)

@@ -307,3 +307,40 @@ def saved_view_counts(*, agent, views: list[SavedView]) -> dict[int, int]:
         f = saved_view_filters(view)
         counts[view.pk] = inbox_queryset(agent=agent, view=f["view"], **{k: f[k] for k in INBOX_FILTERS}).count()
     return counts
+
+
+def screen_pop_context(
+    *, agent, ticket_id: int, exclude_message_id: int | None = None, messages_scanned: int = 60, pages: int = 5
+) -> dict | None:
+    """What an agent sees while a customer's call rings: the caller, their open tickets,
+    the last message on every channel (but the ringing call's own), and their last web
+    pages — five queries."""
+    from customers.selectors import customer_recent_pages
+
+    ticket = tickets_visible_to(agent=agent).select_related("customer", "assignee").filter(pk=ticket_id).first()
+    if ticket is None:
+        return None
+    customer = ticket.customer
+    open_tickets = list(
+        Ticket.objects.filter(customer=customer, status__in=Ticket.OPEN_STATUSES, merged_into=None)
+        .select_related("assignee")
+        .order_by("-last_message_at", "-id")[:3]
+    )
+    last_by_channel: dict[str, Message] = {}
+    recent = (
+        Message.objects.filter(ticket__customer=customer)
+        .exclude(direction=Message.Direction.NOTE)
+        .exclude(pk=exclude_message_id)
+        .only("id", "ticket_id", "channel", "direction", "subject", "body_text", "created_at")
+        .order_by("-created_at", "-id")[:messages_scanned]
+    )
+    for message in recent:
+        last_by_channel.setdefault(message.channel, message)
+    return {
+        "ticket": ticket,
+        "customer": customer,
+        "identities": list(customer.identities.order_by("kind", "address")),
+        "open_tickets": open_tickets,
+        "last_messages": list(last_by_channel.values()),
+        "pages": customer_recent_pages(customer=customer, limit=pages),
+    }

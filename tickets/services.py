@@ -162,6 +162,12 @@ CHANNEL_IDENTITY_KIND = {
 }
 
 
+# A conversation on a channel that carries no written reply is answered in writing here
+# (a phone call: by SMS to the same number). Messages on such channels (calls) never decide
+# the default reply channel while a written one exists.
+WRITTEN_REPLY_CHANNEL = {Channel.VOICE: Channel.SMS}
+
+
 @dataclass
 class ReplyTarget:
     channel: str
@@ -171,10 +177,16 @@ class ReplyTarget:
 
 def reply_target(*, ticket: Ticket, channel: str | None = None, identity: Identity | None = None) -> ReplyTarget:
     """Where a reply goes: the chosen channel (default: the one the customer last wrote
-    on), to the customer's identity of that kind, through an inbox that carries it."""
-    last_in = ticket.messages.filter(direction=Message.Direction.INBOUND).order_by("-created_at", "-id").first()
+    on; after a call-only conversation, SMS), to the customer's identity of that kind,
+    through an inbox that carries it."""
+    last_in = (
+        ticket.messages.filter(direction=Message.Direction.INBOUND, channel__in=list(CHANNEL_IDENTITY_KIND))
+        .order_by("-created_at", "-id")
+        .first()
+    )
     if channel is None:
         channel = last_in.channel if last_in else ticket.channel
+        channel = WRITTEN_REPLY_CHANNEL.get(channel, channel)
     kind = CHANNEL_IDENTITY_KIND.get(channel)
     if kind is None:
         raise ApplicationError(f"cannot send a reply on the {channel} channel", code="channel_not_sendable")
@@ -282,6 +294,28 @@ def reply(
     message_created(message=message, created_ticket=False)
     enqueue("send_message", object_id=message.pk)  # in this transaction; sent by the channel side
     return message
+
+
+@transaction.atomic
+def ticket_agent_contact(*, ticket: Ticket, agent, at=None) -> Ticket:
+    """An agent spoke with the customer outside a written reply (answered their call): it is
+    the first response if none came yet, an unowned ticket becomes theirs (so the next call
+    rings them), and a new ticket is open. SLA and others hear it as `agent_contacted`."""
+    at = at or timezone.now()
+    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    fields = ["last_agent_message_at", "updated_at"]
+    ticket.last_agent_message_at = at
+    if ticket.first_response_at is None:
+        ticket.first_response_at = at
+        fields.append("first_response_at")
+    ticket.save(update_fields=fields)
+    if ticket.assignee_id is None and agent is not None and agent.is_staff:
+        ticket_assign(ticket=ticket, assignee=agent, team=ticket.team, actor=agent)
+    if ticket.status == S.NEW:
+        ticket_set_status(ticket=ticket, status=S.OPEN, actor=agent)
+    signals.agent_contacted.send(sender=Ticket, ticket=ticket, agent=agent, at=at)
+    broadcast_ticket(ticket)
+    return ticket
 
 
 @transaction.atomic

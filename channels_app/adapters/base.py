@@ -81,6 +81,12 @@ class Adapter:
     def parse(self, request: HttpRequest, inbox: Inbox) -> list[InboundMessage]:
         raise NotImplementedError
 
+    def callback(self, request: HttpRequest, inbox: Inbox) -> HttpResponse | None:
+        """A verified provider callback that is neither a message nor a delivery status
+        (voice call progress, recordings, transcriptions): handle it and return the answer.
+        None (the default) means: go on with parse() / parse_status() / ingest."""
+        return None
+
     def parse_status(self, request: HttpRequest, inbox: Inbox) -> list[StatusUpdate]:
         return []
 

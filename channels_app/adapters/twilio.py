@@ -45,6 +45,22 @@ def public_url(request: HttpRequest, inbox: Inbox) -> str:
     return base + request.get_full_path()
 
 
+def verify_signature(request: HttpRequest, inbox: Inbox) -> None:
+    """Raise WebhookError(403) unless X-Twilio-Signature signs this request (messaging and voice)."""
+    token = inbox.secrets.get("auth_token")
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not token:
+        raise WebhookError("this inbox has no auth_token configured", status=403)
+    if not signature:
+        raise WebhookError("missing X-Twilio-Signature", status=403)
+    url = public_url(request, inbox)
+    # Form posts: every value of repeated keys counts (QueryDict.getlist); JSON posts are
+    # signed over the URL's bodySHA256 and checked against the raw body.
+    params = request.body.decode("utf-8", "replace") if "bodySHA256=" in url else request.POST
+    if not RequestValidator(token).validate(url, params, signature):
+        raise WebhookError("invalid X-Twilio-Signature", status=403)
+
+
 @register
 class TwilioAdapter(Adapter):
     kind = "twilio"
@@ -75,18 +91,7 @@ class TwilioAdapter(Adapter):
 
     # --- inbound ---------------------------------------------------------------
     def verify(self, request: HttpRequest, inbox: Inbox) -> None:
-        token = inbox.secrets.get("auth_token")
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not token:
-            raise WebhookError("this inbox has no auth_token configured", status=403)
-        if not signature:
-            raise WebhookError("missing X-Twilio-Signature", status=403)
-        url = public_url(request, inbox)
-        # Form posts: every value of repeated keys counts (QueryDict.getlist); JSON posts are
-        # signed over the URL's bodySHA256 and checked against the raw body.
-        params = request.body.decode("utf-8", "replace") if "bodySHA256=" in url else request.POST
-        if not RequestValidator(token).validate(url, params, signature):
-            raise WebhookError("invalid X-Twilio-Signature", status=403)
+        verify_signature(request, inbox)
 
     def parse(self, request: HttpRequest, inbox: Inbox) -> list[InboundMessage]:
         data = request.POST

@@ -124,6 +124,12 @@
     }).observe(notices, { childList: true });
   }
 
+  // A call's screen-pop stays until dismissed.
+  document.addEventListener("click", (ev) => {
+    const dismiss = ev.target.closest(".screen-pop [data-dismiss]");
+    if (dismiss) dismiss.closest(".screen-pop").remove();
+  });
+
   // The inbox list was re-fetched with other filters: follow them live.
   document.addEventListener("htmx:afterSwap", (ev) => {
     if (ev.detail.target && ev.detail.target.id === "inbox-list") {
