@@ -6,6 +6,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from channels_app.models import Inbox, RawInbound
+from tests import DATA
 from tickets.models import Message
 
 pytestmark = pytest.mark.django_db
@@ -35,8 +36,13 @@ def test_create_inbox_rejects_unknown_kind_and_keys():
     assert not Inbox.objects.exists()
 
 
-def test_ingest_mail_takes_the_corpus_and_reports_duplicates(corpus, email_inbox, tmp_path):
-    folder = corpus / "email" / "django-helpdesk"
+def test_ingest_mail_takes_a_folder_and_reports_duplicates(email_inbox, tmp_path):
+    import shutil
+
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    for path in (DATA / "email" / "django-helpdesk").glob("*.eml"):
+        shutil.copy(path, folder)
     lines = run("ingest_mail", str(folder))
     assert len(lines) == 6
     assert all(set(line) == {"ticket", "message", "created_ticket", "duplicate"} for line in lines)
