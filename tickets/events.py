@@ -61,3 +61,21 @@ def tags_changed(ticket: Ticket, *, actor, added: list[str], removed: list[str])
 
 def delivery_failed(ticket: Ticket, *, message_id: int, error: str) -> TicketEvent:
     return record(ticket, TicketEvent.Kind.DELIVERY_FAILED, message_id=message_id, error=error)
+
+
+def thread_refused(ticket: Ticket, *, other: Ticket, message_id: int, sender: str) -> TicketEvent:
+    """Mail replying to one customer's ticket came from someone who may not join it: it
+    opened `other` (or this one). Written on both, each naming the other."""
+    return record(
+        ticket,
+        TicketEvent.Kind.THREAD_REFUSED,
+        other=other.pk,
+        new=other.reference,
+        message_id=message_id,
+        sender=sender,
+    )
+
+
+def mail_trimmed(ticket: Ticket, *, message_id: int, detail: str) -> TicketEvent:
+    """An oversized message was kept but trimmed (text cut, a part left out of storage)."""
+    return record(ticket, TicketEvent.Kind.MAIL_TRIMMED, message_id=message_id, new=detail)
