@@ -47,6 +47,19 @@ SUPERSETS: dict[str, tuple[str, ...]] = {
 # Labels that promise 7-bit or Latin-1 but routinely carry UTF-8 or windows-1252 bytes.
 _LATIN_LABELS = {"", "us-ascii", "ascii", "iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "ansi_x3.4-1968"}
 _C1 = re.compile(rb"[\x80-\x9f]")
+_C1_TEXT = re.compile("[\x80-\x9f]")
+# ISO 8859 part → the Windows code page that is its superset in practice.
+_WINDOWS_OF = {
+    "iso8859-1": "cp1252",
+    "iso8859-2": "cp1250",
+    "iso8859-5": "cp1251",
+    "iso8859-7": "cp1253",
+    "iso8859-8": "cp1255",
+    "iso8859-9": "cp1254",
+    "iso8859-13": "cp1257",
+    "iso8859-15": "cp1252",
+    "latin-1": "cp1252",
+}
 
 
 def _codec(label: str) -> str | None:
@@ -73,9 +86,17 @@ def decode_bytes(payload: bytes, label: str | None) -> str:
             candidates.append("cp1252")  # "utf-8" written by a Windows mailer
     for name in candidates:
         try:
-            return payload.decode(name)
+            text = payload.decode(name)
         except (UnicodeDecodeError, LookupError):
             continue
+        windows = _WINDOWS_OF.get(_codec(name) or "")
+        if windows and _C1_TEXT.search(text):
+            # C1 controls are never meant in mail: ISO-labelled text written by a Windows code page.
+            try:
+                return payload.decode(windows)
+            except UnicodeDecodeError:
+                pass
+        return text
     detected = detect(payload)
     if detected is not None:
         return detected

@@ -66,3 +66,18 @@ def test_ingest_mail_reads_mbox_and_maildir_and_keeps_dead_letters(email_inbox, 
     assert [("error" in line) for line in lines] == [False, False, False, True, False]
     failed = RawInbound.objects.get(status=RawInbound.Status.FAILED)
     assert "no sender" in failed.error and b"no sender at all" in failed.raw
+
+
+def test_ingest_mail_takes_the_sender_from_the_mbox_envelope(email_inbox, tmp_path):
+    import mailbox
+
+    box = mailbox.mbox(str(tmp_path / "env.mbox"))
+    msg = mailbox.mboxMessage(b"From: Printer Room\nSubject: toner\nMessage-ID: <env1@x>\n\nout of toner\n")
+    msg.set_from("printer@office.example", time_=(2026, 11, 24, 9, 0, 0, 1, 328, 0))
+    box.add(msg)
+    box.flush()
+    [line] = run("ingest_mail", str(tmp_path / "env.mbox"))
+    message = Message.objects.get(pk=line["message"])
+    assert message.identity.address == "printer@office.example"
+    assert message.metadata["sender_header"] == "envelope"
+    assert message.identity.display_name == "Printer Room"
