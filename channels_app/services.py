@@ -436,6 +436,49 @@ def ingest_raw_email(*, raw: bytes, inbox: Inbox, source: str) -> IngestResult:
     return raw_inbound_process(record=record)
 
 
+def inbox_for_recipients(addresses: list[str]) -> Inbox | None:
+    """The email inbox whose address (plus-addressing aside) is among the recipients."""
+    wanted = set()
+    for addr in addresses:
+        local, _, domain = addr.lower().partition("@")
+        wanted.add(f"{local.split('+', 1)[0]}@{domain}")
+    for inbox in Inbox.objects.filter(kind="email", is_active=True).order_by("pk"):
+        if (inbox.config.get("address") or "").lower() in wanted:
+            return inbox
+    return None
+
+
+def _recipients(raw: bytes) -> list[str]:
+    import email
+    import email.policy
+
+    from .mail_decode import header_addresses
+
+    msg = email.message_from_bytes(raw[:65536], policy=email.policy.compat32)
+    found = []
+    for name in ("Delivered-To", "X-Original-To", "To", "Cc"):
+        for value in msg.get_all(name) or []:
+            found += header_addresses(str(value))
+    return found
+
+
+def raw_inbound_retry(*, record: RawInbound) -> IngestResult:
+    """Process a dead letter again (after a fix, a new inbox, a config change). Raises
+    ApplicationError when it still cannot be taken; the record keeps the new reason."""
+    record.refresh_from_db()
+    if record.status == RawInbound.Status.PROCESSED:
+        raise ApplicationError("already processed", code="already_processed", status=409)
+    if record.content_type != "message/rfc822":
+        raise ApplicationError("only mail can be processed again here", code="not_mail")
+    if record.inbox is None:
+        record.inbox = inbox_for_recipients(_recipients(record.raw))
+        if record.inbox is None:
+            raw_inbound_failed(raw=record, error="no email inbox for the recipients of this mail")
+            raise ApplicationError("no email inbox for the recipients of this mail", code="no_inbox")
+        RawInbound.objects.filter(pk=record.pk).update(inbox=record.inbox)
+    return raw_inbound_process(record=record)
+
+
 class _OwnMail(Exception):
     pass
 
