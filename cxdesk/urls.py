@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from channels_app import esp_webhooks
 from surveys.views import answer as survey_answer_view
 
 urlpatterns = [
@@ -9,7 +10,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("cxdesk.api_urls")),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("hooks/anymail/", include("anymail.urls")),
+    path("hooks/anymail/", include(esp_webhooks.urlpatterns())),
     path("hooks/", include("channels_app.urls")),
     path("portal/", include("customers.portal.urls")),
     path("kb/", include("kb.urls")),

@@ -8,8 +8,10 @@ import email.policy
 import hashlib
 import logging
 import re
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import make_msgid, parsedate_to_datetime
+from email.utils import formataddr, make_msgid, parsedate_to_datetime
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -299,6 +301,32 @@ def is_auto_submitted(msg: EmailMessage, sender: str) -> bool:
     return bool(_NOREPLY.match(sender or ""))
 
 
+_LINE_BREAKS = re.compile(r"[\r\n\x00\u2028\u2029\x0b\x0c\x85]+")
+
+
+def one_line(value: str) -> str:
+    """A header value that cannot start a new header: line breaks become spaces."""
+    return _LINE_BREAKS.sub(" ", str(value or "")).strip()
+
+
+def mailbox(name: str, address: str) -> str:
+    """`Name <local@domain>` built with email.headerregistry.Address (a name with `<`,
+    `,`, quotes or non-ASCII is quoted or encoded, never parsed as an address). Raises
+    ValueError for an address that is not one."""
+    address = one_line(address)
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError(f"not an address: {address!r}")
+    if len(local) > 1 and local[0] == local[-1] == '"':
+        local = local[1:-1].replace('\\"', '"')
+    try:
+        addr = Address(display_name=one_line(name), username=local, domain=domain)
+        addr_spec = addr.addr_spec
+    except (ValueError, IndexError, HeaderParseError) as exc:
+        raise ValueError(f"not an address: {address!r} ({exc})") from None
+    return formataddr((addr.display_name, addr_spec)) if addr.display_name else addr_spec
+
+
 @register
 class EmailAdapter(Adapter):
     kind = "email"
@@ -326,8 +354,7 @@ class EmailAdapter(Adapter):
 
     def from_address(self, inbox: Inbox) -> str:
         address = inbox.config.get("address") or settings.DEFAULT_FROM_EMAIL
-        name = inbox.config.get("from_name")
-        return f"{name} <{address}>" if name else address
+        return mailbox(inbox.config.get("from_name") or "", address)
 
     def reply_address(self, inbox: Inbox, token: str) -> str:
         address = inbox.config.get("address") or settings.DEFAULT_FROM_EMAIL
@@ -339,24 +366,32 @@ class EmailAdapter(Adapter):
         return make_msgid(domain=domain)
 
     def build(self, out: OutboundMessage) -> EmailMultiAlternatives:
-        headers = {"Message-ID": out.email_message_id, **out.headers}
+        """The outgoing mail. Every header value we write is one line (CR/LF and NUL
+        removed) and every address is built as an address, never by string formatting,
+        so a customer name like `Support <x@evil>` or one with a line break stays a name."""
+        headers = {one_line(k): one_line(v) for k, v in {"Message-ID": out.email_message_id, **out.headers}.items()}
         if out.in_reply_to:
-            headers["In-Reply-To"] = out.in_reply_to
+            headers["In-Reply-To"] = one_line(out.in_reply_to)
         if out.references:
-            headers["References"] = " ".join(out.references)
+            headers["References"] = one_line(" ".join(out.references))
+        try:
+            to = mailbox(out.to_name, out.to)
+            reply_to = [mailbox("", out.reply_to)] if out.reply_to else None
+        except ValueError as exc:
+            raise SendError(f"invalid address: {exc}", permanent=True) from exc
         mail = EmailMultiAlternatives(
-            subject=out.subject,
+            subject=one_line(out.subject),
             body=out.text,
             from_email=self.from_address(out.inbox),
-            to=[f"{out.to_name} <{out.to}>" if out.to_name else out.to],
-            reply_to=[out.reply_to] if out.reply_to else None,
+            to=[to],
+            reply_to=reply_to,
             headers=headers,
         )
         if out.html:
             mail.attach_alternative(out.html, "text/html")
         for att in out.attachments:
             with open(att.path, "rb") as fh:
-                mail.attach(att.filename, fh.read(), att.content_type)
+                mail.attach(one_line(att.filename) or "attachment", fh.read(), one_line(att.content_type))
         return mail
 
     def send(self, out: OutboundMessage) -> str:
