@@ -233,7 +233,7 @@ class TicketEvent(models.Model):
         DELIVERY_FAILED = "delivery_failed", "Delivery failed"
         SLA_BREACH = "sla_breach", "SLA target breached"
         SURVEY_ANSWERED = "survey_answered", "Satisfaction survey answered"
-        THREAD_REFUSED = "thread_refused", "A stranger's mail replied to this ticket; kept apart"
+        THREAD_REFUSED = "thread_refused", "Reply headers named another customer's ticket: kept apart"
         MAIL_TRIMMED = "mail_trimmed", "Mail too large: trimmed"
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events")

@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='ticketevent',
             name='kind',
-            field=models.CharField(choices=[('created', 'Created'), ('status', 'Status changed'), ('assignment', 'Assignment changed'), ('priority', 'Priority changed'), ('tags', 'Tags changed'), ('channel_switch', 'Customer switched channel'), ('reopened', 'Reopened by customer reply'), ('merged', 'Tickets merged'), ('unmerged', 'Ticket merge undone'), ('split', 'Messages split off'), ('unsplit', 'Split undone'), ('customer_merged', 'Customer merged'), ('customer_unmerged', 'Customer merge undone'), ('delivery_failed', 'Delivery failed'), ('sla_breach', 'SLA target breached'), ('survey_answered', 'Satisfaction survey answered'), ('thread_refused', "A stranger's mail replied to this ticket; kept apart"), ('mail_trimmed', 'Mail too large: trimmed')], max_length=32),
+            field=models.CharField(choices=[('created', 'Created'), ('status', 'Status changed'), ('assignment', 'Assignment changed'), ('priority', 'Priority changed'), ('tags', 'Tags changed'), ('channel_switch', 'Customer switched channel'), ('reopened', 'Reopened by customer reply'), ('merged', 'Tickets merged'), ('unmerged', 'Ticket merge undone'), ('split', 'Messages split off'), ('unsplit', 'Split undone'), ('customer_merged', 'Customer merged'), ('customer_unmerged', 'Customer merge undone'), ('delivery_failed', 'Delivery failed'), ('sla_breach', 'SLA target breached'), ('survey_answered', 'Satisfaction survey answered'), ('thread_refused', "Reply headers named another customer's ticket: kept apart"), ('mail_trimmed', 'Mail too large: trimmed')], max_length=32),
         ),
         migrations.AddConstraint(
             model_name='message',
