@@ -256,3 +256,17 @@ def test_esp_webhooks_are_refused_without_a_secret(client, email_inbox, settings
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": "esp:s3cret"}
     assert _post(client).status_code in (400, 401, 403)  # anymail's own basic-auth check
     assert check_webhook_secret(None) == []
+
+
+def test_esp_mail_bigger_than_a_form_is_taken_under_the_mail_cap(client, email_inbox, settings):
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": "esp:s3cret"}
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    payload = {**POSTMARK, "TextBody": "long " * 2000}
+    auth = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"esp:s3cret").decode()}
+    url = "/hooks/anymail/postmark/inbound/"
+    response = client.post(url, data=json.dumps(payload), content_type="application/json", **auth)
+    assert response.status_code == 200
+    assert Message.objects.get().body_text.startswith("long long")
+    settings.CXDESK_MAX_MAIL_BYTES = 1000
+    response = client.post(url, data=json.dumps(payload), content_type="application/json", **auth)
+    assert response.status_code == 413
