@@ -115,7 +115,8 @@ class _Body:
                 break
             except Exception:  # noqa: S112 - a header the generator cannot fold back: try the lenient policy
                 continue
-        subject = _header(inner, "Subject")
+        inner_headers = _raw_headers(inner)
+        subject = decode_header(inner_headers.get("subject", ""))
         self.attachments.append(
             InboundAttachment(
                 filename=part.get_filename() or _eml_name(subject),
@@ -126,7 +127,9 @@ class _Body:
         sub = _Body()
         sub.walk(inner, depth + 1)
         heading = "---------- Forwarded message ----------\n" + "".join(
-            f"{name}: {value}\n" for name in ("From", "Date", "Subject", "To") if (value := _header(inner, name))
+            f"{name}: {value}\n"
+            for name in ("From", "Date", "Subject", "To")
+            if (value := decode_header(inner_headers.get(name.lower(), "")))
         )
         inner_text = "\n\n".join(t.strip("\r\n") for t in sub.text if t.strip())
         if not inner_text.strip() and sub.html:

@@ -51,7 +51,9 @@ def test_the_sender_is_the_angle_address_never_the_display_name(email_inbox, dja
     assert Ticket.objects.filter(customer__identities__address="alice@customer.example").count() == 1
 
 
-def test_a_strangers_reply_headers_open_a_new_linked_ticket(email_inbox, django_capture_on_commit_callbacks):
+def test_a_strangers_reply_headers_open_a_new_linked_ticket(
+    client, agent, email_inbox, django_capture_on_commit_callbacks
+):
     alice = take(eml("Alice <alice@customer.example>"), email_inbox, django_capture_on_commit_callbacks)
     stranger = take(
         eml(
@@ -73,6 +75,9 @@ def test_a_strangers_reply_headers_open_a_new_linked_ticket(email_inbox, django_
     theirs = TicketEvent.objects.get(ticket=stranger.ticket, kind="thread_refused")
     assert mine.data["other"] == stranger.ticket.pk and theirs.data["other"] == alice.ticket.pk
     assert mine.data["sender"] == "mallory@evil.example"
+    client.force_login(agent)
+    page = client.get(f"/desk/tickets/{alice.ticket.pk}/").content.decode()
+    assert "Reply headers named another customer" in page and stranger.ticket.reference in page
 
 
 def test_colleagues_in_cc_and_the_same_organisation_still_thread(email_inbox, django_capture_on_commit_callbacks):
