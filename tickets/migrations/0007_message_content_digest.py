@@ -9,34 +9,78 @@ class Migration(migrations.Migration):
     # delivery is never without a unique key during the migration.
 
     dependencies = [
-        ('channels_app', '0002_initial'),
-        ('customers', '0002_portaltoken'),
-        ('tickets', '0006_mention'),
+        ("channels_app", "0002_initial"),
+        ("customers", "0002_portaltoken"),
+        ("tickets", "0006_mention"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='message',
-            name='content_digest',
-            field=models.CharField(blank=True, default='', help_text='Email: digest of the content. With provider_message_id it identifies a delivery: mailers reuse Message-IDs for different mail.', max_length=64),
+            model_name="message",
+            name="content_digest",
+            field=models.CharField(
+                blank=True,
+                default="",
+                help_text="Email: digest of the content. With provider_message_id it identifies a delivery: mailers reuse Message-IDs for different mail.",
+                max_length=64,
+            ),
         ),
         migrations.AlterField(
-            model_name='message',
-            name='thread_reason',
-            field=models.CharField(blank=True, choices=[('header', 'Reply headers (In-Reply-To / References)'), ('header_refused', 'Reply headers named a ticket of someone else: new ticket'), ('subject_reference', 'Ticket reference in the subject'), ('reply_token', 'Reply-address token'), ('open_ticket', "Customer's open ticket, within the continuity window"), ('new_ticket', 'No open conversation: new ticket'), ('explicit', 'Posted to this ticket'), ('moved', 'Moved here by a merge or split')], max_length=32),
+            model_name="message",
+            name="thread_reason",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("header", "Reply headers (In-Reply-To / References)"),
+                    ("header_refused", "Reply headers named a ticket of someone else: new ticket"),
+                    ("subject_reference", "Ticket reference in the subject"),
+                    ("reply_token", "Reply-address token"),
+                    ("open_ticket", "Customer's open ticket, within the continuity window"),
+                    ("new_ticket", "No open conversation: new ticket"),
+                    ("explicit", "Posted to this ticket"),
+                    ("moved", "Moved here by a merge or split"),
+                ],
+                max_length=32,
+            ),
         ),
         migrations.AlterField(
-            model_name='ticketevent',
-            name='kind',
-            field=models.CharField(choices=[('created', 'Created'), ('status', 'Status changed'), ('assignment', 'Assignment changed'), ('priority', 'Priority changed'), ('tags', 'Tags changed'), ('channel_switch', 'Customer switched channel'), ('reopened', 'Reopened by customer reply'), ('merged', 'Tickets merged'), ('unmerged', 'Ticket merge undone'), ('split', 'Messages split off'), ('unsplit', 'Split undone'), ('customer_merged', 'Customer merged'), ('customer_unmerged', 'Customer merge undone'), ('delivery_failed', 'Delivery failed'), ('sla_breach', 'SLA target breached'), ('survey_answered', 'Satisfaction survey answered'), ('thread_refused', "Reply headers named another customer's ticket: kept apart"), ('mail_trimmed', 'Mail too large: trimmed')], max_length=32),
+            model_name="ticketevent",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("created", "Created"),
+                    ("status", "Status changed"),
+                    ("assignment", "Assignment changed"),
+                    ("priority", "Priority changed"),
+                    ("tags", "Tags changed"),
+                    ("channel_switch", "Customer switched channel"),
+                    ("reopened", "Reopened by customer reply"),
+                    ("merged", "Tickets merged"),
+                    ("unmerged", "Ticket merge undone"),
+                    ("split", "Messages split off"),
+                    ("unsplit", "Split undone"),
+                    ("customer_merged", "Customer merged"),
+                    ("customer_unmerged", "Customer merge undone"),
+                    ("delivery_failed", "Delivery failed"),
+                    ("sla_breach", "SLA target breached"),
+                    ("survey_answered", "Satisfaction survey answered"),
+                    ("thread_refused", "Reply headers named another customer's ticket: kept apart"),
+                    ("mail_trimmed", "Mail too large: trimmed"),
+                ],
+                max_length=32,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.UniqueConstraint(condition=models.Q(('provider_message_id__isnull', False)), fields=('inbox', 'provider_message_id', 'content_digest'), name='message_inbox_provider_digest_uniq'),
+            model_name="message",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("provider_message_id__isnull", False)),
+                fields=("inbox", "provider_message_id", "content_digest"),
+                name="message_inbox_provider_digest_uniq",
+            ),
         ),
         migrations.RemoveConstraint(
-            model_name='message',
-            name='message_inbox_provider_id_uniq',
+            model_name="message",
+            name="message_inbox_provider_id_uniq",
         ),
     ]
