@@ -81,8 +81,9 @@ def decode_bytes(payload: bytes, label: str | None) -> str:
         # Real UTF-8 decodes strictly; C1 bytes in "Latin-1" are windows-1252 quotes and dashes.
         candidates = ["utf-8", "cp1252" if _C1.search(payload) else "latin-1"]
     else:
-        candidates = [*SUPERSETS.get(label, ()), *([label] if _codec(label) else [])]
-        if candidates and _codec(candidates[-1]) == "utf-8":
+        # An unknown label: strict UTF-8 first (it rarely decodes by accident), then detection.
+        candidates = [*SUPERSETS.get(label, ()), *([label] if _codec(label) else [])] or ["utf-8"]
+        if _codec(label) == "utf-8":
             candidates.append("cp1252")  # "utf-8" written by a Windows mailer
     for name in candidates:
         try:

@@ -334,6 +334,20 @@ add(
     **{"from": "olga@customer.example", "subject": "Order status", "body_contains": "холодильник две недели"},
 )
 add(
+    "charset-unknown-8bit-is-utf-8.eml",
+    mail(
+        [
+            "From: Ola <ola@customer.example>",
+            "To: support@example.com",
+            "Subject: Reklamacja",
+            "Message-ID: <own-cs-10@customer.example>",
+        ],
+        "Źle wyliczona kwota – proszę o korektę.".encode(),
+        "text/plain; charset=unknown-8bit",
+    ),
+    **{"from": "ola@customer.example", "subject": "Reklamacja", "body_contains": "Źle wyliczona kwota – proszę"},
+)
+add(
     "charset-iso-gb2312-label.eml",
     mail(
         [
