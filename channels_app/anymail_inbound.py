@@ -10,22 +10,9 @@ from email.utils import getaddresses
 
 from cxdesk.errors import ApplicationError
 
-from .models import Inbox
-from .services import ingest_raw_email, raw_inbound_failed, raw_inbound_store
+from .services import inbox_for_recipients, ingest_raw_email, raw_inbound_failed, raw_inbound_store
 
 log = logging.getLogger(__name__)
-
-
-def inbox_for_recipients(addresses: list[str]) -> Inbox | None:
-    """The email inbox whose address (plus-addressing aside) is among the recipients."""
-    wanted = set()
-    for addr in addresses:
-        local, _, domain = addr.lower().partition("@")
-        wanted.add(f"{local.split('+', 1)[0]}@{domain}")
-    for inbox in Inbox.objects.filter(kind="email", is_active=True).order_by("pk"):
-        if (inbox.config.get("address") or "").lower() in wanted:
-            return inbox
-    return None
 
 
 def on_inbound(sender, event, esp_name: str, **kwargs) -> None:

@@ -1,3 +1,4 @@
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import parsers, serializers, viewsets
 from rest_framework.response import Response
@@ -73,16 +74,28 @@ class InboundEmailView(APIView):
         responses={201: IngestResultSerializer, 200: IngestResultSerializer},
     )
     def post(self, request):
+        # Mail is bigger than a form: read it with its own cap (CXDESK_MAX_MAIL_BYTES) before
+        # anything touches request.body, which Django caps at DATA_UPLOAD_MAX_MEMORY_SIZE.
+        # An attachment over the attachment limit is then dropped by ingest, not the mail.
+        django_request = request._request
+        if not hasattr(django_request, "_body"):
+            limit = settings.CXDESK_MAX_MAIL_BYTES
+            try:
+                declared = int(django_request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                declared = 0
+            if declared > limit:
+                raise ApplicationError(f"message over {limit} bytes", code="too_large", status=413)
+            raw = django_request.read(limit + 1)
+            if len(raw) > limit:
+                raise ApplicationError(f"message over {limit} bytes", code="too_large", status=413)
+            django_request._body = raw
         return idempotent(request, lambda: self._post(request))
 
     def _post(self, request):
         raw = request.body
         if not raw.strip():
             raise ApplicationError("empty body: POST the raw message", code="empty_body")
-        from django.conf import settings
-
-        if len(raw) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-            raise ApplicationError("message too large", code="too_large", status=413)
         qs = Inbox.objects.filter(kind="email", is_active=True)
         name = request.query_params.get("inbox")
         inbox = qs.filter(name=name).first() if name else qs.order_by("pk").first()

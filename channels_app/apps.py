@@ -26,3 +26,9 @@ class ChannelsAppConfig(AppConfig):
         from .anymail_inbound import on_inbound
 
         inbound.connect(on_inbound, dispatch_uid="channels_app.anymail_inbound")
+
+        from django.core import checks
+
+        from .esp_webhooks import check_webhook_secret
+
+        checks.register(check_webhook_secret, checks.Tags.security)

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _lazy
 
 from customers.models import Customer, Identity
 from customers.services import identity_resolve
@@ -56,13 +57,13 @@ class IngestResult:
         return data
 
 
-def _existing(inbox: Inbox, provider_message_id: str | None) -> Message | None:
+def _existing(inbox: Inbox, provider_message_id: str | None, content_digest: str = "") -> Message | None:
     if not provider_message_id:
         return None
     # An id-only probe on the unique index (an ORDER BY … LIMIT with a join can make the
     # planner walk another index); the full row only when there is a repeat.
     found = list(
-        Message.objects.filter(inbox=inbox, provider_message_id=provider_message_id)
+        Message.objects.filter(inbox=inbox, provider_message_id=provider_message_id, content_digest=content_digest)
         .order_by()
         .values_list("pk", flat=True)[:1]
     )
@@ -76,9 +77,44 @@ def _validate(inbound: InboundMessage) -> None:
         raise ApplicationError("the message has no sender address", code="no_sender")
     if inbound.provider_message_id is not None and len(inbound.provider_message_id) > 255:
         raise ApplicationError("provider message id longer than 255 characters", code="invalid_message_id")
+
+
+def _trim(inbound: InboundMessage) -> list[str]:
+    """Keep an oversized message, not refuse it: text over CXDESK_MAX_BODY_CHARS is cut
+    with a notice, an HTML body over four times that is dropped (the text stays), an
+    attachment over CXDESK_MAX_ATTACHMENT_BYTES is left out of storage. NUL characters,
+    which no text column takes, are removed. Returns what was done, for the agent."""
+    done: list[str] = []
+    for name in ("text", "html", "subject"):
+        value = getattr(inbound, name)
+        if "\x00" in value:
+            setattr(inbound, name, value.replace("\x00", ""))
+    if inbound.sender.display_name and "\x00" in inbound.sender.display_name:
+        inbound.sender.display_name = inbound.sender.display_name.replace("\x00", "")
     limit = settings.CXDESK_MAX_BODY_CHARS
-    if len(inbound.text) > limit or len(inbound.html) > limit * 4:
-        raise ApplicationError(f"message body over the limit of {limit} characters", code="body_too_large", status=413)
+    if len(inbound.text) > limit:
+        done.append(f"text truncated at {limit:,} of {len(inbound.text):,} characters")
+        inbound.text = inbound.text[:limit] + "\n\n" + str(TRUNCATED_NOTICE) % {"limit": f"{limit:,}"}
+    if len(inbound.html) > limit * 4:
+        done.append(f"HTML version ({len(inbound.html):,} characters) dropped")
+        if not inbound.text:
+            inbound.text = html_to_text(inbound.html[: limit * 4])[:limit]
+        inbound.html = ""
+    kept = []
+    for att in inbound.attachments:
+        if att.content is not None and len(att.content) > settings.CXDESK_MAX_ATTACHMENT_BYTES:
+            done.append(
+                f"attachment {(att.filename or 'unnamed')[:100].replace(chr(0), '')!r} ({len(att.content):,} bytes) "
+                f"dropped: over {settings.CXDESK_MAX_ATTACHMENT_BYTES:,} bytes"
+            )
+            continue
+        att.filename = att.filename.replace("\x00", "")
+        kept.append(att)
+    inbound.attachments = kept
+    return done
+
+
+TRUNCATED_NOTICE = _lazy("[Message truncated: it was longer than %(limit)s characters. The full mail is kept.]")
 
 
 def ingest(inbound: InboundMessage) -> IngestResult:
@@ -87,17 +123,18 @@ def ingest(inbound: InboundMessage) -> IngestResult:
     Idempotent on (inbox, provider_message_id): a repeat, sequential or concurrent,
     returns the stored message with duplicate=True."""
     _validate(inbound)
-    existing = _existing(inbound.inbox, inbound.provider_message_id)
+    existing = _existing(inbound.inbox, inbound.provider_message_id, inbound.content_digest)
     if existing:
         return IngestResult(existing.ticket, existing, False, True)
+    trimmed = _trim(inbound)
     for attempt in range(3):
         try:
             with transaction.atomic():
-                return _ingest(inbound)
+                return _ingest(inbound, trimmed)
         except IntegrityError:
             # A concurrent delivery of the same message committed first: the unique
             # constraint rolled ours back whole. Return theirs.
-            existing = _existing(inbound.inbox, inbound.provider_message_id)
+            existing = _existing(inbound.inbox, inbound.provider_message_id, inbound.content_digest)
             if existing:
                 return IngestResult(existing.ticket, existing, False, True)
             if attempt == 2:
@@ -105,7 +142,7 @@ def ingest(inbound: InboundMessage) -> IngestResult:
     raise AssertionError("unreachable")
 
 
-def _ingest(inbound: InboundMessage) -> IngestResult:
+def _ingest(inbound: InboundMessage, trimmed: list[str]) -> IngestResult:
     inbox = inbound.inbox
     now = timezone.now()
     sender = inbound.sender
@@ -119,7 +156,7 @@ def _ingest(inbound: InboundMessage) -> IngestResult:
     customer = Customer.objects.select_for_update().get(pk=identity.customer_id)
     _touch_identity(identity, customer, sender.display_name, now, opt_out=inbound.opt_out)
 
-    ticket, reason = _thread(inbound, customer)
+    ticket, reason, refused = _thread(inbound, customer, identity.address)
     created = ticket is None
     if created:
         subject = inbound.subject.strip() or _subject_from_text(inbound.text or html_to_text(inbound.html))
@@ -132,7 +169,7 @@ def _ingest(inbound: InboundMessage) -> IngestResult:
             last_customer_message_at=now,
             last_message_at=now,
         )
-        reason = R.NEW_TICKET
+        reason = R.HEADER_REFUSED if refused else R.NEW_TICKET
 
     text = inbound.text or html_to_text(inbound.html)
     message = Message.objects.create(
@@ -145,12 +182,14 @@ def _ingest(inbound: InboundMessage) -> IngestResult:
         body_text=text,
         body_html=sanitize_html(inbound.html),
         provider_message_id=inbound.provider_message_id,
+        content_digest=inbound.content_digest,
         email_message_id=inbound.email_message_id[:998],
         in_reply_to=inbound.in_reply_to[:998],
         references=" ".join(inbound.references),
         status=Message.Status.RECEIVED,
         thread_reason=reason,
-        metadata={**inbound.metadata, "auto_submitted": inbound.auto_submitted},
+        metadata={**_json_safe(inbound.metadata), "auto_submitted": inbound.auto_submitted}
+        | ({"trimmed": trimmed} if trimmed else {}),
         received_at=inbound.received_at or now,
     )
     pending_media = []
@@ -179,7 +218,13 @@ def _ingest(inbound: InboundMessage) -> IngestResult:
         events.created(ticket, channel=inbound.channel)
         signals.ticket_created.send(sender=Ticket, ticket=ticket, actor=None)
     else:
-        _continue_ticket(ticket, message, now)
+        _continue_ticket(ticket, message, now, reopen=not inbound.auto_submitted)
+    if refused is not None:
+        # Reply headers named another customer's ticket: kept apart, linked both ways.
+        events.thread_refused(ticket, other=refused, message_id=message.pk, sender=identity.address)
+        events.thread_refused(refused, other=ticket, message_id=message.pk, sender=identity.address)
+    if trimmed:
+        events.mail_trimmed(ticket, message_id=message.pk, detail="; ".join(trimmed))
     if inbound.raw_inbound_id:
         RawInbound.objects.filter(pk=inbound.raw_inbound_id).update(
             status=RawInbound.Status.PROCESSED, message=message, processed_at=now, error=""
@@ -206,7 +251,18 @@ def _touch_identity(identity: Identity, customer: Customer, display_name: str, n
         customer.save(update_fields=["name", "updated_at"])
 
 
-def _continue_ticket(ticket: Ticket, message: Message, now) -> None:
+def _json_safe(value):
+    """JSON without NUL characters (PostgreSQL's jsonb refuses them)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _continue_ticket(ticket: Ticket, message: Message, now, *, reopen: bool = True) -> None:
     """A customer message joined an existing ticket: activity, reopen, channel switch."""
     previous = (
         Message.objects.filter(ticket=ticket, direction=Message.Direction.INBOUND)
@@ -220,7 +276,8 @@ def _continue_ticket(ticket: Ticket, message: Message, now) -> None:
     if previous and previous != message.channel:
         events.channel_switched(ticket, old=previous, new=message.channel, message_id=message.pk)
     old = ticket.status
-    if old in (Ticket.Status.SOLVED, Ticket.Status.PENDING):
+    # An automatic mail (out-of-office, auto-replied) does not reopen a solved ticket.
+    if reopen and old in (Ticket.Status.SOLVED, Ticket.Status.PENDING):
         ticket_reopen_by_customer(ticket=ticket, old=old, message=message)
 
 
@@ -244,15 +301,20 @@ def _usable(ticket: Ticket | None) -> Ticket | None:
     return ticket
 
 
-def _thread(inbound: InboundMessage, customer: Customer) -> tuple[Ticket | None, str]:
-    # 1. Email headers: the message this one replies to. (No ORDER BY … LIMIT here: on a
-    #    large table the planner would walk the primary key backwards instead of using
-    #    the Message-ID index; the matches are few, so pick the newest in Python.)
+def _thread(inbound: InboundMessage, customer: Customer, address: str) -> tuple[Ticket | None, str, Ticket | None]:
+    """(ticket to join or None for a new one, thread reason, a ticket the reply headers
+    named but the sender may not join)."""
+    # 1. Email headers: the message this one replies to — if the sender belongs there:
+    #    the ticket's customer, someone of its organisation, or a recipient (To/Cc) of a
+    #    message of that ticket the headers name. (No ORDER BY … LIMIT here: on a large
+    #    table the planner would walk the primary key backwards instead of using the
+    #    Message-ID index; the matches are few, so pick the newest in Python.)
+    refused = None
     header_ids = [i for i in [inbound.in_reply_to, *reversed(inbound.references)] if i]
     if header_ids:
-        ticket = _newest_ticket(Message.objects.filter(email_message_id__in=header_ids))
+        ticket, refused = _header_ticket(header_ids, customer, address)
         if ticket:
-            return ticket, R.HEADER
+            return ticket, R.HEADER, None
     # 1b. A reply that arrived before this message (its parent, or an earlier message of
     #     the thread its References name): join the reply's ticket.
     if inbound.email_message_id:
@@ -261,7 +323,7 @@ def _thread(inbound: InboundMessage, customer: Customer) -> tuple[Ticket | None,
             Message.objects.filter(Q(in_reply_to=mid) | Q(references__contains=mid), ticket__customer=customer)
         )
         if ticket:
-            return ticket, R.HEADER
+            return ticket, R.HEADER, None
     # 2. The [CX-1042] reference in the subject, for this customer (or their organisation).
     match = _REF_RE.search(inbound.subject or "")
     if match:
@@ -270,16 +332,16 @@ def _thread(inbound: InboundMessage, customer: Customer) -> tuple[Ticket | None,
             scope |= Q(customer__organization_id=customer.organization_id)
         ticket = _usable(_locked(Ticket.objects.filter(scope, pk=int(match.group(1)))))
         if ticket:
-            return ticket, R.SUBJECT_REFERENCE
+            return ticket, R.SUBJECT_REFERENCE, None
     # 3. The reply-address token (support+<token>@…).
     if inbound.reply_token:
         ticket = _usable(_locked(Ticket.objects.filter(reply_token=inbound.reply_token)))
         if ticket:
-            return ticket, R.REPLY_TOKEN
+            return ticket, R.REPLY_TOKEN, None
     # 4. The customer's newest open ticket on any channel, inside the continuity window.
     #    A fresh email (no reply headers, no "Re:") is a new conversation by design: an
     #    email thread has its own threading, and customers write new mail for new issues.
-    if not _is_fresh_email(inbound):
+    if not _is_fresh_email(inbound) and refused is None:
         cutoff = timezone.now() - inbound.inbox.continuity_window
         ticket = _locked(
             Ticket.objects.filter(
@@ -287,8 +349,37 @@ def _thread(inbound: InboundMessage, customer: Customer) -> tuple[Ticket | None,
             ).order_by("-last_message_at", "-id")
         )
         if ticket:
-            return ticket, R.OPEN_TICKET
-    return None, R.NEW_TICKET
+            return ticket, R.OPEN_TICKET, None
+    return None, R.NEW_TICKET, refused
+
+
+def _header_ticket(header_ids: list[str], customer: Customer, address: str) -> tuple[Ticket | None, Ticket | None]:
+    """(the ticket the reply headers lead to, if the sender may join it; else the ticket
+    they named and the sender may not join)."""
+    rows = list(
+        Message.objects.filter(email_message_id__in=header_ids)
+        .order_by()
+        .values_list(
+            "id",
+            "ticket_id",
+            "ticket__customer_id",
+            "ticket__customer__organization_id",
+            "identity__address",
+            "metadata",
+        )[:50]
+    )
+    if not rows:
+        return None, None
+    allowed: set[int] = set()
+    for _id, ticket_id, owner, org, to_address, metadata in rows:
+        recipients = {to_address or "", *((metadata or {}).get("to") or [])}
+        if owner == customer.pk or (org is not None and org == customer.organization_id) or address in recipients:
+            allowed.add(ticket_id)
+    permitted = [r for r in rows if r[1] in allowed]
+    if permitted:
+        return _usable(_locked(Ticket.objects.filter(pk=max(permitted)[1]))), None
+    named = _live_ticket(Ticket.objects.filter(pk=max(rows)[1]).first())
+    return None, named
 
 
 def _newest_ticket(messages) -> Ticket | None:
@@ -384,6 +475,61 @@ def ingest_raw_email(*, raw: bytes, inbox: Inbox, source: str) -> IngestResult:
     return raw_inbound_process(record=record)
 
 
+def inbox_for_recipients(addresses: list[str]) -> Inbox | None:
+    """The email inbox whose address (plus-addressing aside) is among the recipients."""
+    wanted = set()
+    for addr in addresses:
+        local, _, domain = addr.lower().partition("@")
+        wanted.add(f"{local.split('+', 1)[0]}@{domain}")
+    for inbox in Inbox.objects.filter(kind="email", is_active=True).order_by("pk"):
+        if (inbox.config.get("address") or "").lower() in wanted:
+            return inbox
+    return None
+
+
+def _recipients(raw: bytes) -> list[str]:
+    import email
+    import email.policy
+
+    from .mail_decode import header_addresses
+
+    msg = email.message_from_bytes(raw[:65536], policy=email.policy.compat32)
+    found = []
+    for name in ("Delivered-To", "X-Original-To", "To", "Cc"):
+        for value in msg.get_all(name) or []:
+            found += header_addresses(str(value))
+    return found
+
+
+def raw_inbound_retry(*, record: RawInbound) -> IngestResult:
+    """Process a dead letter again (after a fix, a new inbox, a config change). Raises
+    ApplicationError when it still cannot be taken; the record keeps the new reason."""
+    record.refresh_from_db()
+    if record.status == RawInbound.Status.PROCESSED:
+        raise ApplicationError("already processed", code="already_processed", status=409)
+    if record.content_type != "message/rfc822":
+        raise ApplicationError("only mail can be processed again here", code="not_mail")
+    if record.inbox is None:
+        record.inbox = inbox_for_recipients(_recipients(record.raw))
+        if record.inbox is None:
+            raw_inbound_failed(raw=record, error="no email inbox for the recipients of this mail")
+            raise ApplicationError("no email inbox for the recipients of this mail", code="no_inbox")
+        RawInbound.objects.filter(pk=record.pk).update(inbox=record.inbox)
+    return raw_inbound_process(record=record)
+
+
+class _OwnMail(Exception):
+    pass
+
+
+def _is_own_address(inbox: Inbox, address: str) -> bool:
+    own = (inbox.config.get("address") or "").lower()
+    if not own or not address:
+        return False
+    local, _, domain = address.lower().partition("@")
+    return f"{local.split('+', 1)[0]}@{domain}" == own
+
+
 def raw_inbound_process(*, record: RawInbound) -> IngestResult:
     """(Re)process a stored raw email: the dead-letter retry action calls this too."""
     from .adapters.email import parse_raw
@@ -409,7 +555,20 @@ def raw_inbound_process(*, record: RawInbound) -> IngestResult:
             else:
                 inbound = parse_raw(record.raw, record.inbox)
                 inbound.raw_inbound_id = record.pk
+                if record.inbox is not None and _is_own_address(record.inbox, inbound.sender.address):
+                    raise _OwnMail(inbound.sender.address)
                 result = ingest(inbound)
+    except _OwnMail as exc:
+        # Our own mail came back (a forward rule, a misconfigured relay): a ticket would
+        # acknowledge itself in a loop. Kept, ignored, with the reason (outside the savepoint).
+        RawInbound.objects.filter(pk=record.pk).update(
+            status=RawInbound.Status.IGNORED,
+            processed_at=timezone.now(),
+            error=f"mail from the inbox's own address {exc} (loop): no ticket",
+        )
+        raise ApplicationError(
+            f"mail from the inbox's own address {exc}: not taken (loop)", code="own_address", status=422
+        ) from None
     except (ApplicationError, ValueError, LookupError) as exc:
         raw_inbound_failed(raw=record, error=f"{type(exc).__name__}: {exc}")
         raise ApplicationError(str(exc), code="unprocessable_email", fields={"raw_inbound": [str(record.pk)]}) from exc

@@ -39,6 +39,9 @@ class InboundMessage:
     channel: str  # channels_app.models.Channel value
     sender: SenderRef
     provider_message_id: str | None
+    # With provider_message_id, what makes a delivery "the same message": email keeps a
+    # digest of the content here, because mailers reuse Message-IDs for different mail.
+    content_digest: str = ""
     text: str = ""
     html: str = ""
     subject: str = ""

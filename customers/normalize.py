@@ -9,15 +9,32 @@ import phonenumbers
 
 from cxdesk.errors import ApplicationError
 
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_LOCAL_ATOM = re.compile(r"^[^@\s\"(),:;<>\[\]\\]+$")
+_LOCAL_QUOTED = re.compile(r'^"(?:[^"\\\r\n]|\\.)*"$')
+_DOMAIN = re.compile(r"^(?:[^@\s\"(),:;<>\\.]+(?:\.[^@\s\"(),:;<>\\.]+)*|\[[^\[\]\s]+\])$")
 
 
 def normalize_email(value: str) -> str:
-    _, addr = parseaddr(value or "")
-    addr = addr.strip().lower()
-    if not _EMAIL_RE.match(addr):
+    """Lower-case `local@domain` as RFC 5322 allows it: a quoted local part (with spaces),
+    a domain without a dot (`user@intranet`), a trailing dot (`name@yahoo.com.` →
+    `name@yahoo.com`), an address in angle brackets or with a display name. A quoted local
+    part that needs no quotes loses them (`"ann"@x.org` → `ann@x.org`)."""
+    raw = (value or "").strip()
+    if "<" in raw and raw.endswith(">"):
+        raw = raw[raw.rindex("<") + 1 : -1].strip()
+    elif not raw.startswith('"'):
+        raw = parseaddr(raw)[1].strip() or raw
+    local, at, domain = raw.rpartition("@")
+    domain = domain.strip().rstrip(".").lower()
+    if local.startswith('"') and _LOCAL_QUOTED.match(local):
+        inner = local[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        if _LOCAL_ATOM.match(inner) and not inner.startswith(".") and ".." not in inner and not inner.endswith("."):
+            local = inner
+    elif not _LOCAL_ATOM.match(local or " "):
+        local = ""
+    if not at or not local or not _DOMAIN.match(domain) or len(local) > 128 or len(domain) > 255:
         raise ApplicationError(f"not a valid email address: {value!r}", code="invalid_email")
-    return addr
+    return f"{local.lower()}@{domain}"
 
 
 def normalize_phone(value: str, region: str | None = None) -> str:

@@ -228,6 +228,8 @@ EMAIL_TIMEOUT = vars().get("EMAIL_TIMEOUT") or env.float("EMAIL_TIMEOUT", defaul
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="support@cxdesk.localhost")
 # ESP inbound webhooks (/hooks/anymail/<esp>/inbound/) are protected by this basic-auth
 # secret ("user:password", put it in the ESP's webhook URL) plus the ESP's own signing where it has one.
+# Without the secret they answer 403 unless this is set (channels_app/esp_webhooks.py).
+CXDESK_ANYMAIL_ALLOW_UNAUTHENTICATED = env.bool("CXDESK_ANYMAIL_ALLOW_UNAUTHENTICATED", default=False)
 ANYMAIL = {
     "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default=""),
     "MAILGUN_WEBHOOK_SIGNING_KEY": env.str("MAILGUN_WEBHOOK_SIGNING_KEY", default=""),
@@ -286,6 +288,8 @@ WHITENOISE_USE_FINDERS = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=30 * 1024 * 1024)
 CXDESK_MAX_ATTACHMENT_BYTES = env.int("CXDESK_MAX_ATTACHMENT_BYTES", default=25 * 1024 * 1024)
 CXDESK_MAX_BODY_CHARS = env.int("CXDESK_MAX_BODY_CHARS", default=1_000_000)
+# A whole raw mail posted to /api/v1/inbound/email/ (a 25 MB attachment is ~34 MB encoded).
+CXDESK_MAX_MAIL_BYTES = env.int("CXDESK_MAX_MAIL_BYTES", default=64 * 1024 * 1024)
 CXDESK_OUTBOX_DIR = VAR_DIR / "outbox"
 CXDESK_DEFAULT_REGION = env.str("CXDESK_DEFAULT_REGION", default="PL")
 CXDESK_TICKET_PREFIX = "CX"

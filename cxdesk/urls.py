@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from accounts import views as accounts_views
+from channels_app import esp_webhooks
 from cxdesk.health import healthz, readyz
 from cxdesk.metrics import metrics
 from surveys.views import answer as survey_answer_view
@@ -18,12 +19,13 @@ urlpatterns = [
     path("api/v1/", include("cxdesk.api_urls")),
     path("accounts/login/", RedirectView.as_view(pattern_name="desk-sign-in", query_string=True)),
     path("accounts/logout/", accounts_views.sign_out),
-    path("hooks/anymail/", include("anymail.urls")),
+    path("hooks/anymail/", include(esp_webhooks.urlpatterns())),
     path("hooks/", include("channels_app.urls")),
     path("portal/", include("customers.portal.urls")),
     path("kb/", include("kb.urls")),
     path("survey/<str:token>/", survey_answer_view, name="survey-answer"),
     path("desk/reports/", include("sla.urls")),
     path("desk/", include("accounts.urls")),
+    path("desk/dead-letters/", include("channels_app.desk_urls")),
     path("desk/", include("tickets.urls")),
 ]

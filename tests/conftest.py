@@ -1,17 +1,4 @@
-import os
-from pathlib import Path
-
 import pytest
-
-CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
-if not CORPUS.exists():  # CI clones main with shared/ beside it; a checkout elsewhere can point at it
-    CORPUS = Path(os.environ.get("CXDESK_CORPUS", CORPUS))
-
-
-@pytest.fixture
-def corpus() -> Path:
-    assert CORPUS.exists(), f"the shared corpus is missing at {CORPUS} (set CXDESK_CORPUS)"
-    return CORPUS
 
 
 @pytest.fixture(autouse=True)

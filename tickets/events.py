@@ -75,3 +75,21 @@ def call_status(
 def call_missed(ticket: Ticket, *, call_id: int, call_sid: str, caller: str) -> TicketEvent:
     """Nobody answered and no voicemail was left: someone should call back."""
     return record(ticket, TicketEvent.Kind.CALL_MISSED, call=call_id, call_sid=call_sid, caller=caller)
+
+
+def thread_refused(ticket: Ticket, *, other: Ticket, message_id: int, sender: str) -> TicketEvent:
+    """Mail replying to one customer's ticket came from someone who may not join it: it
+    opened `other` (or this one). Written on both, each naming the other."""
+    return record(
+        ticket,
+        TicketEvent.Kind.THREAD_REFUSED,
+        other=other.pk,
+        new=other.reference,
+        message_id=message_id,
+        sender=sender,
+    )
+
+
+def mail_trimmed(ticket: Ticket, *, message_id: int, detail: str) -> TicketEvent:
+    """An oversized message was kept but trimmed (text cut, a part left out of storage)."""
+    return record(ticket, TicketEvent.Kind.MAIL_TRIMMED, message_id=message_id, new=detail)

@@ -131,6 +131,7 @@ class Message(models.Model):
 
     class ThreadReason(models.TextChoices):
         HEADER = "header", "Reply headers (In-Reply-To / References)"
+        HEADER_REFUSED = "header_refused", "Reply headers named a ticket of someone else: new ticket"
         SUBJECT_REFERENCE = "subject_reference", "Ticket reference in the subject"
         REPLY_TOKEN = "reply_token", "Reply-address token"
         OPEN_TICKET = "open_ticket", "Customer's open ticket, within the continuity window"
@@ -154,6 +155,13 @@ class Message(models.Model):
     body_text = models.TextField(blank=True)
     body_html = models.TextField(blank=True, help_text="Sanitised with nh3 before it is stored.")
     provider_message_id = models.CharField(max_length=255, null=True, blank=True)
+    content_digest = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="Email: digest of the content. With provider_message_id it identifies a delivery: "
+        "mailers reuse Message-IDs for different mail.",
+    )
     email_message_id = models.CharField(max_length=998, blank=True, db_index=True)
     in_reply_to = models.CharField(max_length=998, blank=True, db_index=True)
     references = models.TextField(blank=True)
@@ -172,9 +180,9 @@ class Message(models.Model):
         ordering = ["created_at", "id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["inbox", "provider_message_id"],
+                fields=["inbox", "provider_message_id", "content_digest"],
                 condition=Q(provider_message_id__isnull=False),
-                name="message_inbox_provider_id_uniq",
+                name="message_inbox_provider_digest_uniq",
             )
         ]
         indexes = [
@@ -243,6 +251,8 @@ class TicketEvent(models.Model):
         SURVEY_ANSWERED = "survey_answered", "Satisfaction survey answered"
         CALL = "call", "Call"
         CALL_MISSED = "call_missed", "Missed call — call back"
+        THREAD_REFUSED = "thread_refused", "Reply headers named another customer's ticket: kept apart"
+        MAIL_TRIMMED = "mail_trimmed", "Mail too large: trimmed"
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)

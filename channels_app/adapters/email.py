@@ -8,12 +8,18 @@ import email.policy
 import hashlib
 import logging
 import re
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import getaddresses, make_msgid, parsedate_to_datetime
+from email.utils import formataddr, make_msgid, parsedate_to_datetime
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 
+from customers.normalize import normalize_email
+from cxdesk.errors import ApplicationError
+
+from ..mail_decode import decode_bytes, decode_header, header_addresses, parse_mailbox
 from ..models import Channel, Inbox
 from ..sanitize import html_to_text
 from ..types import InboundAttachment, InboundMessage, OutboundMessage, SenderRef, SendError
@@ -39,24 +45,32 @@ def _header(msg: EmailMessage, name: str) -> str:
         return repr(value)
 
 
+def _raw_headers(msg: EmailMessage) -> dict[str, str]:
+    """The first raw value of each header (lower-case name), as written on the wire."""
+    found: dict[str, str] = {}
+    for name, value in msg.raw_items():
+        found.setdefault(name.lower(), value if isinstance(value, str) else str(value))
+    return found
+
+
 def _msgids(value: str) -> list[str]:
     return _MSGID_RE.findall(value or "")
 
 
 def _part_text(part) -> str:
-    """Decoded text of a part, whatever charset it declares (unknown → utf-8 / latin-1)."""
+    """Decoded text of a part as its writer meant it (see mail_decode.decode_bytes)."""
     try:
-        return part.get_content()
-    except (LookupError, UnicodeDecodeError, AssertionError, KeyError, ValueError):
-        payload = part.get_payload(decode=True) or b""
-        for charset in (part.get_content_charset() or "", "utf-8", "cp1252", "latin-1"):
-            if not charset:
-                continue
-            try:
-                return payload.decode(charset)
-            except (LookupError, UnicodeDecodeError):
-                continue
-        return payload.decode("latin-1", errors="replace")
+        payload = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001 - a payload the parser cannot decode: read it raw
+        payload = None
+    if payload is None:
+        raw = part.get_payload()
+        payload = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
+    try:
+        charset = part.get_content_charset() or part.get_param("charset") or ""
+    except Exception:  # noqa: BLE001
+        charset = ""
+    return decode_bytes(payload, str(charset))
 
 
 def _clean_text(text: str) -> str:
@@ -101,7 +115,8 @@ class _Body:
                 break
             except Exception:  # noqa: S112 - a header the generator cannot fold back: try the lenient policy
                 continue
-        subject = _header(inner, "Subject")
+        inner_headers = _raw_headers(inner)
+        subject = decode_header(inner_headers.get("subject", ""))
         self.attachments.append(
             InboundAttachment(
                 filename=part.get_filename() or _eml_name(subject),
@@ -112,7 +127,9 @@ class _Body:
         sub = _Body()
         sub.walk(inner, depth + 1)
         heading = "---------- Forwarded message ----------\n" + "".join(
-            f"{name}: {value}\n" for name in ("From", "Date", "Subject", "To") if (value := _header(inner, name))
+            f"{name}: {value}\n"
+            for name in ("From", "Date", "Subject", "To")
+            if (value := decode_header(inner_headers.get(name.lower(), "")))
         )
         inner_text = "\n\n".join(t.strip("\r\n") for t in sub.text if t.strip())
         if not inner_text.strip() and sub.html:
@@ -146,15 +163,45 @@ class _Body:
             self.text.append(_part_text(part))
 
 
+# Where a sender is looked for, in order, when From has no usable address.
+SENDER_HEADERS = ("from", "reply-to", "sender", "return-path")
+
+
+def _nul_free(text: str) -> str:
+    return text.replace("\x00", "") if "\x00" in text else text
+
+
+def find_sender(msg: EmailMessage, headers: dict[str, str]) -> tuple[str, str, str, str]:
+    """(display name, normalised address, original address, header it came from).
+
+    From first; when From is empty, `Name <>` or not an address, the first usable
+    Reply-To, Sender, Return-Path, then the mbox envelope line. Raises ValueError when
+    there is none at all."""
+    first_name = ""
+    for header in SENDER_HEADERS:
+        name, address = parse_mailbox(_nul_free(headers.get(header, "")))
+        first_name = first_name or name
+        if not address:
+            continue
+        try:
+            return name or first_name, normalize_email(address), address, header
+        except ApplicationError:
+            continue
+    envelope = (msg.get_unixfrom() or "").split()
+    if len(envelope) > 1 and "@" in envelope[1]:
+        try:
+            return first_name, normalize_email(envelope[1]), envelope[1], "envelope"
+        except ApplicationError:
+            pass
+    raise ValueError(f"no sender address in From: {headers.get('from', '')!r} (nor Reply-To, Sender, Return-Path)")
+
+
 def parse_raw(raw: bytes, inbox: Inbox) -> InboundMessage:
     """Parse RFC 5322 bytes into an InboundMessage. Raises ValueError when there is no
     usable sender (everything else degrades gracefully)."""
     msg = email.message_from_bytes(raw, policy=email.policy.default)
-    from_header = _header(msg, "From")
-    addresses = [a for a in getaddresses([from_header]) if a[1]]
-    if not addresses:
-        raise ValueError(f"no sender address in From: {from_header!r}")
-    name, address = addresses[0]
+    headers = _raw_headers(msg)
+    name, address, original, sender_header = find_sender(msg, headers)
 
     body = _Body()
     try:
@@ -162,9 +209,15 @@ def parse_raw(raw: bytes, inbox: Inbox) -> InboundMessage:
     except Exception as exc:  # a MIME tree the parser mangled: keep the raw body as text
         log.warning("MIME structure of a mail from %s not fully readable: %s", address, exc)
         raw_body = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[-1] if b"\n\n" in raw.replace(b"\r", b"") else b""
-        body.text = [raw_body.decode("utf-8", errors="replace")]
+        body.text = [decode_bytes(raw_body, "")]
     text_parts, html_parts, attachments = body.text, body.html, body.attachments
-    message_id = (_msgids(_header(msg, "Message-ID")) or [""])[0]
+    message_id = (_msgids(headers.get("message-id", "")) or [""])[0]
+    subject = _nul_free(decode_header(headers.get("subject", ""))).replace("\r", "").replace("\n", " ")
+    text = _nul_free(_clean_text("\n\n".join(t.strip("\r\n") for t in text_parts if t.strip())))
+    html = _nul_free("\n".join(html_parts))
+    digest = content_digest(
+        address=address, subject=subject, date=headers.get("date", ""), text=text, html=html, attachments=attachments
+    )
     # No Message-ID: a digest of the bytes still makes a repeat delivery a duplicate.
     provider_id = message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
     received_at = None
@@ -175,24 +228,43 @@ def parse_raw(raw: bytes, inbox: Inbox) -> InboundMessage:
             received_at = None
     except (TypeError, ValueError, IndexError):
         received_at = None
-    to_addrs = [a for _, a in getaddresses([_header(msg, "To"), _header(msg, "Cc"), _header(msg, "Delivered-To")]) if a]
+    to_addrs = header_addresses(headers.get("to", "")) + header_addresses(headers.get("cc", ""))
+    delivered = header_addresses(headers.get("delivered-to", ""))
+    metadata: dict = {"to": to_addrs[:20]}
+    if sender_header != "from":
+        metadata["sender_header"] = sender_header
+    if original != address:
+        metadata["sender_original"] = original[:320]
     return InboundMessage(
         inbox=inbox,
         channel=Channel.EMAIL,
-        sender=SenderRef(kind="email", address=address, display_name=name),
+        sender=SenderRef(kind="email", address=address, display_name=_nul_free(name)),
         provider_message_id=provider_id[:255],
-        subject=_header(msg, "Subject").replace("\r", "").replace("\n", " "),
-        text=_clean_text("\n\n".join(t.strip("\r\n") for t in text_parts if t.strip())),
-        html="\n".join(html_parts),
+        content_digest=digest if message_id else "",
+        subject=subject,
+        text=text,
+        html=html,
         attachments=attachments,
         email_message_id=message_id,
-        in_reply_to=(_msgids(_header(msg, "In-Reply-To")) or [""])[0],
-        references=_msgids(_header(msg, "References")),
-        reply_token=reply_token_from(to_addrs, inbox),
+        in_reply_to=(_msgids(headers.get("in-reply-to", "")) or [""])[0],
+        references=_msgids(headers.get("references", "")),
+        reply_token=reply_token_from(to_addrs + delivered, inbox),
         auto_submitted=is_auto_submitted(msg, address),
         received_at=received_at,
-        metadata={"to": to_addrs[:20]},
+        metadata=metadata,
     )
+
+
+def content_digest(*, address: str, subject: str, date: str, text: str, html: str, attachments) -> str:
+    """What makes two deliveries the same mail: sender, subject, date, body and attachments —
+    not the transport headers that differ between routes (Received, Delivered-To)."""
+    h = hashlib.sha256()
+    for part in (address, subject, " ".join(date.split()), text, html):
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    for att in attachments:
+        h.update(hashlib.sha256(att.content or att.url.encode()).digest())
+    return h.hexdigest()[:32]
 
 
 def reply_token_from(addresses: list[str], inbox: Inbox) -> str:
@@ -226,7 +298,36 @@ def is_auto_submitted(msg: EmailMessage, sender: str) -> bool:
         return True
     if msg.get_content_type() == "multipart/report":
         return True
+    # A null reverse-path is what MTAs and autoresponders send with (RFC 3834 §3.3).
+    if any(re.fullmatch(r"\s*<\s*>\s*", str(v)) for _n, v in msg.raw_items() if _n.lower() == "return-path"):
+        return True
     return bool(_NOREPLY.match(sender or ""))
+
+
+_LINE_BREAKS = re.compile(r"[\r\n\x00\u2028\u2029\x0b\x0c\x85]+")
+
+
+def one_line(value: str) -> str:
+    """A header value that cannot start a new header: line breaks become spaces."""
+    return _LINE_BREAKS.sub(" ", str(value or "")).strip()
+
+
+def mailbox(name: str, address: str) -> str:
+    """`Name <local@domain>` built with email.headerregistry.Address (a name with `<`,
+    `,`, quotes or non-ASCII is quoted or encoded, never parsed as an address). Raises
+    ValueError for an address that is not one."""
+    address = one_line(address)
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError(f"not an address: {address!r}")
+    if len(local) > 1 and local[0] == local[-1] == '"':
+        local = local[1:-1].replace('\\"', '"')
+    try:
+        addr = Address(display_name=one_line(name), username=local, domain=domain)
+        addr_spec = addr.addr_spec
+    except (ValueError, IndexError, HeaderParseError) as exc:
+        raise ValueError(f"not an address: {address!r} ({exc})") from None
+    return formataddr((addr.display_name, addr_spec)) if addr.display_name else addr_spec
 
 
 @register
@@ -256,8 +357,7 @@ class EmailAdapter(Adapter):
 
     def from_address(self, inbox: Inbox) -> str:
         address = inbox.config.get("address") or settings.DEFAULT_FROM_EMAIL
-        name = inbox.config.get("from_name")
-        return f"{name} <{address}>" if name else address
+        return mailbox(inbox.config.get("from_name") or "", address)
 
     def reply_address(self, inbox: Inbox, token: str) -> str:
         address = inbox.config.get("address") or settings.DEFAULT_FROM_EMAIL
@@ -269,24 +369,32 @@ class EmailAdapter(Adapter):
         return make_msgid(domain=domain)
 
     def build(self, out: OutboundMessage) -> EmailMultiAlternatives:
-        headers = {"Message-ID": out.email_message_id, **out.headers}
+        """The outgoing mail. Every header value we write is one line (CR/LF and NUL
+        removed) and every address is built as an address, never by string formatting,
+        so a customer name like `Support <x@evil>` or one with a line break stays a name."""
+        headers = {one_line(k): one_line(v) for k, v in {"Message-ID": out.email_message_id, **out.headers}.items()}
         if out.in_reply_to:
-            headers["In-Reply-To"] = out.in_reply_to
+            headers["In-Reply-To"] = one_line(out.in_reply_to)
         if out.references:
-            headers["References"] = " ".join(out.references)
+            headers["References"] = one_line(" ".join(out.references))
+        try:
+            to = mailbox(out.to_name, out.to)
+            reply_to = [mailbox("", out.reply_to)] if out.reply_to else None
+        except ValueError as exc:
+            raise SendError(f"invalid address: {exc}", permanent=True) from exc
         mail = EmailMultiAlternatives(
-            subject=out.subject,
+            subject=one_line(out.subject),
             body=out.text,
             from_email=self.from_address(out.inbox),
-            to=[f"{out.to_name} <{out.to}>" if out.to_name else out.to],
-            reply_to=[out.reply_to] if out.reply_to else None,
+            to=[to],
+            reply_to=reply_to,
             headers=headers,
         )
         if out.html:
             mail.attach_alternative(out.html, "text/html")
         for att in out.attachments:
             with open(att.path, "rb") as fh:
-                mail.attach(att.filename, fh.read(), att.content_type)
+                mail.attach(one_line(att.filename) or "attachment", fh.read(), one_line(att.content_type))
         return mail
 
     def send(self, out: OutboundMessage) -> str:

@@ -6,6 +6,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from channels_app.models import Inbox, RawInbound
+from tests import DATA
 from tickets.models import Message
 
 pytestmark = pytest.mark.django_db
@@ -35,8 +36,13 @@ def test_create_inbox_rejects_unknown_kind_and_keys():
     assert not Inbox.objects.exists()
 
 
-def test_ingest_mail_takes_the_corpus_and_reports_duplicates(corpus, email_inbox, tmp_path):
-    folder = corpus / "email" / "django-helpdesk"
+def test_ingest_mail_takes_a_folder_and_reports_duplicates(email_inbox, tmp_path):
+    import shutil
+
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    for path in (DATA / "email" / "django-helpdesk").glob("*.eml"):
+        shutil.copy(path, folder)
     lines = run("ingest_mail", str(folder))
     assert len(lines) == 6
     assert all(set(line) == {"ticket", "message", "created_ticket", "duplicate"} for line in lines)
@@ -60,3 +66,18 @@ def test_ingest_mail_reads_mbox_and_maildir_and_keeps_dead_letters(email_inbox, 
     assert [("error" in line) for line in lines] == [False, False, False, True, False]
     failed = RawInbound.objects.get(status=RawInbound.Status.FAILED)
     assert "no sender" in failed.error and b"no sender at all" in failed.raw
+
+
+def test_ingest_mail_takes_the_sender_from_the_mbox_envelope(email_inbox, tmp_path):
+    import mailbox
+
+    box = mailbox.mbox(str(tmp_path / "env.mbox"))
+    msg = mailbox.mboxMessage(b"From: Printer Room\nSubject: toner\nMessage-ID: <env1@x>\n\nout of toner\n")
+    msg.set_from("printer@office.example", time_=(2026, 11, 24, 9, 0, 0, 1, 328, 0))
+    box.add(msg)
+    box.flush()
+    [line] = run("ingest_mail", str(tmp_path / "env.mbox"))
+    message = Message.objects.get(pk=line["message"])
+    assert message.identity.address == "printer@office.example"
+    assert message.metadata["sender_header"] == "envelope"
+    assert message.identity.display_name == "Printer Room"

@@ -12,6 +12,7 @@ from channels_app.models import Inbox
 from channels_app.services import ingest
 from customers.models import Identity
 from cxdesk.errors import ApplicationError
+from tests import DATA
 from tests.channels_app.factories import InboxFactory, email_inbound
 from tickets.models import Attachment, Message, Ticket
 from tickets.services import reply
@@ -22,14 +23,14 @@ SID = "AC0123456789abcdef0123456789abcdef"
 
 
 @pytest.fixture
-def vectors(corpus):
-    return {v["name"]: v for v in json.loads((corpus / "webhooks/twilio/vectors.json").read_text())["vectors"]}
+def vectors():
+    return {v["name"]: v for v in json.loads((DATA / "webhooks/twilio/vectors.json").read_text())["vectors"]}
 
 
 @pytest.fixture
 def twilio_inbox(settings):
     settings.PUBLIC_URL = "https://example.com"
-    # The corpus vectors were signed for https://example.com/hooks/twilio/3/
+    # The vectors (tests/data/webhooks/twilio/vectors.json) were signed for https://example.com/hooks/twilio/3/
     return InboxFactory(
         id=3,
         kind="twilio",
@@ -44,7 +45,7 @@ def post(client, path, params, signature, **headers):
     return client.post(path, params, HTTP_X_TWILIO_SIGNATURE=signature, **headers)
 
 
-def test_every_sdk_signature_vector_passes_our_verify_and_a_tampered_one_fails(corpus, rf):
+def test_every_sdk_signature_vector_passes_our_verify_and_a_tampered_one_fails(rf):
     from urllib.parse import urlencode, urlsplit
 
     from channels_app.adapters import get_adapter
@@ -52,11 +53,11 @@ def test_every_sdk_signature_vector_passes_our_verify_and_a_tampered_one_fails(c
 
     adapter = get_adapter("twilio")
     checked = 0
-    for v in json.loads((corpus / "webhooks/twilio/sdk_vectors.json").read_text())["vectors"]:
+    for v in json.loads((DATA / "webhooks/twilio/sdk_vectors.json").read_text())["vectors"]:
         if "body_file" in v:
-            body_path = corpus / "webhooks/twilio" / v["body_file"]
+            body_path = DATA / "webhooks/twilio" / v["body_file"]
             if not body_path.exists():
-                continue  # the corpus ships the signature but not this body file
+                continue  # the vector names a body file we do not ship
             body, ctype = body_path.read_bytes(), "application/x-www-form-urlencoded"
         elif "raw_body" in v:
             body, ctype = v["raw_body"].encode(), "application/json"

@@ -41,7 +41,8 @@ def iter_messages(path: Path) -> Iterator[tuple[str, bytes]]:
     if head == b"From ":
         box = mailbox.mbox(str(path), create=False)
         for key in box.keys():
-            yield f"{path}#{key}", box.get_bytes(key)
+            # With the envelope line: it names the sender when the headers do not.
+            yield f"{path}#{key}", box.get_bytes(key, from_=True)
         return
     yield str(path), path.read_bytes()
 
