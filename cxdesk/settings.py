@@ -207,6 +207,9 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
 }
+# Outbound HTTP (cxdesk/http.py) refuses private/loopback/link-local targets unless this is on
+# (on-premise installs whose webhook receivers live on the private network).
+CXDESK_ALLOW_PRIVATE_TARGETS = env.bool("CXDESK_ALLOW_PRIVATE_TARGETS", default=False)
 CXDESK_WEBHOOK_RETRY_BASE = env.float("CXDESK_WEBHOOK_RETRY_BASE", default=10.0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "cxdesk API",

@@ -30,6 +30,29 @@ def _isolated_files(settings, tmp_path):
     clear_sent_events()
 
 
+PUBLIC_TEST_ADDRESS = "93.184.215.14"  # a public address; nothing connects to it (responses intercepts)
+
+
+@pytest.fixture(autouse=True)
+def _fake_dns(monkeypatch):
+    """The outside world's DNS: names resolve to a public address (provider calls are mocked
+    with `responses`); IP literals and localhost resolve for real, so SSRF checks see them."""
+    import ipaddress
+    import socket
+
+    from cxdesk import http
+
+    def resolve(host: str, port: int) -> list[str]:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if host.lower() not in ("localhost", "localhost.localdomain"):
+                return [PUBLIC_TEST_ADDRESS]
+        return list(dict.fromkeys(i[4][0] for i in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
+
+    monkeypatch.setattr(http, "resolve", resolve)
+
+
 @pytest.fixture
 def email_inbox(db):
     from tests.channels_app.factories import InboxFactory

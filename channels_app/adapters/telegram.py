@@ -9,7 +9,10 @@ import logging
 from datetime import UTC, datetime
 
 import requests
+from django.conf import settings
 from django.http import HttpRequest
+
+from cxdesk.http import TELEGRAM_API_HOSTS, ResponseTooLarge, UnsafeTarget, safe_request
 
 from ..media import MediaError
 from ..models import Channel, Inbox
@@ -116,7 +119,9 @@ class TelegramAdapter(Adapter):
         if not token:
             raise SendError(f"{inbox.name} has no bot_token", permanent=True)
         try:
-            response = requests.post(f"{API}/bot{token}/{method}", timeout=TIMEOUT, **kwargs)
+            response = safe_request(
+                "POST", f"{API}/bot{token}/{method}", allowed_hosts=TELEGRAM_API_HOSTS, timeout=TIMEOUT, **kwargs
+            )
         except requests.RequestException as exc:
             raise SendError(f"Telegram unreachable: {exc}") from exc
         try:
@@ -155,11 +160,25 @@ class TelegramAdapter(Adapter):
         file_id = url.removeprefix("tg-file:")
         token = inbox.secrets.get("bot_token", "")
         try:
-            info = requests.get(f"{API}/bot{token}/getFile", params={"file_id": file_id}, timeout=TIMEOUT).json()
+            info = safe_request(
+                "GET",
+                f"{API}/bot{token}/getFile",
+                allowed_hosts=TELEGRAM_API_HOSTS,
+                params={"file_id": file_id},
+                timeout=TIMEOUT,
+            ).json()
             if not info.get("ok"):
                 raise MediaError(f"Telegram getFile: {info.get('description')}", permanent=True)
-            data = requests.get(f"{API}/file/bot{token}/{info['result']['file_path']}", timeout=TIMEOUT)
-        except (requests.RequestException, ValueError, KeyError) as exc:
+            data = safe_request(
+                "GET",
+                f"{API}/file/bot{token}/{info['result']['file_path']}",
+                allowed_hosts=TELEGRAM_API_HOSTS,
+                timeout=TIMEOUT,
+                max_bytes=settings.CXDESK_MAX_ATTACHMENT_BYTES,
+            )
+        except (UnsafeTarget, ResponseTooLarge) as exc:
+            raise MediaError(f"Telegram file {file_id} refused: {exc}", permanent=True) from exc
+        except (requests.RequestException, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MediaError(f"Telegram file {file_id}: {exc}") from exc
         if data.status_code >= 400:
             raise MediaError(f"Telegram file download: HTTP {data.status_code}", permanent=data.status_code == 404)
