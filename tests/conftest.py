@@ -28,6 +28,11 @@ def _isolated_files(settings, tmp_path):
     from cxdesk.realtime import clear_sent_events
 
     clear_sent_events()
+    from django.core.cache import cache
+
+    from integrations.throttling import _keys
+
+    cache.delete_many(_keys("127.0.0.1"))  # API-key guess counters do not leak between tests
 
 
 PUBLIC_TEST_ADDRESS = "93.184.215.14"  # a public address; nothing connects to it (responses intercepts)

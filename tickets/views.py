@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from channels_app.models import Channel, Inbox
 from customers.desk_selectors import customer_panel
 from cxdesk.errors import ApplicationError
+from cxdesk.uploads import uploaded_files
 from routing.services import agent_set_status
 from sla.selectors import STATES as SLA_STATES
 from sla.selectors import ticket_sla
@@ -127,8 +128,8 @@ def _done(request: HttpRequest, ticket: Ticket) -> HttpResponse:
 @require_POST
 def ticket_reply(request: HttpRequest, ticket_id: int) -> HttpResponse:
     ticket = _ticket_or_404(request, ticket_id)
-    files = [(f.name, f.read(), f.content_type or "") for f in request.FILES.getlist("attachments")]
     try:
+        files = uploaded_files(request)
         if request.POST.get("internal"):
             services.note_add(ticket=ticket, author=request.user, body=request.POST.get("body", ""), attachments=files)
         else:
