@@ -60,16 +60,17 @@ def _check_pairs(raw: bytes | str, where: str) -> None:
         _check_text(key, value)
 
 
-def _walk_json(value, path: str = "") -> None:
+def check_json(value, path: str = "") -> None:
+    """Raise MalformedInput for a NUL byte or lone surrogate anywhere in decoded JSON."""
     if isinstance(value, str):
         _check_text(path or "body", value)
     elif isinstance(value, dict):
         for key, item in value.items():
             _check_text(f"{path}.{key}" if path else str(key), str(key))
-            _walk_json(item, f"{path}.{key}" if path else str(key))
+            check_json(item, f"{path}.{key}" if path else str(key))
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _walk_json(item, f"{path}[{i}]" if path else f"[{i}]")
+            check_json(item, f"{path}[{i}]" if path else f"[{i}]")
 
 
 def check_request(request: HttpRequest) -> None:
@@ -112,7 +113,7 @@ def check_request(request: HttpRequest) -> None:
             raise MalformedInput("body", "is not valid UTF-8") from None
         except ValueError:
             return  # not JSON at all: the view's parser answers with its own 400
-        _walk_json(data)
+        check_json(data)
 
 
 def wants_json(request: HttpRequest) -> bool:
