@@ -141,7 +141,8 @@ class TelegramAdapter(Adapter):
                 "POST", f"{API}/bot{token}/{method}", allowed_hosts=TELEGRAM_API_HOSTS, timeout=TIMEOUT, **kwargs
             )
         except requests.RequestException as exc:
-            raise SendError(f"Telegram unreachable: {exc}") from exc
+            # requests' messages carry the URL, which carries the bot token: never store it.
+            raise SendError(f"Telegram unreachable: {str(exc).replace(token, '<token>')}") from None
         try:
             body = response.json()
         except ValueError:
@@ -197,7 +198,7 @@ class TelegramAdapter(Adapter):
         except (UnsafeTarget, ResponseTooLarge) as exc:
             raise MediaError(f"Telegram file {file_id} refused: {exc}", permanent=True) from exc
         except (requests.RequestException, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise MediaError(f"Telegram file {file_id}: {exc}") from exc
+            raise MediaError(f"Telegram file {file_id}: {str(exc).replace(token or '-', '<token>')}") from None
         if data.status_code >= 400:
             raise MediaError(f"Telegram file download: HTTP {data.status_code}", permanent=data.status_code == 404)
         return data.content, data.headers.get("Content-Type", "")
