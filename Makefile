@@ -40,7 +40,7 @@ serve: venv
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput
 	$(BIN)/celery -A cxdesk worker -B -Q default,inbound,outbound,webhooks --loglevel=info & \
-	$(BIN)/uvicorn cxdesk.asgi:application --host $(HOST) --port 8001 & \
+	$(BIN)/uvicorn cxdesk.asgi:application --host $(HOST) --port 8001 --ws-max-size 65536 & \
 	$(BIN)/gunicorn cxdesk.wsgi --bind $(HOST):$(PORT) --workers 2
 
 worker: venv
