@@ -10,7 +10,15 @@ import pytest
 from django.test import Client
 
 ROOT = Path(__file__).resolve().parents[2]
-DROP = {"SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "PUBLIC_URL", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS"}
+DROP = {
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "PUBLIC_URL",
+    "SECURE_SSL_REDIRECT",
+    "SECURE_HSTS_SECONDS",
+}
 
 
 def _production_env(tmp_path) -> dict[str, str]:
