@@ -125,3 +125,18 @@ def test_telegram_update_with_unexpected_types_is_never_a_500(settings):
             HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN="s3cret",
         )
         assert answer.status_code in (200, 400), (body, answer.status_code, answer.content[:200])
+
+
+def test_an_inbound_mail_with_nul_bytes_is_kept_without_them(api, email_inbox):
+    """Raw mail is content, not form input: ingest strips NUL bytes (for every channel)."""
+    from tickets.models import Message
+
+    raw = (
+        b"From: a@example.com\r\nTo: support@example.com\r\nSubject: nul\x00x\r\nMessage-ID: <n1@x>\r\n\r\n"
+        b"body \x00 here\r\n"
+    )
+    answer = api.post(f"/api/v1/inbound/email/?inbox={email_inbox.name}", data=raw, content_type="message/rfc822")
+    assert answer.status_code in (200, 201), answer.content[:300]
+    message = Message.objects.get(direction="inbound")
+    assert "\x00" not in message.body_text and "body" in message.body_text and "here" in message.body_text
+    assert "\x00" not in message.ticket.subject
