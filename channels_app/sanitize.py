@@ -36,6 +36,32 @@ def sanitize_html(value: str) -> str:
     )
 
 
+_IMG = re.compile(r"<img\b[^>]*>", re.I)
+_REMOTE_SRC = re.compile(r'\ssrc="(https?://[^"]*)"', re.I)
+
+
+def block_remote_images(safe_html: str) -> str:
+    """Sanitised HTML with remote images disarmed: `src="https://…"` becomes
+    `data-remote-src="…"` (a tracking pixel must not learn when and where an agent reads the
+    mail). The desk's "Load images" control restores them for one message, through the
+    server's image proxy. Input must come from sanitize_html (attributes double-quoted)."""
+    return _IMG.sub(lambda m: _REMOTE_SRC.sub(r' data-remote-src="\1"', m.group(0)), safe_html or "")
+
+
+def has_remote_images(value: str) -> bool:
+    return any(_REMOTE_SRC.search(m.group(0)) for m in _IMG.finditer(value or ""))
+
+
+def remote_image_urls(value: str) -> set[str]:
+    """The remote image addresses in (sanitised) HTML, unescaped."""
+    return {
+        html_lib.unescape(src.group(1))
+        for m in _IMG.finditer(sanitize_html(value or ""))
+        for src in [_REMOTE_SRC.search(m.group(0))]
+        if src
+    }
+
+
 _BLOCK = re.compile(r"<\s*(br|/p|/div|/li|/tr|/h[1-6]|/blockquote|hr)\b[^>]*>", re.I)
 _DROP = re.compile(r"<(script|style|head|title)\b.*?</\1\s*>", re.I | re.S)
 _TAG = re.compile(r"<[^>]+>")

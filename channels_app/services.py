@@ -122,6 +122,7 @@ def ingest(inbound: InboundMessage) -> IngestResult:
 
     Idempotent on (inbox, provider_message_id): a repeat, sequential or concurrent,
     returns the stored message with duplicate=True."""
+    inbound.strip_nul()
     _validate(inbound)
     existing = _existing(inbound.inbox, inbound.provider_message_id, inbound.content_digest)
     if existing:

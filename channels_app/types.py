@@ -59,6 +59,34 @@ class InboundMessage:
     # The sender opted out (True: STOP) or back in (False: START) of messages on this channel.
     opt_out: bool | None = None
 
+    def strip_nul(self) -> None:
+        """Remove NUL bytes (and lone surrogates) from every text field, in place: PostgreSQL
+        cannot store them, and in mail they are garbage, not content. ingest() calls this
+        first, so a mail with a NUL byte is kept instead of failing."""
+        for name in ("text", "html", "subject", "email_message_id", "in_reply_to", "reply_token"):
+            setattr(self, name, _clean(getattr(self, name)))
+        self.references = [_clean(r) for r in self.references]
+        self.sender.address = _clean(self.sender.address)
+        self.sender.display_name = _clean(self.sender.display_name)
+        if isinstance(self.provider_message_id, str):
+            self.provider_message_id = _clean(self.provider_message_id)
+        for att in self.attachments:
+            att.filename, att.content_type = _clean(att.filename), _clean(att.content_type)
+            att.url, att.content_id = _clean(att.url), _clean(att.content_id)
+        self.metadata = {k: _clean(v) if isinstance(v, str) else v for k, v in self.metadata.items()}
+
+
+def _clean(value):
+    if not isinstance(value, str):
+        return value
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
 
 @dataclass
 class OutboundAttachment:

@@ -15,7 +15,7 @@ from cxdesk.errors import ApplicationError
 
 from .models import Inbox
 from .services import ingest, status_apply
-from .types import WebhookError
+from .types import InboundMessage, WebhookError
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,22 @@ def _error(status: int, message: str) -> JsonResponse:
     return JsonResponse(
         {"error": {"code": "webhook_rejected" if status == 403 else "bad_request", "message": message}}, status=status
     )
+
+
+def _check_types(item: InboundMessage) -> None:
+    """What an adapter produced from a provider's JSON must have the types ingest relies on."""
+    for name in ("text", "html", "subject"):
+        if not isinstance(getattr(item, name), str):
+            raise WebhookError(f"{name} must be text")
+    if not isinstance(item.sender.address, str) or not item.sender.address:
+        raise WebhookError("the sender has no usable address")
+    if not isinstance(item.sender.display_name, str):
+        raise WebhookError("the sender's name must be text")
+    if item.provider_message_id is not None and not isinstance(item.provider_message_id, str):
+        raise WebhookError("the message id must be text")
+    for att in item.attachments:
+        if not isinstance(att.filename, str) or not isinstance(att.url, str) or not isinstance(att.content_type, str):
+            raise WebhookError("an attachment has fields of unexpected types")
 
 
 @csrf_exempt
@@ -46,12 +62,18 @@ def provider_webhook(request: HttpRequest, route: str, inbox_id: int) -> HttpRes
             return answer
         inbound = adapter.parse(request, inbox)
         statuses = adapter.parse_status(request, inbox)
+        for item in inbound:
+            _check_types(item)
     except WebhookError as exc:
         log.warning("%s webhook for inbox %s rejected (%s): %s", route, inbox.pk, exc.status, exc)
         return _error(exc.status, str(exc))
     except ApplicationError as exc:
         log.warning("%s webhook for inbox %s: %s", route, inbox.pk, exc.message)
         return _error(exc.status_code, exc.message)
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError) as exc:
+        # A signed body of an unexpected shape ("text": 5, "from": "x"): bad input, not a crash.
+        log.warning("%s webhook for inbox %s: malformed payload (%s: %s)", route, inbox.pk, type(exc).__name__, exc)
+        return _error(400, f"malformed {route} payload: a field has an unexpected type or is missing")
     results = []
     try:
         for item in inbound:

@@ -68,7 +68,9 @@ MIDDLEWARE = [
     "cxdesk.observability.RequestIdMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "cxdesk.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "cxdesk.middleware.InputCleaningMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -287,6 +289,20 @@ WHITENOISE_USE_FINDERS = True
 # Upload limits for every public entry point (webhooks, inbound mail, portal, API).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=30 * 1024 * 1024)
 CXDESK_MAX_ATTACHMENT_BYTES = env.int("CXDESK_MAX_ATTACHMENT_BYTES", default=25 * 1024 * 1024)
+# Uploads stream to a temporary file past 1 MB; a file past the attachment limit is dropped
+# while it streams (cxdesk/uploads.py), never read into memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("FILE_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
+FILE_UPLOAD_HANDLERS = [
+    "cxdesk.uploads.AttachmentLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+# Stored files (attachments, media) are readable by the service user only.
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
+# Bodies that are raw content (mail) rather than form/JSON input: not NUL-checked by
+# cxdesk.middleware.InputCleaningMiddleware (their own parsers handle odd bytes).
+CXDESK_RAW_BODY_PATHS = ["/hooks/anymail/", "/api/v1/inbound/email/"]
 CXDESK_MAX_BODY_CHARS = env.int("CXDESK_MAX_BODY_CHARS", default=1_000_000)
 # A whole raw mail posted to /api/v1/inbound/email/ (a 25 MB attachment is ~34 MB encoded).
 CXDESK_MAX_MAIL_BYTES = env.int("CXDESK_MAX_MAIL_BYTES", default=64 * 1024 * 1024)
@@ -311,6 +327,12 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
 }
+# Outbound HTTP (cxdesk/http.py) refuses private/loopback/link-local targets unless this is on
+# (on-premise installs whose webhook receivers live on the private network).
+CXDESK_ALLOW_PRIVATE_TARGETS = env.bool("CXDESK_ALLOW_PRIVATE_TARGETS", default=False)
+# API key guesses: this many unknown keys from one address within the window → 429 for the rest of it.
+CXDESK_API_KEY_FAILURES = env.int("CXDESK_API_KEY_FAILURES", default=20)
+CXDESK_API_KEY_FAILURE_WINDOW = env.int("CXDESK_API_KEY_FAILURE_WINDOW", default=300)
 CXDESK_WEBHOOK_RETRY_BASE = env.float("CXDESK_WEBHOOK_RETRY_BASE", default=10.0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "cxdesk API",
@@ -373,9 +395,38 @@ CXDESK_RETAIN_RAW_INBOUND_DAYS = env.int("CXDESK_RETAIN_RAW_INBOUND_DAYS", defau
 CXDESK_RETAIN_WEBHOOK_DELIVERIES_DAYS = env.int("CXDESK_RETAIN_WEBHOOK_DELIVERIES_DAYS", default=30)
 CXDESK_RETAIN_ACTIVITY_DAYS = env.int("CXDESK_RETAIN_ACTIVITY_DAYS", default=180)
 
+# Content-Security-Policy on every response (cxdesk.middleware): self-only scripts and
+# styles, no inline script, no remote images (tracking pixels in mail), no framing.
+CXDESK_CSP = env.str(
+    "CXDESK_CSP",
+    default=(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self' ws: wss:; font-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+        "object-src 'none'; base-uri 'none'"
+    ),
+)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
 if not DEBUG:
-    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=PUBLIC_URL.startswith("https"))
+    HTTPS = PUBLIC_URL.startswith("https")
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=HTTPS)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    SESSION_COOKIE_HTTPONLY = True
+    # TLS ends at the reverse proxy, which sets X-Forwarded-Proto (docs/deploy).
+    if env.bool("CXDESK_BEHIND_PROXY", default=HTTPS):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if HTTPS else 0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    if not SECURE_HSTS_PRELOAD:
+        # Preloading is a one-way commitment for the whole domain, made by its owner at
+        # hstspreload.org; we do not make it for them (set SECURE_HSTS_PRELOAD=1 to opt in).
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 # Outbound: attempts per message before it is marked failed (transient errors retry with backoff).
 CXDESK_SEND_MAX_ATTEMPTS = env.int("CXDESK_SEND_MAX_ATTEMPTS", default=6)

@@ -173,6 +173,8 @@ def plan(
                     str(port),
                     "--proxy-headers",
                     "--no-access-log",
+                    "--ws-max-size",  # websocket frames over 64 KB are refused before Django sees them
+                    "65536",
                     "--timeout-graceful-shutdown",
                     "10",
                 ],

@@ -25,6 +25,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.Gen
     """The caller's own API keys."""
 
     serializer_class = ApiKeySerializer
+    queryset = ApiKey.objects.none()  # for the schema (path parameter types); requests use get_queryset
 
     def get_queryset(self):
         return ApiKey.objects.filter(user=self.request.user)

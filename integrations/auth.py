@@ -1,6 +1,7 @@
 from rest_framework import authentication, exceptions, permissions
 
 from .services import api_key_authenticate
+from .throttling import client_ident, key_guess_failed, key_guess_wait
 
 
 class BearerKeyAuthentication(authentication.BaseAuthentication):
@@ -18,8 +19,13 @@ class BearerKeyAuthentication(authentication.BaseAuthentication):
         key = key.strip()
         if not key:
             raise exceptions.AuthenticationFailed("empty bearer token")
+        ident = client_ident(request)
+        wait = key_guess_wait(ident)
+        if wait is not None:
+            raise exceptions.Throttled(wait=wait, detail="too many unknown API keys from this address.")
         record = api_key_authenticate(key)
         if record is None:
+            key_guess_failed(ident)
             raise exceptions.AuthenticationFailed("unknown or revoked API key")
         return record.user, record
 

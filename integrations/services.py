@@ -9,10 +9,12 @@ import secrets
 import time
 from typing import Any
 
+import requests
 from django.db import transaction
 from django.utils import timezone
 
 from cxdesk.errors import ApplicationError
+from cxdesk.http import UnsafeTarget, check_url, excerpt, safe_request
 
 from .models import ApiKey, WebhookDelivery, WebhookSubscription
 
@@ -74,9 +76,21 @@ def webhook_subscribe(*, url: str, events: list[str], user=None) -> tuple[Webhoo
             code="invalid_events",
             fields={"events": [f"unknown: {', '.join(unknown)}" if unknown else "required"]},
         )
+    webhook_url_check(url)
     secret = secrets.token_urlsafe(32)
     sub = WebhookSubscription.objects.create(url=url, events=sorted(set(events)), secret=secret, created_by=user)
     return sub, secret
+
+
+def webhook_url_check(url: str) -> None:
+    """Refuse URLs the worker must never call: non-http(s), or a host that is (or resolves
+    to) a private, loopback, link-local or metadata address (unless CXDESK_ALLOW_PRIVATE_TARGETS)."""
+    try:
+        check_url(url)
+    except UnsafeTarget as exc:
+        raise ApplicationError(f"url refused: {exc}", code="unsafe_url", fields={"url": [str(exc)]}) from None
+    except requests.RequestException as exc:
+        raise ApplicationError(f"url refused: {exc}", code="unsafe_url", fields={"url": ["host not found"]}) from None
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -106,9 +120,9 @@ class DeliveryRetry(Exception):
 
 
 def webhook_deliver(*, delivery_id: int, max_attempts: int) -> str:
-    """One attempt. Raises DeliveryRetry for a failure that should be retried."""
-    import requests
-
+    """One attempt. Raises DeliveryRetry for a failure that should be retried. The URL is
+    checked again here (DNS may have changed since the subscription); the log keeps the
+    status and a short sanitised excerpt of the answer, never the body."""
     delivery = WebhookDelivery.objects.select_related("subscription").filter(pk=delivery_id).first()
     if delivery is None or delivery.status in (WebhookDelivery.Status.DELIVERED, WebhookDelivery.Status.FAILED):
         return delivery.status if delivery else "missing"
@@ -130,13 +144,15 @@ def webhook_deliver(*, delivery_id: int, max_attempts: int) -> str:
     started = time.monotonic()
     code, error = None, ""
     try:
-        response = requests.post(sub.url, data=body, headers=headers, timeout=10, allow_redirects=False)
+        response = safe_request(
+            "POST", sub.url, data=body, headers=headers, timeout=(5, 10), max_bytes=64 * 1024, allow_redirects=False
+        )
         code = response.status_code
         ok = 200 <= code < 300
         if not ok:
-            error = f"HTTP {code}: {response.text[:300]}"
+            error = f"HTTP {code}: {excerpt(response.text)}"
     except requests.RequestException as exc:
-        ok, error = False, f"{type(exc).__name__}: {exc}"[:500]
+        ok, error = False, excerpt(f"{type(exc).__name__}: {exc}", 300)
     latency = int((time.monotonic() - started) * 1000)
     attempts = delivery.attempts + 1
     with transaction.atomic():

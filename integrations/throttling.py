@@ -1,4 +1,8 @@
-from rest_framework.throttling import SimpleRateThrottle
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from cxdesk.degrade import degraded
 
@@ -25,3 +29,49 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         except Exception as exc:  # noqa: BLE001 - the rate limiter's store is down: allow, log
             degraded("cache (API rate limiting)", exc)
             return True
+
+
+# --- API key guessing: failures counted per client address, on the cache ----------------
+
+
+def client_ident(request) -> str:
+    """The client address as DRF sees it (X-Forwarded-For only through NUM_PROXIES)."""
+    return BaseThrottle().get_ident(request) or "unknown"
+
+
+def _keys(ident: str) -> tuple[str, str]:
+    return f"apikey-fail:{ident}:n", f"apikey-fail:{ident}:t"
+
+
+def key_guess_wait(ident: str) -> int | None:
+    """Seconds this address must wait before its next key is even looked at, or None.
+    With the cache down nothing is counted: keys are checked as usual (logged)."""
+    count_key, start_key = _keys(ident)
+    try:
+        if (cache.get(count_key) or 0) < settings.CXDESK_API_KEY_FAILURES:
+            return None
+        started = cache.get(start_key) or time.time()
+    except Exception as exc:  # noqa: BLE001
+        degraded("cache (API key guessing)", exc)
+        return None
+    return max(1, int(started + settings.CXDESK_API_KEY_FAILURE_WINDOW - time.time()))
+
+
+def key_guess_failed(ident: str) -> None:
+    try:
+        _count_failure(ident)
+    except Exception as exc:  # noqa: BLE001
+        degraded("cache (API key guessing)", exc)
+
+
+def _count_failure(ident: str) -> None:
+    count_key, start_key = _keys(ident)
+    window = settings.CXDESK_API_KEY_FAILURE_WINDOW
+    if cache.add(count_key, 1, window):
+        cache.set(start_key, time.time(), window)
+        return
+    try:
+        cache.incr(count_key)
+    except ValueError:  # expired between add and incr
+        cache.add(count_key, 1, window)
+        cache.set(start_key, time.time(), window)

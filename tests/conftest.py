@@ -16,6 +16,34 @@ def _isolated_files(settings, tmp_path):
     from cxdesk.realtime import clear_sent_events
 
     clear_sent_events()
+    from django.core.cache import cache
+
+    from integrations.throttling import _keys
+
+    cache.delete_many(_keys("127.0.0.1"))  # API-key guess counters do not leak between tests
+
+
+PUBLIC_TEST_ADDRESS = "93.184.215.14"  # a public address; nothing connects to it (responses intercepts)
+
+
+@pytest.fixture(autouse=True)
+def _fake_dns(monkeypatch):
+    """The outside world's DNS: names resolve to a public address (provider calls are mocked
+    with `responses`); IP literals and localhost resolve for real, so SSRF checks see them."""
+    import ipaddress
+    import socket
+
+    from cxdesk import http
+
+    def resolve(host: str, port: int) -> list[str]:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if host.lower() not in ("localhost", "localhost.localdomain"):
+                return [PUBLIC_TEST_ADDRESS]
+        return list(dict.fromkeys(i[4][0] for i in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
+
+    monkeypatch.setattr(http, "resolve", resolve)
 
 
 @pytest.fixture

@@ -11,11 +11,24 @@ renders the SAME partial templates the pages use and sends them as htmx out-of-b
     {"inbox": {view, filters…}}  the inbox view this page shows (rows and counts follow it)
     {"ping": true}               keep presence alive (every ~20 s)
 
+Limits (a socket is one agent's; nothing it sends may hurt the others):
+- a frame over MAX_FRAME_BYTES closes this socket (1009); a frame that is not a JSON
+  object, or holds NUL bytes, gets an {"error": …} frame and is otherwise ignored;
+  nothing a frame holds raises out of the consumer;
+- at most RATE_FRAMES frames per RATE_SECONDS per socket (more are dropped with one error
+  frame; a flood well past it closes the socket, 1008); "typing" is coalesced: at most one
+  presence broadcast per ticket per TYPING_EVERY seconds however fast keys arrive;
+- the socket closes (4401) when its user signs out, is deactivated, loses staff rights or
+  changes password: pushed by tickets.apps signal receivers, and checked again (the session
+  auth hash) on every frame received, for changes made without signals.
+
 See docs/realtime.md.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 
 from channels.db import database_sync_to_async
@@ -24,10 +37,17 @@ from django.template.loader import render_to_string
 
 from accounts import twofactor
 from accounts.roles import forget_role
+from cxdesk.middleware import MalformedInput, check_json
 
 from . import presence
 
+log = logging.getLogger(__name__)
+
 COLLISION_WINDOW = 60  # seconds after the last keystroke in which someone else's reply warns
+MAX_FRAME_BYTES = 64 * 1024
+RATE_FRAMES, RATE_SECONDS = 30, 10.0  # per socket
+FLOOD_FRAMES = 300  # dropped frames in one window that close the socket
+TYPING_EVERY = 3.0  # seconds between two "is replying" broadcasts for one ticket
 
 
 class DeskConsumer(AsyncJsonWebsocketConsumer):
@@ -46,6 +66,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.typed: dict[int, float] = {}
         self.inbox_filters: dict[str, str] | None = None
         self.saved_active: int | None = None
+        self.auth_hash = await database_sync_to_async(user.get_session_auth_hash)()
+        self.window_start, self.window_frames, self.dropped = time.monotonic(), 0, 0
+        self.typing_sent: dict[int, float] = {}
         for group in ("desk", f"agent.{user.pk}"):
             await self._join(group)
         await self.accept()
@@ -66,11 +89,54 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
 
     # --- from the browser -------------------------------------------------------------
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        """Size, rate and shape checks before anything else; never raises into the worker."""
+        if not hasattr(self, "user"):
+            return
+        size = len(text_data.encode("utf-8", "surrogatepass")) if text_data is not None else len(bytes_data or b"")
+        if size > MAX_FRAME_BYTES:
+            log.info("desk socket of user %s: %s-byte frame; closing", self.user.pk, size)
+            await self.close(code=1009)
+            return
+        if not self._within_rate():
+            if self.dropped == 1:
+                await self.send_json({"error": "too many messages; slow down"})
+            if self.dropped > FLOOD_FRAMES:
+                await self.close(code=1008)
+            return
+        if text_data is None:
+            await self.send_json({"error": "binary frames are not accepted"})
+            return
+        try:
+            content = json.loads(text_data)
+            if not isinstance(content, dict):
+                raise ValueError("a frame must be a JSON object")
+            check_json(content)
+        except (ValueError, RecursionError, MalformedInput) as exc:
+            await self.send_json({"error": f"malformed frame: {str(exc)[:100]}"})
+            return
+        try:
+            await self.receive_json(content)
+        except Exception:  # one agent's odd frame must not take the worker or other sockets down
+            log.exception("desk socket of user %s: frame failed", self.user.pk)
+            await self.send_json({"error": "that frame could not be handled"})
+
+    def _within_rate(self) -> bool:
+        now = time.monotonic()
+        if now - self.window_start > RATE_SECONDS:
+            self.window_start, self.window_frames, self.dropped = now, 0, 0
+        self.window_frames += 1
+        if self.window_frames > RATE_FRAMES:
+            self.dropped += 1
+            return False
+        return True
+
     async def receive_json(self, content, **kwargs) -> None:
         # Channels fixes the user at connect time; access can change while connected.
         forget_role(self.user)
-        if not isinstance(content, dict) or not await self._still_staff():
-            await self.close(code=4403)
+        state = await self._access_state()
+        if state != "ok":
+            await self.close(code=4401 if state == "signed_out" else 4403)
             return
         ticket_id = content.get("subscribe_ticket")
         if isinstance(ticket_id, int) and ticket_id not in self.tickets and await self._can_see(ticket_id):
@@ -82,8 +148,12 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             await self._unsubscribe(ticket_id)
         ticket_id = content.get("typing")
         if isinstance(ticket_id, int) and ticket_id in self.tickets:
-            self.typed[ticket_id] = time.monotonic()
-            await self._announce(ticket_id, typing=True)
+            now = time.monotonic()
+            self.typed[ticket_id] = now
+            # Keystrokes arrive many a second: one "is replying" broadcast per TYPING_EVERY.
+            if now - self.typing_sent.get(ticket_id, 0.0) >= TYPING_EVERY:
+                self.typing_sent[ticket_id] = now
+                await self._announce(ticket_id, typing=True)
         if isinstance(content.get("inbox"), dict):
             from .selectors import inbox_filters_clean
 
@@ -295,7 +365,14 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         return ticket_get_for_agent(agent=self.user, ticket_id=ticket_id) is not None
 
     @database_sync_to_async
-    def _still_staff(self) -> bool:
+    def _access_state(self) -> str:
+        """ "ok", "signed_out" (password changed: the session's auth hash no longer
+        matches) or "no_access" (deactivated, not staff)."""
         from django.contrib.auth import get_user_model
 
-        return get_user_model().objects.filter(pk=self.user.pk, is_active=True, is_staff=True).exists()
+        user = get_user_model().objects.filter(pk=self.user.pk).first()
+        if user is None or not user.is_active or not user.is_staff:
+            return "no_access"
+        if user.get_session_auth_hash() != self.auth_hash:
+            return "signed_out"
+        return "ok"

@@ -6,6 +6,7 @@ urlpatterns = [
     path("", views.inbox, name="desk-inbox"),
     path("tickets/<int:ticket_id>/", views.ticket_detail, name="desk-ticket"),
     path("tickets/<int:ticket_id>/timeline/", views.ticket_timeline, name="desk-ticket-timeline"),
+    path("tickets/<int:ticket_id>/messages/<int:message_id>/image/", views.message_image, name="desk-message-image"),
     path("tickets/<int:ticket_id>/reply/", views.ticket_reply, name="desk-ticket-reply"),
     path("tickets/<int:ticket_id>/update/", views.ticket_update, name="desk-ticket-update"),
     path("tickets/<int:ticket_id>/template/", views.ticket_template, name="desk-ticket-template"),

@@ -12,8 +12,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+
+from cxdesk.http import META_API_HOSTS, META_MEDIA_HOSTS, ResponseTooLarge, UnsafeTarget, safe_request
 
 from ..media import MediaError
 from ..models import Channel, Inbox
@@ -85,8 +88,13 @@ class MetaAdapter(Adapter):
 
     def _post(self, inbox: Inbox, url: str, payload: dict) -> dict:
         try:
-            response = requests.post(
-                url, json=payload, headers={"Authorization": f"Bearer {self._token(inbox)}"}, timeout=TIMEOUT
+            response = safe_request(
+                "POST",
+                url,
+                allowed_hosts=META_API_HOSTS,
+                json=payload,
+                headers={"Authorization": f"Bearer {self._token(inbox)}"},
+                timeout=TIMEOUT,
             )
         except requests.RequestException as exc:
             raise SendError(f"Graph API unreachable: {exc}") from exc
@@ -264,14 +272,28 @@ class WhatsAppAdapter(MetaAdapter):
         media_id = url.removeprefix("wa-media:")
         headers = {"Authorization": f"Bearer {inbox.secrets.get('access_token', '')}"}
         try:
-            meta = requests.get(f"{GRAPH}/{media_id}", headers=headers, timeout=TIMEOUT)
+            meta = safe_request(
+                "GET", f"{GRAPH}/{media_id}", allowed_hosts=META_API_HOSTS, headers=headers, timeout=TIMEOUT
+            )
             if meta.status_code >= 400:
                 raise MediaError(
                     f"WhatsApp media {media_id}: HTTP {meta.status_code}", permanent=meta.status_code in (400, 404)
                 )
             info = meta.json()
-            data = requests.get(info["url"], headers=headers, timeout=TIMEOUT)
-        except (requests.RequestException, ValueError, KeyError) as exc:
+            # The download URL comes from Graph's answer: it must be one of Meta's media hosts,
+            # and the token goes only to Meta's API hosts.
+            data = safe_request(
+                "GET",
+                info["url"],
+                allowed_hosts=META_MEDIA_HOSTS,
+                credential_hosts=META_API_HOSTS,
+                headers=headers,
+                timeout=TIMEOUT,
+                max_bytes=settings.CXDESK_MAX_ATTACHMENT_BYTES,
+            )
+        except (UnsafeTarget, ResponseTooLarge) as exc:
+            raise MediaError(f"WhatsApp media {media_id} refused: {exc}", permanent=True) from exc
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
             raise MediaError(f"WhatsApp media {media_id}: {exc}") from exc
         if data.status_code >= 400:
             raise MediaError(f"WhatsApp media download: HTTP {data.status_code}", permanent=data.status_code == 404)
@@ -368,7 +390,17 @@ class MessengerAdapter(MetaAdapter):
 
     def fetch_media(self, inbox: Inbox, url: str) -> tuple[bytes, str]:
         try:
-            data = requests.get(url, timeout=TIMEOUT)
+            # Attachment URLs arrive in the (signed) webhook; fetched only from Meta's CDNs, no token.
+            data = safe_request(
+                "GET",
+                url,
+                allowed_hosts=META_MEDIA_HOSTS,
+                credential_hosts=(),
+                timeout=TIMEOUT,
+                max_bytes=settings.CXDESK_MAX_ATTACHMENT_BYTES,
+            )
+        except (UnsafeTarget, ResponseTooLarge) as exc:
+            raise MediaError(f"Messenger media refused: {exc}", permanent=True) from exc
         except requests.RequestException as exc:
             raise MediaError(f"Messenger media: {exc}") from exc
         if data.status_code >= 400:

@@ -9,7 +9,10 @@ import logging
 from datetime import UTC, datetime
 
 import requests
+from django.conf import settings
 from django.http import HttpRequest
+
+from cxdesk.http import TELEGRAM_API_HOSTS, ResponseTooLarge, UnsafeTarget, safe_request
 
 from ..media import MediaError
 from ..models import Channel, Inbox
@@ -65,17 +68,33 @@ class TelegramAdapter(Adapter):
         if not isinstance(message, dict):
             log.info("telegram update %s without a message ignored (%s)", update.get("update_id"), ", ".join(update))
             return []
+        update_id = update.get("update_id")
+        if not isinstance(update_id, int) or isinstance(update_id, bool):
+            raise WebhookError("update_id must be an integer")
         chat = message.get("chat") or {}
         sender = message.get("from") or {}
+        if not isinstance(chat, dict) or not isinstance(sender, dict):
+            raise WebhookError("message.chat and message.from must be objects")
         if chat.get("type") not in (None, "private") or sender.get("is_bot"):
-            log.info("telegram update %s from a %s chat ignored", update.get("update_id"), chat.get("type"))
+            log.info("telegram update %s from a %s chat ignored", update_id, chat.get("type"))
             return []
         user_id = sender.get("id") or chat.get("id")
         if user_id is None:
             raise WebhookError("Telegram message without from.id")
+        if not isinstance(user_id, int | str) or isinstance(user_id, bool):
+            raise WebhookError("from.id must be a number")
+        text = message.get("text") or message.get("caption") or ""
+        if not isinstance(text, str):
+            raise WebhookError("message.text must be a string")
+        date = message.get("date")
+        if date is not None and (not isinstance(date, int | float) or isinstance(date, bool)):
+            raise WebhookError("message.date must be a unix time")
         attachments = []
-        if message.get("photo"):
-            largest = max(message["photo"], key=lambda p: (p.get("file_size") or 0, p.get("width") or 0))
+        photos = message.get("photo")
+        if photos:
+            if not isinstance(photos, list) or not all(isinstance(p, dict) and p.get("file_id") for p in photos):
+                raise WebhookError("message.photo must be a list of photo sizes")
+            largest = max(photos, key=lambda p: (p.get("file_size") or 0, p.get("width") or 0))
             attachments.append(
                 InboundAttachment(
                     filename=f"photo-{message.get('message_id')}.jpg",
@@ -83,25 +102,27 @@ class TelegramAdapter(Adapter):
                     url=f"tg-file:{largest['file_id']}",
                 )
             )
-        if message.get("document"):
-            doc = message["document"]
+        doc = message.get("document")
+        if doc:
+            if not isinstance(doc, dict) or not isinstance(doc.get("file_id"), str):
+                raise WebhookError("message.document must be a document object")
             attachments.append(
                 InboundAttachment(
-                    filename=doc.get("file_name") or "document",
-                    content_type=doc.get("mime_type", ""),
+                    filename=str(doc.get("file_name") or "document"),
+                    content_type=str(doc.get("mime_type") or ""),
                     url=f"tg-file:{doc['file_id']}",
                 )
             )
-        name = " ".join(p for p in (sender.get("first_name"), sender.get("last_name")) if p)
+        name = " ".join(p for p in (sender.get("first_name"), sender.get("last_name")) if isinstance(p, str) and p)
         return [
             InboundMessage(
                 inbox=inbox,
                 channel=Channel.TELEGRAM,
                 sender=SenderRef(kind="telegram", address=str(user_id), display_name=name),
-                provider_message_id=str(update["update_id"]),
-                text=message.get("text") or message.get("caption") or "",
+                provider_message_id=str(update_id),
+                text=text,
                 attachments=attachments,
-                received_at=datetime.fromtimestamp(message["date"], tz=UTC) if message.get("date") else None,
+                received_at=datetime.fromtimestamp(date, tz=UTC) if date else None,
                 metadata={
                     "provider": "telegram",
                     "chat_id": chat.get("id"),
@@ -116,9 +137,12 @@ class TelegramAdapter(Adapter):
         if not token:
             raise SendError(f"{inbox.name} has no bot_token", permanent=True)
         try:
-            response = requests.post(f"{API}/bot{token}/{method}", timeout=TIMEOUT, **kwargs)
+            response = safe_request(
+                "POST", f"{API}/bot{token}/{method}", allowed_hosts=TELEGRAM_API_HOSTS, timeout=TIMEOUT, **kwargs
+            )
         except requests.RequestException as exc:
-            raise SendError(f"Telegram unreachable: {exc}") from exc
+            # requests' messages carry the URL, which carries the bot token: never store it.
+            raise SendError(f"Telegram unreachable: {str(exc).replace(token, '<token>')}") from None
         try:
             body = response.json()
         except ValueError:
@@ -158,12 +182,26 @@ class TelegramAdapter(Adapter):
         file_id = url.removeprefix("tg-file:")
         token = inbox.secrets.get("bot_token", "")
         try:
-            info = requests.get(f"{API}/bot{token}/getFile", params={"file_id": file_id}, timeout=TIMEOUT).json()
+            info = safe_request(
+                "GET",
+                f"{API}/bot{token}/getFile",
+                allowed_hosts=TELEGRAM_API_HOSTS,
+                params={"file_id": file_id},
+                timeout=TIMEOUT,
+            ).json()
             if not info.get("ok"):
                 raise MediaError(f"Telegram getFile: {info.get('description')}", permanent=True)
-            data = requests.get(f"{API}/file/bot{token}/{info['result']['file_path']}", timeout=TIMEOUT)
-        except (requests.RequestException, ValueError, KeyError) as exc:
-            raise MediaError(f"Telegram file {file_id}: {exc}") from exc
+            data = safe_request(
+                "GET",
+                f"{API}/file/bot{token}/{info['result']['file_path']}",
+                allowed_hosts=TELEGRAM_API_HOSTS,
+                timeout=TIMEOUT,
+                max_bytes=settings.CXDESK_MAX_ATTACHMENT_BYTES,
+            )
+        except (UnsafeTarget, ResponseTooLarge) as exc:
+            raise MediaError(f"Telegram file {file_id} refused: {exc}", permanent=True) from exc
+        except (requests.RequestException, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise MediaError(f"Telegram file {file_id}: {str(exc).replace(token or '-', '<token>')}") from None
         if data.status_code >= 400:
             raise MediaError(f"Telegram file download: HTTP {data.status_code}", permanent=data.status_code == 404)
         return data.content, data.headers.get("Content-Type", "")

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from twilio.request_validator import RequestValidator
 
+from cxdesk.http import TWILIO_API_HOSTS, ResponseTooLarge, UnsafeTarget, safe_request
+
 from ..media import MediaError
 from ..models import Channel, Inbox
 from ..types import InboundAttachment, InboundMessage, OutboundMessage, SenderRef, SendError, StatusUpdate, WebhookError
@@ -157,7 +159,18 @@ class TwilioAdapter(Adapter):
 
     def fetch_media(self, inbox: Inbox, url: str) -> tuple[bytes, str]:
         try:
-            response = requests.get(url, auth=self._auth(inbox), timeout=TIMEOUT)
+            # Only Twilio's API host gets the account credentials; its redirect to the media
+            # store (a signed CDN URL) is followed without them.
+            response = safe_request(
+                "GET",
+                url,
+                allowed_hosts=TWILIO_API_HOSTS,
+                auth=self._auth(inbox),
+                timeout=TIMEOUT,
+                max_bytes=settings.CXDESK_MAX_ATTACHMENT_BYTES,
+            )
+        except (UnsafeTarget, ResponseTooLarge) as exc:
+            raise MediaError(f"Twilio media refused: {exc}", permanent=True) from exc
         except requests.RequestException as exc:
             raise MediaError(f"Twilio media unavailable: {exc}") from exc
         if response.status_code == 404:
@@ -188,8 +201,13 @@ class TwilioAdapter(Adapter):
             f"{(cfg.get('public_url') or settings.PUBLIC_URL).rstrip('/')}/hooks/twilio/{out.inbox.pk}/status/"
         )
         try:
-            response = requests.post(
-                f"{API}/Accounts/{sid}/Messages.json", data=data, auth=(sid, token), timeout=TIMEOUT
+            response = safe_request(
+                "POST",
+                f"{API}/Accounts/{sid}/Messages.json",
+                allowed_hosts=TWILIO_API_HOSTS,
+                data=data,
+                auth=(sid, token),
+                timeout=TIMEOUT,
             )
         except requests.RequestException as exc:
             raise SendError(f"Twilio unreachable: {exc}") from exc
@@ -232,7 +250,14 @@ class TwilioAdapter(Adapter):
         found: list[InboundMessage] = []
         pages = 0
         while url and pages < 20:
-            response = requests.get(url, params=params if pages == 0 else None, auth=(sid, token), timeout=TIMEOUT)
+            response = safe_request(
+                "GET",
+                url,
+                allowed_hosts=TWILIO_API_HOSTS,
+                params=params if pages == 0 else None,
+                auth=(sid, token),
+                timeout=TIMEOUT,
+            )
             if response.status_code >= 400:
                 raise SendError(f"Twilio list: HTTP {response.status_code}")
             body = _json(response)

@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from cxdesk.errors import ApplicationError
+from cxdesk.uploads import uploaded_files
 from tickets import services as ticket_services
 from tickets.models import Ticket
 
@@ -44,7 +45,7 @@ def portal_login_required(view):
 
 
 def _files(request: HttpRequest) -> list[tuple[str, bytes, str]]:
-    return [(f.name, f.read(), f.content_type or "") for f in request.FILES.getlist("attachments")]
+    return uploaded_files(request)
 
 
 def home(request: HttpRequest) -> HttpResponse:

@@ -359,4 +359,24 @@
       document.getElementById("solve-form").submit();
     }
   });
+
+  // <select data-autosubmit>: submit its form on change (no inline on* handlers: CSP).
+  document.addEventListener("change", (ev) => {
+    if (ev.target.matches("[data-autosubmit]") && ev.target.form) ev.target.form.submit();
+  });
+
+  // Remote images in mail are not loaded until an agent asks (tracking pixels): the
+  // sanitiser moved their address to data-remote-src; "Load images" restores it for one message.
+  document.addEventListener("click", (ev) => {
+    const button = ev.target.closest("[data-load-images]");
+    if (!button) return;
+    const scope = document.getElementById(button.dataset.loadImages);
+    if (!scope) return;
+    scope.querySelectorAll("img[data-remote-src]").forEach((img) => {
+      // Through our server: the sender sees the desk's address, not the agent's.
+      img.src = `${button.dataset.proxy}?u=${encodeURIComponent(img.dataset.remoteSrc)}`;
+      img.removeAttribute("data-remote-src");
+    });
+    button.parentElement.remove();
+  });
 })();

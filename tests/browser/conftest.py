@@ -106,3 +106,14 @@ def sign_in(browser, base: str, username: str, password: str = "pw"):
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/desk/")
     return page
+
+
+def wait_js(page, expression: str, timeout: float = 10.0) -> None:
+    """Wait until a JS expression is truthy. Playwright's wait_for_function compiles its
+    predicate with eval, which the page's Content-Security-Policy (rightly) forbids;
+    page.evaluate goes through the DevTools protocol and is not subject to it."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout}s: {expression}")
+        page.wait_for_timeout(100)

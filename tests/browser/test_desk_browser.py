@@ -7,7 +7,7 @@ from customers.models import Identity
 from tests.channels_app.factories import InboxFactory, email_inbound
 from tests.tickets.factories import AgentFactory
 
-from .conftest import SCREENSHOTS, sign_in
+from .conftest import SCREENSHOTS, sign_in, wait_js
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -43,7 +43,7 @@ def test_two_agents_work_a_ticket_live(live_server_url, desk_data, browser):
     ana = sign_in(browser, base, "ana")
     # filter the inbox
     ana.locator("input[name=q]").press_sequentially("parcel")
-    ana.wait_for_function("document.querySelectorAll('#inbox-rows .row').length === 1")
+    wait_js(ana, "document.querySelectorAll('#inbox-rows .row').length === 1")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     ana.goto(f"{base}/desk/")
     ana.screenshot(path=str(SCREENSHOTS / "inbox.png"), full_page=True)
@@ -69,16 +69,14 @@ def test_two_agents_work_a_ticket_live(live_server_url, desk_data, browser):
         timeout=10,
     )  # fmt: skip
     assert ingest_new.status_code == 200
-    ben.wait_for_function(
-        "document.querySelector('#inbox-rows .row .excerpt').textContent.includes('New by SMS')", timeout=5000
-    )
-    ben.wait_for_function("document.querySelector('#view-counts [data-view=open] .count').textContent === '6'")
+    wait_js(ben, "document.querySelector('#inbox-rows .row .excerpt').textContent.includes('New by SMS')", timeout=5)
+    wait_js(ben, "document.querySelector('#view-counts [data-view=open] .count').textContent === '6'")
     ben.goto(f"{base}/desk/tickets/{ticket.pk}/")
     ben.wait_for_selector("#live-status.on")
     # presence: Ana sees Ben viewing, then replying
-    ana.wait_for_function("document.getElementById('presence').textContent.includes('Ben is viewing')")
+    wait_js(ana, "document.getElementById('presence').textContent.includes('Ben is viewing')")
     ben.fill("#reply-body", "Checking with the courier")
-    ana.wait_for_function("document.getElementById('presence').textContent.includes('Ben is replying')")
+    wait_js(ana, "document.getElementById('presence').textContent.includes('Ben is replying')")
     # Ana replies; it is in her timeline and appears live in Ben's
     ana.fill("#reply-body", "We are on it, Zofia.")
     ana.click("#reply-form button[type=submit]")

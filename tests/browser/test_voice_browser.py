@@ -13,7 +13,7 @@ from tests.channels_app.factories import InboxFactory, email_inbound
 from tests.tickets.factories import AgentFactory
 from tickets.models import Ticket
 
-from .conftest import SCREENSHOTS, sign_in
+from .conftest import SCREENSHOTS, sign_in, wait_js
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -62,6 +62,6 @@ def test_a_call_pops_the_callers_web_trail_on_the_agents_desk(live_server_url, c
     assert pop.locator(f"a[href='/desk/tickets/{ticket.pk}/']").count() == 1
     # it stays until dismissed
     pop.locator("[data-dismiss]").click()
-    ana.wait_for_function("document.querySelectorAll('.screen-pop').length === 0")
+    wait_js(ana, "document.querySelectorAll('.screen-pop').length === 0")
     ana.goto(f"{base}/desk/tickets/{ticket.pk}/")
     assert "Incoming call from +48600100200" in ana.locator("#timeline-items").inner_text()

@@ -243,3 +243,41 @@ def test_messenger_inbound_and_reply(client, fb_inbox, agent, django_capture_on_
     }  # fmt: skip
     out.refresh_from_db()
     assert out.provider_message_id == "m_OUT"
+
+
+@responses.activate
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "https://evil.example/a.jpg"])
+def test_messenger_attachment_urls_off_metas_cdn_are_not_fetched(
+    client, fb_inbox, url, django_capture_on_commit_callbacks
+):
+    responses.get("https://evil.example/a.jpg", body=b"x")
+    event = {
+        "object": "page",
+        "entry": [{"id": "113456789012345", "time": 1, "messaging": [{
+            "sender": {"id": "6543210987654321"}, "recipient": {"id": "113456789012345"}, "timestamp": 1700000000000,
+            "message": {"mid": "m_ssrf", "attachments": [{"type": "image", "payload": {"url": url}}]},
+        }]}],
+    }  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(client, fb_inbox, json.dumps(event).encode()).status_code == 200
+    assert len(responses.calls) == 0
+    assert not Attachment.objects.get().sha256
+
+
+@responses.activate
+def test_messenger_attachment_from_the_cdn_is_fetched_without_the_page_token(
+    client, fb_inbox, django_capture_on_commit_callbacks
+):
+    url = "https://scontent.xx.fbcdn.net/v/t1/p.jpg?oh=1"
+    responses.get(url, body=b"JPEG", content_type="image/jpeg")
+    event = {
+        "object": "page",
+        "entry": [{"id": "113456789012345", "time": 1, "messaging": [{
+            "sender": {"id": "6543210987654321"}, "recipient": {"id": "113456789012345"}, "timestamp": 1700000000000,
+            "message": {"mid": "m_cdn", "attachments": [{"type": "image", "payload": {"url": url}}]},
+        }]}],
+    }  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(client, fb_inbox, json.dumps(event).encode()).status_code == 200
+    assert Attachment.objects.get().file.read() == b"JPEG"
+    assert "Authorization" not in responses.calls[0].request.headers

@@ -293,3 +293,20 @@ def test_reconcile_ingests_what_the_webhook_missed_once(twilio_inbox):
     assert reconcile_twilio(since=since) == {"Twilio": 1}
     assert reconcile_twilio(since=since) == {"Twilio": 0}
     assert sorted(Message.objects.values_list("provider_message_id", flat=True)) == ["SMmissed", "SMseen"]
+
+
+@responses.activate
+def test_a_media_url_off_twilio_is_never_fetched_with_the_credentials(
+    client, twilio_inbox, django_capture_on_commit_callbacks
+):
+    """A signed webhook whose MediaUrl0 points elsewhere (an attacker who knows the token, or
+    a replayed body) must not make us send Basic auth — nor call the host at all."""
+    responses.get("https://evil.example/grab", body=b"x")
+    params = {
+        "MessageSid": "MMssrf1", "From": "+48600100200", "To": "+15005550006", "Body": "pic",
+        "NumMedia": "1", "MediaUrl0": "https://evil.example/grab", "MediaContentType0": "image/jpeg",
+    }  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post("/hooks/twilio/3/", params, HTTP_X_TWILIO_SIGNATURE=_signed(params)).status_code == 200
+    assert len(responses.calls) == 0
+    assert not Attachment.objects.get().sha256

@@ -39,7 +39,8 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver():
+def receiver(settings):
+    settings.CXDESK_ALLOW_PRIVATE_TARGETS = True  # the receiver is on loopback (an on-premise setup)
     r = Receiver()
     yield r
     r.server.shutdown()
@@ -146,3 +147,77 @@ def test_api_manages_subscriptions_and_shows_the_log(email_inbox, receiver, djan
         ingest(email_inbound(email_inbox))
     log = api.get(f"/api/v1/webhooks/{made.json()['id']}/deliveries/").json()["results"]
     assert [(d["event"], d["status"], d["response_code"]) for d in log] == [("ticket.created", "delivered", 200)]
+
+
+# --- SSRF: private targets refused at creation and at delivery ------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/hook",
+        "http://localhost/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[::1]:9000/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.5/",
+        "http://2130706433/",
+        "file:///etc/passwd",
+    ],
+)
+def test_private_or_odd_urls_are_refused_by_the_api(url):
+    from rest_framework.test import APIClient
+
+    from integrations.services import api_key_create
+    from tests.tickets.factories import AgentFactory
+
+    _, key = api_key_create(user=AgentFactory(username="ssrf"), name="k")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    answer = api.post("/api/v1/webhooks/", {"url": url, "events": ["ticket.created"]}, format="json")
+    assert answer.status_code == 400, answer.content
+    assert answer.json()["error"]["fields"]["url"]
+    assert WebhookSubscription.objects.count() == 0
+
+
+def test_delivery_to_a_private_address_is_refused_and_the_log_is_short(
+    receiver, email_inbox, settings, django_capture_on_commit_callbacks
+):
+    sub, _ = webhook_subscribe(url=receiver.url, events=["ticket.created"])  # allowed while on-premise mode is on
+    settings.CXDESK_ALLOW_PRIVATE_TARGETS = False
+    settings.CXDESK_WEBHOOK_RETRY_BASE = 0
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(email_inbound(email_inbox, address="p@example.com"))
+    assert receiver.requests == []
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status in ("retrying", "failed")
+    assert "non-public address" in delivery.error
+
+
+def test_the_delivery_log_keeps_a_short_sanitised_excerpt(receiver, email_inbox, django_capture_on_commit_callbacks):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Chatty(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"\x1b[31mSECRET-START" + b"x" * 5000 + b"\x00\r\nSECRET-END")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Chatty)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        webhook_subscribe(url=f"http://127.0.0.1:{server.server_address[1]}/", events=["ticket.created"])
+        with django_capture_on_commit_callbacks(execute=True):
+            ingest(email_inbound(email_inbox, address="c@example.com"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.response_code == 500
+    assert len(delivery.error) < 260
+    assert "SECRET-END" not in delivery.error
+    assert "\x1b" not in delivery.error and "\x00" not in delivery.error

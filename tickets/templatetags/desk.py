@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import escape, format_html, linebreaks
 from django.utils.safestring import SafeString, mark_safe
 
-from channels_app.sanitize import sanitize_html
+from channels_app.sanitize import block_remote_images, has_remote_images, sanitize_html
 
 register = template.Library()
 
@@ -135,9 +135,15 @@ def fold_quotes_html(html: str) -> SafeString:
     html = html or ""
     match = _HTML_QUOTE.search(html)
     if match is None or not re.sub(r"<[^>]+>|\s|&nbsp;", "", html[: match.start()]):
-        return mark_safe(sanitize_html(html))  # noqa: S308 - sanitised
+        return mark_safe(block_remote_images(sanitize_html(html)))  # noqa: S308 - sanitised
     head, tail = sanitize_html(html[: match.start()]), sanitize_html(html[match.start() :])
-    return mark_safe(head + _FOLD.format(tail))  # noqa: S308 - sanitised
+    return mark_safe(block_remote_images(head + _FOLD.format(tail)))  # noqa: S308 - sanitised
+
+
+@register.filter
+def remote_images(html: str) -> bool:
+    """True when the message has remote images (blocked until an agent loads them)."""
+    return has_remote_images(sanitize_html(html or ""))
 
 
 @register.filter

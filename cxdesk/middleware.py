@@ -1,0 +1,152 @@
+"""Project-wide request/response guards.
+
+`InputCleaningMiddleware` — the one input-cleaning layer: a NUL byte, invalid UTF-8 or a
+lone surrogate in the query string, a form field or a JSON body is a 400 (the API's error
+shape under /api/ and /hooks/, a plain page elsewhere) before any view, form or query sees
+it. PostgreSQL cannot store NUL in text, so without this every view that filters or saves
+such a value would answer 500.
+
+`ContentSecurityPolicyMiddleware` — a strict Content-Security-Policy on every response
+(settings.CXDESK_CSP); a view may set its own header (the API docs do).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from urllib.parse import parse_qsl
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http.multipartparser import MultiPartParserError
+from django.utils.html import escape
+
+log = logging.getLogger("cxdesk.input")
+
+MAX_REPORTED_NAME = 60
+
+
+class MalformedInput(ValueError):
+    def __init__(self, field: str, problem: str):
+        super().__init__(problem)
+        self.field = field[:MAX_REPORTED_NAME]
+        self.problem = problem
+
+
+def _check_text(field: str, value: str) -> None:
+    if "\x00" in value:
+        raise MalformedInput(field, "contains a NUL byte")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedInput(field, "contains an invalid character (a lone surrogate)") from None
+
+
+def _check_pairs(raw: bytes | str, where: str) -> None:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedInput(where, "is not valid UTF-8") from None
+    try:
+        pairs = parse_qsl(raw, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise MalformedInput(where, "is not valid UTF-8") from None
+    except ValueError:
+        return  # more fields than Django allows: Django answers that itself
+    for key, value in pairs:
+        _check_text(key, key)
+        _check_text(key, value)
+
+
+def check_json(value, path: str = "") -> None:
+    """Raise MalformedInput for a NUL byte or lone surrogate anywhere in decoded JSON."""
+    if isinstance(value, str):
+        _check_text(path or "body", value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(f"{path}.{key}" if path else str(key), str(key))
+            check_json(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_json(item, f"{path}[{i}]" if path else f"[{i}]")
+
+
+def check_request(request: HttpRequest) -> None:
+    """Raise MalformedInput for input no view should ever receive."""
+    if "\x00" in request.path:
+        raise MalformedInput("path", "contains a NUL byte")
+    query = request.META.get("QUERY_STRING", "")
+    if query:
+        # WSGI hands the query over as latin-1-decoded text; back to bytes, then strict UTF-8.
+        try:
+            raw = query.encode("latin-1")
+        except UnicodeEncodeError:  # ASGI servers hand it over already decoded
+            raw = query.encode("utf-8", "surrogateescape")
+        _check_pairs(raw, "query string")
+    if request.method not in ("POST", "PUT", "PATCH", "DELETE"):
+        return
+    if any(request.path.startswith(p) for p in settings.CXDESK_RAW_BODY_PATHS):
+        return  # raw content (mail) is data there; its parser deals with it
+    content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    if content_type == "application/x-www-form-urlencoded":
+        _check_pairs(request.body, "form")
+    elif content_type == "multipart/form-data":
+        try:
+            fields, files = request.POST, request.FILES
+        except MultiPartParserError:
+            raise MalformedInput("form", "is not a valid multipart form") from None
+        for key, values in fields.lists():
+            _check_text(key, key)
+            for value in values:
+                _check_text(key, value)
+        for key, uploads in files.lists():
+            for upload in uploads:
+                _check_text(key, upload.name or "")
+    elif content_type == "application/json" or content_type.endswith("+json"):
+        if not request.body:
+            return
+        try:
+            data = json.loads(request.body)
+        except UnicodeDecodeError:
+            raise MalformedInput("body", "is not valid UTF-8") from None
+        except ValueError:
+            return  # not JSON at all: the view's parser answers with its own 400
+        check_json(data)
+
+
+def wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith(("/api/", "/hooks/"))
+
+
+class InputCleaningMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            check_request(request)
+        except MalformedInput as exc:
+            log.info("malformed input refused on %s: %s %s", request.path[:200], exc.field, exc.problem)
+            message = f"{exc.field} {exc.problem}"
+            if wants_json(request):
+                return JsonResponse(
+                    {"error": {"code": "malformed_input", "message": message, "fields": {exc.field: [exc.problem]}}},
+                    status=400,
+                )
+            return HttpResponseBadRequest(
+                f"<!doctype html><title>Bad request</title><h1>Bad request</h1><p>{escape(message)}.</p>"
+            )
+        return self.get_response(request)
+
+
+class ContentSecurityPolicyMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if settings.CXDESK_CSP and "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = settings.CXDESK_CSP
+        return response
