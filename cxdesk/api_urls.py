@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.pagination import CursorPagination
 from rest_framework.routers import DefaultRouter
 
+from audit.api import AuditEntryViewSet
 from channels_app.api import InboundEmailView, InboxViewSet
 from customers.api import CustomerViewSet
 from integrations.api import ApiKeyViewSet, WebhookSubscriptionViewSet
@@ -28,6 +29,7 @@ router.register("inboxes", InboxViewSet, basename="inbox")
 router.register("attachments", AttachmentViewSet, basename="attachment")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("webhooks", WebhookSubscriptionViewSet, basename="webhook")
+router.register("audit", AuditEntryViewSet, basename="audit")
 
 for viewset in (
     CustomerViewSet,

@@ -15,5 +15,6 @@ urlpatterns = [
     path("kb/", include("kb.urls")),
     path("survey/<str:token>/", survey_answer_view, name="survey-answer"),
     path("desk/reports/", include("sla.urls")),
+    path("desk/audit/", include("audit.urls")),
     path("desk/", include("tickets.urls")),
 ]
