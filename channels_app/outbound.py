@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from tickets.models import Message
+from tickets.scanning import download_refusal
 from tickets.services import message_set_status
 
 from .types import OutboundAttachment, OutboundMessage, SendError
@@ -23,6 +24,17 @@ STALE_CLAIM = timedelta(minutes=10)
 
 class Retry(Exception):
     """A transient failure: the task retries with backoff."""
+
+
+def _sendable_attachments(message: Message) -> list:
+    """Attachments to send; a file still being scanned retries the send, a quarantined one fails it."""
+    files = [a for a in message.attachments.all() if a.file]
+    for a in files:
+        refusal = download_refusal(a)
+        if refusal:
+            code, reason = refusal
+            raise SendError(f"attachment {a.filename}: {reason}", permanent=code != "attachment_scan_pending")
+    return files
 
 
 def build_outbound(message: Message) -> OutboundMessage:
@@ -40,8 +52,7 @@ def build_outbound(message: Message) -> OutboundMessage:
         html=message.body_html,
         attachments=[
             OutboundAttachment(filename=a.filename, content_type=a.content_type, path=a.file.path)
-            for a in message.attachments.all()
-            if a.file
+            for a in _sendable_attachments(message)
         ],
         template=message.metadata.get("template"),
     )
@@ -90,8 +101,8 @@ def send_stored_message(message_id: int) -> str:
         message.status = Message.Status.SENDING
         message.attempts += 1
         message.save(update_fields=["status", "attempts", "email_message_id", "updated_at"])
-    out = build_outbound(message)
     try:
+        out = build_outbound(message)
         provider_id = message.inbox.adapter.deliver(out)
     except SendError as exc:
         if exc.permanent or message.attempts >= settings.CXDESK_SEND_MAX_ATTEMPTS:

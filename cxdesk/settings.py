@@ -191,6 +191,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=30 
 CXDESK_MAX_ATTACHMENT_BYTES = env.int("CXDESK_MAX_ATTACHMENT_BYTES", default=25 * 1024 * 1024)
 CXDESK_MAX_BODY_CHARS = env.int("CXDESK_MAX_BODY_CHARS", default=1_000_000)
 CXDESK_OUTBOX_DIR = VAR_DIR / "outbox"
+# Attachment virus scanning (tickets/scanning.py): "" (off) or "clamd" (CLAMD_SOCKET, or CLAMD_HOST:CLAMD_PORT).
+CXDESK_SCANNER = env.str("CXDESK_SCANNER", default="")
+CLAMD_SOCKET = env.str("CLAMD_SOCKET", default="")
+CLAMD_HOST = env.str("CLAMD_HOST", default="127.0.0.1")
+CLAMD_PORT = env.int("CLAMD_PORT", default=3310)
+CLAMD_TIMEOUT = env.float("CLAMD_TIMEOUT", default=30.0)
 CXDESK_DEFAULT_REGION = env.str("CXDESK_DEFAULT_REGION", default="PL")
 CXDESK_TICKET_PREFIX = "CX"
 

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from cxdesk.errors import ApplicationError
 from tickets import services as ticket_services
 from tickets.models import Ticket
+from tickets.scanning import download_refusal
 
 from ..models import Customer
 from . import selectors, services
@@ -164,6 +165,9 @@ def attachment(request: HttpRequest, attachment_id: int) -> HttpResponse:
     att = selectors.portal_attachment(customer=request.customer, attachment_id=attachment_id)
     if att is None or not att.file:
         raise Http404
+    refusal = download_refusal(att)
+    if refusal:
+        return HttpResponse(f"{att.filename} is {refusal[1]}.", status=403, content_type="text/plain; charset=utf-8")
     return FileResponse(
         att.file.open("rb"), as_attachment=True, filename=att.filename, content_type="application/octet-stream"
     )
