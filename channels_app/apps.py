@@ -19,3 +19,9 @@ class ChannelsAppConfig(AppConfig):
         from .anymail_inbound import on_inbound
 
         inbound.connect(on_inbound, dispatch_uid="channels_app.anymail_inbound")
+
+        from customers.signals import customer_erasing
+
+        from .gdpr import on_customer_erasing
+
+        customer_erasing.connect(on_customer_erasing, dispatch_uid="channels_app.gdpr_erase")

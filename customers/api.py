@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, viewsets
@@ -9,7 +10,7 @@ from rest_framework.response import Response
 from cxdesk.errors import ApplicationError
 from integrations.idempotency import idempotent
 
-from . import selectors, services
+from . import gdpr, selectors, services
 from .models import Customer, CustomerMerge, Identity, Organization
 
 
@@ -207,3 +208,39 @@ class CustomerViewSet(
             raise ApplicationError("no such merge of this customer", code="not_found", status=404)
         other = services.unmerge_customers(merge=merge, actor=request.user)
         return Response(Customer360Serializer(selectors.customer_360(agent=request.user, customer_id=other.pk)).data)
+
+    @extend_schema(
+        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+        description="GDPR export: a zip of customer.json (customer, identities, tickets, messages, events, "
+        "surveys, activity) and the attachment files. Recorded in the audit log.",
+    )
+    @action(detail=True, methods=["get"])
+    def export(self, request, pk=None):
+        customer = self.get_object()
+        content = gdpr.customer_export(customer=customer, actor=request.user)
+        response = HttpResponse(content, content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="customer-{customer.pk}-export.zip"'
+        return response
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "EraseResult",
+                {
+                    "customer": serializers.IntegerField(),
+                    "erased": serializers.BooleanField(),
+                    "counts": serializers.DictField(child=serializers.IntegerField()),
+                },
+            )
+        },
+        description="GDPR erasure (administrators): personal data and message content removed, identities and "
+        "attachment files deleted, tickets kept as anonymous rows. Recorded in the audit log.",
+    )
+    @action(detail=True, methods=["post"])
+    def erase(self, request, pk=None):
+        customer = self.get_object()
+        if not gdpr.can_erase_customer(request.user):
+            raise ApplicationError("only administrators can erase customers", code="permission_denied", status=403)
+        counts = gdpr.customer_erase(customer=customer, actor=request.user)
+        return Response({"customer": customer.pk, "erased": True, "counts": counts})

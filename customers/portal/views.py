@@ -24,7 +24,7 @@ SESSION_KEY = "portal_customer_id"
 
 def current_customer(request: HttpRequest) -> Customer | None:
     pk = request.session.get(SESSION_KEY)
-    customer = Customer.objects.filter(pk=pk, merged_into=None).first() if pk else None
+    customer = Customer.objects.filter(pk=pk, merged_into=None, erased_at=None).first() if pk else None
     if customer is not None and customer.language:
         # The customer's own language wins over the browser's.
         translation.activate(customer.language)
