@@ -44,6 +44,8 @@ class AuditEntry(models.Model):
         CUSTOMER_EXPORTED = "customer.exported", "Customer data exported (GDPR)"
         CUSTOMER_ERASED = "customer.erased", "Customer erased (GDPR)"
         INBOX_SETTINGS = "inbox.settings_changed", "Inbox settings changed"
+        WEBHOOK_CREATED = "webhook.created", "Outgoing webhook added"
+        WEBHOOK_DELETED = "webhook.deleted", "Outgoing webhook removed"
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,

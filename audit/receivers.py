@@ -33,6 +33,9 @@ def connect() -> None:
     m2m_changed.connect(_team_members, sender=team.members.through, dispatch_uid="audit.team_members")
     customer = apps.get_model("customers", "Customer")
     post_delete.connect(_customer_deleted, sender=customer, dispatch_uid="audit.customer_deleted")
+    webhook = apps.get_model("integrations", "WebhookSubscription")
+    post_save.connect(_webhook_saved, sender=webhook, dispatch_uid="audit.webhook_saved")
+    post_delete.connect(_webhook_deleted, sender=webhook, dispatch_uid="audit.webhook_deleted")
     inbox = apps.get_model("channels_app", "Inbox")
     pre_save.connect(_inbox_pre_save, sender=inbox, dispatch_uid="audit.inbox_pre_save")
     post_save.connect(_inbox_post_save, sender=inbox, dispatch_uid="audit.inbox_post_save")
@@ -157,6 +160,18 @@ def _team_members(sender, instance, action, reverse, model, pk_set, **kwargs) ->
 
 def _customer_deleted(sender, instance, **kwargs) -> None:
     services.customer_deleted(customer_id=instance.pk)
+
+
+# --- outgoing webhooks ----------------------------------------------------------------------
+
+
+def _webhook_saved(sender, instance, created, raw=False, **kwargs) -> None:
+    if created and not raw:
+        services.webhook_changed(subscription=instance, created=True, actor=instance.created_by)
+
+
+def _webhook_deleted(sender, instance, **kwargs) -> None:
+    services.webhook_changed(subscription=instance, created=False)
 
 
 # --- inbox settings -----------------------------------------------------------------------

@@ -174,6 +174,19 @@ def customer_erased(*, customer_id: int, counts: dict[str, int], actor=None) -> 
     )
 
 
+def webhook_changed(*, subscription, created: bool, actor=None) -> AuditEntry:
+    """An outgoing webhook added or removed: where data goes (never its signing secret;
+    the URL without its query string, which may carry a token)."""
+    url = subscription.url.split("?", 1)[0].split("#", 1)[0]
+    return record(
+        Action.WEBHOOK_CREATED if created else Action.WEBHOOK_DELETED,
+        actor=actor,
+        object_type="integrations.webhooksubscription",
+        object_id=subscription.pk,
+        data={"url": url[:500], "events": list(subscription.events)},
+    )
+
+
 # --- settings ----------------------------------------------------------------------------
 
 

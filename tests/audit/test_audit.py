@@ -114,8 +114,22 @@ def test_api_keys_merges_and_inbox_settings_are_recorded_without_secrets(agent):
     assert first.data["created"] is True
     assert second.data["secrets_changed"] == ["bot_token"]
     assert second.data["changed"]["transport"] == ["live", "file"]
+    hook = api.post(
+        "/api/v1/webhooks/",
+        {"url": "https://crm.example/hook?token=abc123", "events": ["ticket.created"]},
+        format="json",
+    ).json()
+    api.delete(f"/api/v1/webhooks/{hook['id']}/")
+    added, removed = AuditEntry.objects.filter(action__in=[A.WEBHOOK_CREATED, A.WEBHOOK_DELETED]).order_by("id")
+    assert (added.action, added.actor, added.data) == (
+        A.WEBHOOK_CREATED,
+        agent,
+        {"url": "https://crm.example/hook", "events": ["ticket.created"]},
+    )
+    assert removed.action == A.WEBHOOK_DELETED and removed.actor == agent
     dumped = str(list(AuditEntry.objects.values_list("data", flat=True)))
     assert "SECRET-TOKEN-VALUE" not in dumped and "OTHER-SECRET" not in dumped
+    assert "abc123" not in dumped and hook["secret"] not in dumped
 
 
 def test_the_log_is_append_only(agent):
@@ -173,10 +187,12 @@ def test_desk_page_for_admins_with_filters_and_pages(admin_user, agent, django_a
     client = Client()
     client.force_login(agent)
     assert client.get("/desk/audit/").status_code == 403
+    assert 'href="/desk/audit/"' not in client.get("/desk/").content.decode()
     client.force_login(admin_user)
     with django_assert_max_num_queries(8):
         page = client.get("/desk/audit/", {"action": A.API_KEY_CREATED, "actor": agent.pk})
     html = page.content.decode()
+    assert 'href="/desk/audit/"' in html, "the top bar links the log for admins"
     assert page.status_code == 200 and html.count('class="audit-api_keycreated"') == 50
     assert "<script>" not in html and " onclick=" not in html
     older = page.context["older"]

@@ -15,6 +15,7 @@ from channels_app.models import RawInbound
 from channels_app.services import ingest, ingest_raw_email
 from channels_app.types import InboundAttachment
 from customers.models import Customer
+from customers.portal.views import SESSION_KEY
 from customers.services import identity_add, merge_customers
 from integrations.models import WebhookDelivery
 from integrations.services import webhook_subscribe
@@ -169,6 +170,12 @@ def test_erase_removes_personal_data_and_keeps_measures(history, agent, django_c
     denied = api.post(f"/api/v1/customers/{history.pk}/erase/")
     assert denied.status_code == 403 and denied.json()["error"]["code"] == "permission_denied"
 
+    portal = Client()
+    session = portal.session
+    session[SESSION_KEY] = history.pk
+    session.save()
+    own_ticket = f"/portal/requests/{Ticket.objects.filter(customer=history).first().pk}/"
+    assert portal.get(own_ticket).status_code == 200
     admin = AgentFactory(username="root", is_superuser=True)
     desk = Client()
     desk.force_login(admin)
@@ -182,6 +189,7 @@ def test_erase_removes_personal_data_and_keeps_measures(history, agent, django_c
     assert Customer.objects.get(pk=history.pk).erased_at is not None
     assert personal_data_left() == {}
     assert not RawInbound.objects.exists()
+    assert portal.get(own_ticket).status_code == 302, "the portal session of an erased customer ends"
     assert not default_storage.exists(stored), "the attachment file is gone from storage"
     assert Ticket.objects.count() == tickets_before and Message.objects.count() == messages_before
     assert measures(start=start, end=end, by="channel") == before, "measures unchanged"
