@@ -19,6 +19,17 @@ from .models import AuditEntry
 Action = AuditEntry.Action
 
 
+def _clean(value: Any) -> Any:
+    """PostgreSQL refuses NUL in text and JSON: strip it from anything a client sent."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
 def _client_ip(request: HttpRequest | None) -> str | None:
     if request is None:
         return None
@@ -50,14 +61,14 @@ def record(
     return AuditEntry.objects.create(
         action=action,
         actor=actor if actor is not None and actor.pk else None,
-        actor_label=(actor.get_username() if actor is not None else "system")[:150],
+        actor_label=_clean(actor.get_username() if actor is not None else "system")[:150],
         api_key_id=api_key.pk if api_key is not None else None,
         api_key_label=(f"{api_key.name} (cxk_{api_key.prefix}…)" if api_key is not None else "")[:120],
         object_type=object_type[:64],
         object_id=str(object_id if object_id is not None else "")[:64],
-        data=data or {},
+        data=_clean(data or {}),
         ip=_client_ip(request),
-        user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:300],
+        user_agent=_clean(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:300],
     )
 
 

@@ -1,5 +1,5 @@
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, viewsets
@@ -218,9 +218,9 @@ class CustomerViewSet(
     def export(self, request, pk=None):
         customer = self.get_object()
         content = gdpr.customer_export(customer=customer, actor=request.user)
-        response = HttpResponse(content, content_type="application/zip")
-        response["Content-Disposition"] = f'attachment; filename="customer-{customer.pk}-export.zip"'
-        return response
+        return FileResponse(
+            content, as_attachment=True, filename=f"customer-{customer.pk}-export.zip", content_type="application/zip"
+        )
 
     @extend_schema(
         request=None,

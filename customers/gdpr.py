@@ -15,8 +15,9 @@ Who may: `can_export_customer` / `can_erase_customer`, the one place to point at
 
 from __future__ import annotations
 
-import io
 import json
+import shutil
+import tempfile
 import zipfile
 from typing import Any
 
@@ -193,26 +194,28 @@ def customer_export_data(*, customer: Customer) -> tuple[dict[str, Any], list[At
     return data, files
 
 
-def customer_export(*, customer: Customer, actor) -> bytes:
-    """The zip for a data-subject request. Recorded in the audit log."""
+def customer_export(*, customer: Customer, actor) -> tempfile.SpooledTemporaryFile:
+    """The zip for a data-subject request, as a file positioned at its start (kept in memory
+    up to 8 MB, then on disk; files are streamed into it). Recorded in the audit log."""
     if not can_export_customer(actor):
         raise ApplicationError("you may not export customer data", code="permission_denied", status=403)
     data, files = customer_export_data(customer=customer)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+    out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 - handed to the response
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("customer.json", json.dumps(data, cls=DjangoJSONEncoder, ensure_ascii=False, indent=2))
         for att in files:
             try:
-                with att.file.open("rb") as fh:
-                    zf.writestr(_attachment_name(att), fh.read())
+                with att.file.open("rb") as src, zf.open(_attachment_name(att), "w") as dst:
+                    shutil.copyfileobj(src, dst, 1024 * 1024)
             except FileNotFoundError:
                 zf.writestr(_attachment_name(att) + ".missing.txt", "the file is no longer in storage")
+    out.seek(0)
     audit.customer_exported(
         customer_id=customer.pk,
         counts={"tickets": len(data["tickets"]), "attachments": len(files)},
         actor=actor,
     )
-    return buffer.getvalue()
+    return out
 
 
 # --- erase ----------------------------------------------------------------------------------

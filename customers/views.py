@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages as flash
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
@@ -135,9 +135,9 @@ def customer_export(request: HttpRequest, customer_id: int) -> HttpResponse:
     except ApplicationError as exc:
         flash.error(request, exc.message)
         return redirect("desk-customer", customer_id=customer.pk)
-    response = HttpResponse(content, content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="customer-{customer.pk}-export.zip"'
-    return response
+    return FileResponse(
+        content, as_attachment=True, filename=f"customer-{customer.pk}-export.zip", content_type="application/zip"
+    )
 
 
 @staff_member_required

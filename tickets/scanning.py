@@ -47,6 +47,7 @@ class ScanError:
     reason: str
 
 
+Error = ScanError  # the interface's third verdict, under its short name
 ScanResult = Clean | Infected | ScanError
 Source = bytes | str | os.PathLike | BinaryIO
 

@@ -115,7 +115,7 @@ def test_export_has_everything_and_is_audited(history, agent):
     api.force_authenticate(agent)
     response = api.get(f"/api/v1/customers/{history.pk}/export/")
     assert response.status_code == 200 and response["Content-Type"] == "application/zip"
-    zf = zipfile.ZipFile(io.BytesIO(response.content))
+    zf = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
     data = json.loads(zf.read("customer.json"))
     assert data["customer"]["name"] == "Ola Nowak"
     assert {i["address"] for i in data["identities"]} == {
@@ -139,6 +139,7 @@ def test_export_has_everything_and_is_audited(history, agent):
     desk.force_login(other)
     page = desk.post(f"/desk/customers/{history.pk}/export/")
     assert page.status_code == 200 and page["Content-Type"] == "application/zip"
+    assert zipfile.ZipFile(io.BytesIO(b"".join(page.streaming_content))).namelist()[0] == "customer.json"
     assert AuditEntry.objects.filter(action="customer.exported").count() == 2
     assert api.get("/api/v1/customers/999999/export/").status_code == 404
 

@@ -1,6 +1,7 @@
 import io
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -127,7 +128,9 @@ def test_scanner_down_holds_files_back(settings, email_inbox, agent, django_capt
 
 
 @pytest.mark.django_db
-def test_without_a_scanner_attachments_stay_downloadable(email_inbox, agent, django_capture_on_commit_callbacks):
+def test_without_a_scanner_attachments_stay_downloadable_until_scanned_later(
+    email_inbox, agent, django_capture_on_commit_callbacks, clamd, settings
+):
     with django_capture_on_commit_callbacks(execute=True):
         ingest(email_inbound(email_inbox, attachments=[InboundAttachment(filename="a.txt", content=INFECTED)]))
     att = Attachment.objects.get()
@@ -135,3 +138,11 @@ def test_without_a_scanner_attachments_stay_downloadable(email_inbox, agent, dja
     api = APIClient()
     api.force_authenticate(agent)
     assert api.get(f"/api/v1/attachments/{att.pk}/").status_code == 200
+    with pytest.raises(CommandError, match="no scanner"):
+        call_command("scan_attachments")
+    settings.CXDESK_SCANNER, settings.CLAMD_SOCKET = "clamd", clamd.socket
+    out = io.StringIO()
+    call_command("scan_attachments", stdout=out)
+    assert "queued 1" in out.getvalue()
+    assert Attachment.objects.get().scan_status == "infected"
+    assert api.get(f"/api/v1/attachments/{att.pk}/").status_code == 403
