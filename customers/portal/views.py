@@ -167,7 +167,11 @@ def attachment(request: HttpRequest, attachment_id: int) -> HttpResponse:
         raise Http404
     refusal = download_refusal(att)
     if refusal:
-        return HttpResponse(f"{att.filename} is {refusal[1]}.", status=403, content_type="text/plain; charset=utf-8")
+        if refusal[0] == "attachment_quarantined":
+            reason = _("This file was removed: our virus scanner found a threat in it.")
+        else:
+            reason = _("This file is being checked for viruses. Please try again in a moment.")
+        return HttpResponse(reason, status=403, content_type="text/plain; charset=utf-8")
     return FileResponse(
         att.file.open("rb"), as_attachment=True, filename=att.filename, content_type="application/octet-stream"
     )
