@@ -249,7 +249,13 @@ def customer_erase(*, customer: Customer, actor) -> dict[str, int]:
     ids = [c.pk for c in people]
     list(Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
     ticket_ids = list(Ticket.objects.filter(customer_id__in=ids).values_list("pk", flat=True))
-    message_ids = list(Message.objects.filter(ticket_id__in=ticket_ids).values_list("pk", flat=True))
+    identity_ids = list(Identity.objects.filter(customer_id__in=ids).values_list("pk", flat=True))
+    # Their tickets' messages, and what they wrote on anyone else's (e.g. a colleague's shared ticket).
+    message_ids = list(
+        Message.objects.filter(Q(ticket_id__in=ticket_ids) | Q(identity_id__in=identity_ids)).values_list(
+            "pk", flat=True
+        )
+    )
     counts: dict[str, int] = {"customers": len(ids), "tickets": len(ticket_ids), "messages": len(message_ids)}
 
     # Attachments: rows go; a file goes from storage unless other messages share its bytes.
@@ -286,7 +292,6 @@ def customer_erase(*, customer: Customer, actor) -> dict[str, int]:
     counts["survey_comments"] = (
         SurveyResponse.objects.filter(ticket_id__in=ticket_ids).exclude(comment="").update(comment="")
     )
-    identity_ids = list(Identity.objects.filter(customer_id__in=ids).values_list("pk", flat=True))
     counts["identities"] = Identity.objects.filter(pk__in=identity_ids).delete()[1].get("customers.Identity", 0)
     CustomerMerge.objects.filter(Q(kept_id__in=ids) | Q(other_id__in=ids)).delete()
     _scrub_admin_history(customer_ids=ids, identity_ids=identity_ids)

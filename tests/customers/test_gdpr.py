@@ -92,6 +92,15 @@ def history(email_inbox, sms_inbox, agent, django_capture_on_commit_callbacks):
             email_inbound(email_inbox, address="ola.old@example.com", display_name="Ola the Elder", text="old mail")
         ).ticket.customer
         merge_customers(keep=customer, other=older, actor=agent)
+        colleague = ingest(email_inbound(email_inbox, address="kasia@example.com", text="shared ticket")).ticket
+        Message.objects.create(
+            ticket=colleague,
+            direction=Message.Direction.INBOUND,
+            channel="email",
+            identity=customer.identities.get(address="ola.nowak@example.com"),
+            body_text="on a colleague's ticket: the kettle also leaks",
+            status=Message.Status.RECEIVED,
+        )
         ingest_raw_email(
             raw=b"From: Ola Nowak <ola.nowak@example.com>\r\nTo: support@example.com\r\nSubject: again\r\n"
             b"Message-ID: <raw-1@example.com>\r\n\r\nthe kettle also leaks, raw mail\r\n",
@@ -189,6 +198,7 @@ def test_erase_removes_personal_data_and_keeps_measures(history, agent, django_c
 
     assert Customer.objects.get(pk=history.pk).erased_at is not None
     assert personal_data_left() == {}
+    assert Message.objects.filter(body_text="shared ticket").exists(), "the colleague's own words stay"
     assert not RawInbound.objects.exists()
     assert portal.get(own_ticket).status_code == 302, "the portal session of an erased customer ends"
     assert not default_storage.exists(stored), "the attachment file is gone from storage"
