@@ -187,6 +187,20 @@ def customer_export_data(*, customer: Customer) -> tuple[dict[str, Any], list[At
             for t in tickets
         ],
     }
+    data["messages_on_other_tickets"] = [
+        {
+            "id": m.pk,
+            "ticket": m.ticket.reference,
+            "channel": m.channel,
+            "subject": m.subject,
+            "body_text": m.body_text,
+            "created_at": m.created_at,
+        }
+        for m in Message.objects.filter(identity__customer_id__in=ids)
+        .exclude(ticket_id__in=ticket_ids)
+        .select_related("ticket")
+        .order_by("created_at", "id")
+    ]
     for _, extra in signals.customer_exporting.send(
         sender=Customer, customer_ids=ids, ticket_ids=ticket_ids, message_ids=[m.pk for m in messages]
     ):

@@ -140,6 +140,9 @@ def test_export_has_everything_and_is_audited(history, agent):
     att = next(a for t in data["tickets"] for m in t["messages"] for a in m["attachments"])
     assert att["filename"] == "receipt-4711.pdf" and zf.read(att["file"]) == RECEIPT
     assert "activity" in data
+    assert [m["body_text"] for m in data["messages_on_other_tickets"]] == [
+        "on a colleague's ticket: the kettle also leaks"
+    ]
     entry = AuditEntry.objects.get(action="customer.exported")
     assert entry.actor == agent and entry.object_id == str(history.pk) and "nowak" not in str(entry.data).lower()
 
