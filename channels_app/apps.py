@@ -32,3 +32,9 @@ class ChannelsAppConfig(AppConfig):
         from .esp_webhooks import check_webhook_secret
 
         checks.register(check_webhook_secret, checks.Tags.security)
+
+        from customers.signals import customer_erasing
+
+        from .gdpr import on_customer_erasing
+
+        customer_erasing.connect(on_customer_erasing, dispatch_uid="channels_app.gdpr_erase")

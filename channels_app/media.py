@@ -9,6 +9,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from tickets.models import Attachment, attachment_path
+from tickets.scanning import attachment_stored
 
 
 class MediaError(Exception):
@@ -39,6 +40,7 @@ def fetch_attachment_media(attachment_id: int) -> str:
         if content_type:
             att.content_type = content_type[:255]
         att.save()
+        attachment_stored(att)
     return "done"
 
 

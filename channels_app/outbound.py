@@ -13,6 +13,7 @@ from django.utils import timezone
 from outbox.services import Retry as OutboxRetry
 from outbox.services import release
 from tickets.models import Message
+from tickets.scanning import download_refusal
 from tickets.services import message_set_status
 
 from .types import OutboundAttachment, OutboundMessage, SendError
@@ -35,6 +36,17 @@ def _retry_delay(attempts: int) -> float:
     return min(600.0, settings.CXDESK_SEND_RETRY_BASE * 2 ** max(0, attempts - 1))
 
 
+def _sendable_attachments(message: Message) -> list:
+    """Attachments to send; a file still being scanned retries the send, a quarantined one fails it."""
+    files = [a for a in message.attachments.all() if a.file]
+    for a in files:
+        refusal = download_refusal(a)
+        if refusal:
+            code, reason = refusal
+            raise SendError(f"attachment {a.filename}: {reason}", permanent=code != "attachment_scan_pending")
+    return files
+
+
 def build_outbound(message: Message) -> OutboundMessage:
     ticket = message.ticket
     inbox = message.inbox
@@ -50,8 +62,7 @@ def build_outbound(message: Message) -> OutboundMessage:
         html=message.body_html,
         attachments=[
             OutboundAttachment(filename=a.filename, content_type=a.content_type, path=a.file.path)
-            for a in message.attachments.all()
-            if a.file
+            for a in _sendable_attachments(message)
         ],
         template=message.metadata.get("template"),
     )

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db.models import Prefetch
+from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, viewsets
@@ -11,7 +12,7 @@ from cxdesk.errors import ApplicationError
 from integrations.idempotency import idempotent
 from tickets.selectors import tickets_visible_to
 
-from . import selectors, services
+from . import gdpr, selectors, services
 from .models import Customer, CustomerMerge, Identity, Organization
 
 
@@ -257,3 +258,39 @@ class CustomerIdentityViewSet(viewsets.ViewSet):
             raise NotFound("no such identity")
         services.identity_remove(identity=identity, actor=request.user)
         return Response(status=204)
+
+    @extend_schema(
+        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+        description="GDPR export: a zip of customer.json (customer, identities, tickets, messages, events, "
+        "surveys, activity) and the attachment files. Recorded in the audit log.",
+    )
+    @action(detail=True, methods=["get"])
+    def export(self, request, pk=None):
+        customer = self.get_object()
+        content = gdpr.customer_export(customer=customer, actor=request.user)
+        return FileResponse(
+            content, as_attachment=True, filename=f"customer-{customer.pk}-export.zip", content_type="application/zip"
+        )
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "EraseResult",
+                {
+                    "customer": serializers.IntegerField(),
+                    "erased": serializers.BooleanField(),
+                    "counts": serializers.DictField(child=serializers.IntegerField()),
+                },
+            )
+        },
+        description="GDPR erasure (administrators): personal data and message content removed, identities and "
+        "attachment files deleted, tickets kept as anonymous rows. Recorded in the audit log.",
+    )
+    @action(detail=True, methods=["post"])
+    def erase(self, request, pk=None):
+        customer = self.get_object()
+        if not gdpr.can_erase_customer(request.user):
+            raise ApplicationError("only administrators can erase customers", code="permission_denied", status=403)
+        counts = gdpr.customer_erase(customer=customer, actor=request.user)
+        return Response({"customer": customer.pk, "erased": True, "counts": counts})

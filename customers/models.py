@@ -28,6 +28,8 @@ class Customer(models.Model):
     merged_into = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_from"
     )
+    # Set by a GDPR erasure (customers.gdpr): personal data is gone, tickets stay anonymous.
+    erased_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -36,6 +38,8 @@ class Customer(models.Model):
         indexes = [models.Index(fields=["updated_at", "id"], name="customer_updated_idx")]
 
     def __str__(self) -> str:
+        if self.erased_at:
+            return f"Erased customer #{self.pk}"
         return self.name or f"Customer #{self.pk}"
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit import services as audit
 from cxdesk.errors import ApplicationError
 from cxdesk.realtime import broadcast_on_commit
 
@@ -181,6 +182,7 @@ def merge_customers(*, keep: Customer, other: Customer, actor=None) -> CustomerM
         events.record(
             ticket, TicketEvent.Kind.CUSTOMER_MERGED, actor=actor, kept=keep.pk, other=other.pk, merge_id=merge.pk
         )
+    audit.customer_merged(merge=merge, actor=actor)
     broadcast_on_commit(f"customer.{keep.pk}", "customer.merged", customer_id=keep.pk, other_id=other.pk)
     signals.customer_merged.send(sender=Customer, merge=merge)
     return merge
@@ -210,6 +212,7 @@ def unmerge_customers(*, merge: CustomerMerge, actor=None) -> Customer:
         events.record(
             ticket, TicketEvent.Kind.CUSTOMER_UNMERGED, actor=actor, kept=keep.pk, other=other.pk, merge_id=merge.pk
         )
+    audit.customer_unmerged(merge=merge, actor=actor)
     broadcast_on_commit(f"customer.{keep.pk}", "customer.updated", customer_id=keep.pk)
     return other
 

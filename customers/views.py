@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages as flash
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from cxdesk.errors import ApplicationError
 
-from . import selectors, services
+from . import gdpr, selectors, services
 from .desk_selectors import customer_panel, customer_search, duplicate_suggestions
 from .models import CustomerMerge, Identity
 
@@ -71,6 +71,9 @@ def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
             "merge_candidate": candidate,
             "candidate_panel": customer_panel(customer=candidate, agent=request.user) if candidate else None,
             "attributes_text": "\n".join(f"{k}={v}" for k, v in customer.attributes.items()),
+            "can_export": gdpr.can_export_customer(request.user),
+            "can_erase": gdpr.can_erase_customer(request.user) and not customer.merged_into_id,
+            "confirm_erase": request.GET.get("erase") == "1",
         },
     )
 
@@ -161,3 +164,35 @@ def merge_undo(request: HttpRequest, merge_id: int) -> HttpResponse:
     except ApplicationError as exc:
         flash.error(request, exc.message)
     return redirect("desk-customer", customer_id=merge.kept_id)
+
+
+@staff_member_required
+@require_POST
+def customer_export(request: HttpRequest, customer_id: int) -> HttpResponse:
+    customer = _customer_or_404(request, customer_id)
+    try:
+        content = gdpr.customer_export(customer=customer, actor=request.user)
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+        return redirect("desk-customer", customer_id=customer.pk)
+    return FileResponse(
+        content, as_attachment=True, filename=f"customer-{customer.pk}-export.zip", content_type="application/zip"
+    )
+
+
+@staff_member_required
+@require_POST
+def customer_erase(request: HttpRequest, customer_id: int) -> HttpResponse:
+    customer = _customer_or_404(request, customer_id)
+    if request.POST.get("confirm") != str(customer.pk):
+        flash.error(request, _("Type the customer number to confirm the erasure."))
+        return redirect(f"/desk/customers/{customer.pk}/?erase=1")
+    try:
+        counts = gdpr.customer_erase(customer=customer, actor=request.user)
+        flash.success(
+            request,
+            _("Customer erased: %(tickets)s tickets kept anonymously, %(messages)s messages cleared.") % counts,
+        )
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+    return redirect("desk-customer", customer_id=customer.pk)

@@ -6,6 +6,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import StaffViewSet
+from audit.api import AuditEntryViewSet
 from channels_app.api import InboundEmailView, InboxViewSet
 from customers.api import CustomerIdentityViewSet, CustomerViewSet
 from integrations.api import ApiKeyViewSet, WebhookSubscriptionViewSet
@@ -39,6 +40,7 @@ router.register("attachments", AttachmentViewSet, basename="attachment")
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
 router.register("webhooks", WebhookSubscriptionViewSet, basename="webhook")
 router.register("views", SavedViewViewSet, basename="saved-view")
+router.register("audit", AuditEntryViewSet, basename="audit")
 
 for viewset in (
     CustomerViewSet,

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "outbox",
     "django_prometheus",
     "cxdesk",  # operator commands only (manage.py doctor); no models
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -76,6 +77,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit.context.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "accounts.middleware.TwoFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -99,6 +101,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "tickets.context_processors.desk",
+                "audit.context_processors.audit",
             ],
         },
     }
@@ -307,6 +310,12 @@ CXDESK_MAX_BODY_CHARS = env.int("CXDESK_MAX_BODY_CHARS", default=1_000_000)
 # A whole raw mail posted to /api/v1/inbound/email/ (a 25 MB attachment is ~34 MB encoded).
 CXDESK_MAX_MAIL_BYTES = env.int("CXDESK_MAX_MAIL_BYTES", default=64 * 1024 * 1024)
 CXDESK_OUTBOX_DIR = VAR_DIR / "outbox"
+# Attachment virus scanning (tickets/scanning.py): "" (off) or "clamd" (CLAMD_SOCKET, or CLAMD_HOST:CLAMD_PORT).
+CXDESK_SCANNER = env.str("CXDESK_SCANNER", default="")
+CLAMD_SOCKET = env.str("CLAMD_SOCKET", default="")
+CLAMD_HOST = env.str("CLAMD_HOST", default="127.0.0.1")
+CLAMD_PORT = env.int("CLAMD_PORT", default=3310)
+CLAMD_TIMEOUT = env.float("CLAMD_TIMEOUT", default=30.0)
 CXDESK_DEFAULT_REGION = env.str("CXDESK_DEFAULT_REGION", default="PL")
 CXDESK_TICKET_PREFIX = "CX"
 # Assignees are warned (the bell) when an SLA target of their ticket is due within this many minutes.

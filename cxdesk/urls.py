@@ -27,5 +27,6 @@ urlpatterns = [
     path("desk/reports/", include("sla.urls")),
     path("desk/", include("accounts.urls")),
     path("desk/dead-letters/", include("channels_app.desk_urls")),
+    path("desk/audit/", include("audit.urls")),
     path("desk/", include("tickets.urls")),
 ]

@@ -35,7 +35,10 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.Gen
         data = ApiKeySerializer(data=request.data)
         data.is_valid(raise_exception=True)
         record, key = services.api_key_create(
-            user=request.user, name=data.validated_data["name"], scope=data.validated_data.get("scope", "read_write")
+            user=request.user,
+            name=data.validated_data["name"],
+            scope=data.validated_data.get("scope", "read_write"),
+            actor=request.user,
         )
         return Response({**ApiKeySerializer(record).data, "key": key}, status=201)
 
@@ -49,7 +52,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.Gen
             from rest_framework.exceptions import NotFound
 
             raise NotFound("no such key")
-        return Response(ApiKeySerializer(services.api_key_revoke(key=key)).data)
+        return Response(ApiKeySerializer(services.api_key_revoke(key=key, actor=request.user)).data)
 
 
 class WebhookSubscriptionSerializer(serializers.ModelSerializer):

@@ -65,3 +65,6 @@ def connect() -> None:
     ticket_signals.message_created.connect(on_message_created, dispatch_uid="integrations.message_created")
     ticket_signals.message_status_changed.connect(on_message_status, dispatch_uid="integrations.message_status")
     customer_signals.customer_merged.connect(on_customer_merged, dispatch_uid="integrations.customer_merged")
+    from .gdpr import on_customer_erasing
+
+    customer_signals.customer_erasing.connect(on_customer_erasing, dispatch_uid="integrations.gdpr_erase")

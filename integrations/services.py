@@ -13,6 +13,7 @@ import requests
 from django.db import transaction
 from django.utils import timezone
 
+from audit import services as audit
 from cxdesk.errors import ApplicationError
 from cxdesk.http import UnsafeTarget, check_url, excerpt, safe_request
 
@@ -26,7 +27,7 @@ def _hash(key: str) -> str:
 
 
 @transaction.atomic
-def api_key_create(*, user, name: str, scope: str = ApiKey.Scope.READ_WRITE) -> tuple[ApiKey, str]:
+def api_key_create(*, user, name: str, scope: str = ApiKey.Scope.READ_WRITE, actor=None) -> tuple[ApiKey, str]:
     """A new key for `user`. Returns (record, the key) — the key is not stored and cannot be shown again."""
     if scope not in ApiKey.Scope.values:
         raise ApplicationError(
@@ -39,6 +40,7 @@ def api_key_create(*, user, name: str, scope: str = ApiKey.Scope.READ_WRITE) -> 
     record = ApiKey.objects.create(
         user=user, name=(name or "API key")[:100], prefix=prefix, key_hash=_hash(key), scope=scope
     )
+    audit.api_key_created(key=record, actor=actor)
     return record, key
 
 
@@ -55,10 +57,12 @@ def api_key_authenticate(key: str) -> ApiKey | None:
     return record
 
 
-def api_key_revoke(*, key: ApiKey) -> ApiKey:
+@transaction.atomic
+def api_key_revoke(*, key: ApiKey, actor=None) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+        audit.api_key_revoked(key=key, actor=actor)
     return key
 
 

@@ -6,6 +6,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponse
 from django.shortcuts import render
 
+from audit import services as audit
 from cxdesk.errors import ApplicationError
 
 from .api import period
@@ -29,6 +30,9 @@ def dashboard(request):
         return HttpResponse(exc.message, status=400, content_type="text/plain")
     rows = measures(start=start, end=end, by=by, agent=request.user)
     if request.GET.get("format") == "csv":
+        audit.data_exported(
+            what="sla.measures", actor=request.user, params={"by": by, "start": str(start), "end": str(end)}
+        )
         response = HttpResponse(content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="cxdesk-measures-{by}.csv"'
         writer = csv.writer(response)

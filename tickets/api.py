@@ -15,6 +15,7 @@ from integrations.idempotency import idempotent
 
 from . import selectors, services
 from .models import Attachment, Message, SavedView, Tag, Team, Ticket, TicketEvent
+from .scanning import download_refusal
 
 
 def pk_from(kwargs: dict) -> int:
@@ -110,7 +111,7 @@ class AttachmentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Attachment
-        fields = ["id", "filename", "content_type", "size", "sha256", "inline", "url"]
+        fields = ["id", "filename", "content_type", "size", "sha256", "inline", "url", "scan_status", "scan_detail"]
 
     def get_url(self, obj) -> str:
         return f"/api/v1/attachments/{obj.pk}/"
@@ -430,6 +431,9 @@ class AttachmentViewSet(viewsets.GenericViewSet):
         att = self.get_queryset().filter(pk=pk_from(self.kwargs)).first()
         if att is None or not att.file:
             raise NotFound("no such attachment")
+        refusal = download_refusal(att)
+        if refusal:
+            raise ApplicationError(f"{att.filename} is {refusal[1]}", code=refusal[0], status=403)
         response = FileResponse(
             att.file.open("rb"), as_attachment=True, filename=att.filename, content_type="application/octet-stream"
         )

@@ -13,6 +13,7 @@ from django.core.files.storage import default_storage
 from cxdesk.errors import ApplicationError
 
 from .models import Attachment, Message, attachment_path
+from .scanning import attachment_stored
 
 _UNSAFE = re.compile(r"[^\w.\- ()\[\]]+", re.UNICODE)
 
@@ -56,4 +57,5 @@ def attachment_store(
         default_storage.save(path, ContentFile(content))
     att.file.name = path
     att.save()
+    attachment_stored(att)
     return att

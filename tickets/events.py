@@ -59,6 +59,19 @@ def tags_changed(ticket: Ticket, *, actor, added: list[str], removed: list[str])
     return record(ticket, TicketEvent.Kind.TAGS, actor=actor, added=added, removed=removed)
 
 
+def attachment_quarantined(
+    ticket: Ticket, *, attachment_id: int, message_id: int, filename: str, signature: str
+) -> TicketEvent:
+    return record(
+        ticket,
+        TicketEvent.Kind.ATTACHMENT_QUARANTINED,
+        attachment_id=attachment_id,
+        message_id=message_id,
+        filename=filename,
+        signature=signature,
+    )
+
+
 def delivery_failed(ticket: Ticket, *, message_id: int, error: str) -> TicketEvent:
     return record(ticket, TicketEvent.Kind.DELIVERY_FAILED, message_id=message_id, error=error)
 

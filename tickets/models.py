@@ -214,6 +214,13 @@ class Attachment(models.Model):
     """A file on a message. Content-addressed: the bytes live once on disk under
     their sha256, however many messages carry them."""
 
+    class ScanStatus(models.TextChoices):
+        UNSCANNED = "unscanned", "Not scanned (no scanner configured)"
+        PENDING = "pending", "Being scanned"
+        CLEAN = "clean", "Clean"
+        INFECTED = "infected", "Quarantined: infected"
+        ERROR = "error", "Could not be scanned"
+
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
     filename = models.CharField(max_length=255)
     content_type = models.CharField(max_length=255, default="application/octet-stream")
@@ -223,10 +230,22 @@ class Attachment(models.Model):
     content_id = models.CharField(max_length=255, blank=True, help_text="For inline cid: images.")
     inline = models.BooleanField(default=False)
     source_url = models.URLField(max_length=2000, blank=True, help_text="Provider media URL, fetched by Celery.")
+    # Virus scan (tickets.scanning): only unscanned/clean files can be downloaded or sent.
+    scan_status = models.CharField(max_length=16, choices=ScanStatus.choices, default=ScanStatus.UNSCANNED)
+    scan_detail = models.CharField(max_length=200, blank=True, help_text="Signature name, or why the scan failed.")
+    scanned_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return self.filename
+
+    @property
+    def is_quarantined(self) -> bool:
+        return self.scan_status == self.ScanStatus.INFECTED
+
+    @property
+    def is_downloadable(self) -> bool:
+        return bool(self.file) and self.scan_status in (self.ScanStatus.UNSCANNED, self.ScanStatus.CLEAN)
 
 
 class TicketEvent(models.Model):
@@ -253,6 +272,7 @@ class TicketEvent(models.Model):
         CALL_MISSED = "call_missed", "Missed call — call back"
         THREAD_REFUSED = "thread_refused", "Reply headers named another customer's ticket: kept apart"
         MAIL_TRIMMED = "mail_trimmed", "Mail too large: trimmed"
+        ATTACHMENT_QUARANTINED = "attachment_quarantined", "Attachment quarantined (virus found)"
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)

@@ -15,6 +15,7 @@ from cxdesk.errors import ApplicationError
 from cxdesk.uploads import uploaded_files
 from tickets import services as ticket_services
 from tickets.models import Ticket
+from tickets.scanning import download_refusal
 
 from ..models import Customer
 from . import selectors, services
@@ -24,7 +25,7 @@ SESSION_KEY = "portal_customer_id"
 
 def current_customer(request: HttpRequest) -> Customer | None:
     pk = request.session.get(SESSION_KEY)
-    customer = Customer.objects.filter(pk=pk, merged_into=None).first() if pk else None
+    customer = Customer.objects.filter(pk=pk, merged_into=None, erased_at=None).first() if pk else None
     if customer is not None and customer.language:
         # The customer's own language wins over the browser's.
         translation.activate(customer.language)
@@ -165,6 +166,13 @@ def attachment(request: HttpRequest, attachment_id: int) -> HttpResponse:
     att = selectors.portal_attachment(customer=request.customer, attachment_id=attachment_id)
     if att is None or not att.file:
         raise Http404
+    refusal = download_refusal(att)
+    if refusal:
+        if refusal[0] == "attachment_quarantined":
+            reason = _("This file was removed: our virus scanner found a threat in it.")
+        else:
+            reason = _("This file is being checked for viruses. Please try again in a moment.")
+        return HttpResponse(reason, status=403, content_type="text/plain; charset=utf-8")
     return FileResponse(
         att.file.open("rb"), as_attachment=True, filename=att.filename, content_type="application/octet-stream"
     )
