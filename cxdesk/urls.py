@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("hooks/anymail/", include("anymail.urls")),
     path("hooks/", include("channels_app.urls")),
+    path("chat/", include("channels_app.webchat_urls")),
     path("portal/", include("customers.portal.urls")),
     path("kb/", include("kb.urls")),
     path("survey/<str:token>/", survey_answer_view, name="survey-answer"),

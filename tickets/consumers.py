@@ -69,6 +69,10 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             await self._join(f"ticket.{ticket_id}")
             self.tickets.add(ticket_id)
             await self._announce(ticket_id)
+            # Web chat read receipt: an agent has the conversation open (no content, ids only).
+            await self.channel_layer.group_send(
+                f"webchat.ticket.{ticket_id}", {"type": "desk.event", "event": "agent.read", "ticket_id": ticket_id}
+            )
         ticket_id = content.get("unsubscribe_ticket")
         if isinstance(ticket_id, int) and ticket_id in self.tickets:
             await self._unsubscribe(ticket_id)
@@ -76,6 +80,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         if isinstance(ticket_id, int) and ticket_id in self.tickets:
             self.typed[ticket_id] = time.monotonic()
             await self._announce(ticket_id, typing=True)
+            await self.channel_layer.group_send(
+                f"webchat.ticket.{ticket_id}", {"type": "desk.event", "event": "agent.typing", "ticket_id": ticket_id}
+            )
         if isinstance(content.get("inbox"), dict):
             from .selectors import inbox_filters_clean
 

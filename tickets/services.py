@@ -157,6 +157,7 @@ CHANNEL_IDENTITY_KIND = {
     Channel.WHATSAPP: "phone",
     Channel.MESSENGER: "messenger",
     Channel.TELEGRAM: "telegram",
+    Channel.CHAT: "webchat",
 }
 
 

@@ -60,6 +60,10 @@ class Adapter:
             return None
         return inbox.config.get("webhook_url") or f"{settings.PUBLIC_URL}/hooks/{self.route}/{inbox.pk}/"
 
+    def embed(self, inbox: Inbox) -> str | None:
+        """The snippet a site owner pastes into their pages (web chat), or None."""
+        return None
+
     # --- inbound ---------------------------------------------------------------
     def handshake(self, request: HttpRequest, inbox: Inbox) -> HttpResponse:
         """Answer a GET on the webhook (Meta's hub.challenge); 405 by default."""
