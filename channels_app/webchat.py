@@ -346,7 +346,7 @@ def chat_verify(*, visitor: ChatVisitor, code: str) -> bool:
     cache.delete(key)
     kind, _sep, address = record["address"].partition(":")
     owner = Identity.objects.select_related("customer").filter(kind=kind, address=address).first()
-    visitor = ChatVisitor.objects.select_for_update().select_related("identity").get(pk=visitor.pk)
+    visitor = ChatVisitor.objects.select_for_update(of=("self",)).select_related("identity").get(pk=visitor.pk)
     if owner is None:
         identity_add(customer=live_customer(_ensure_identity(visitor).customer), kind=kind, address=address)
     else:
