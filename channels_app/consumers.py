@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from .adapters.webchat import origin_allowed, ticket_chat_group, visitor_group
+from .adapters.webchat import origin_allowed, ticket_chat_group, visitor_gone, visitor_group, visitor_seen
 from .models import Inbox
 from .webchat import Session, dispatch, error_frame, visitor_message, visitor_ticket
 
@@ -40,6 +40,9 @@ class WebchatConsumer(AsyncWebsocketConsumer):
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
+        visitor = self.session.visitor if self.session else None
+        if visitor is not None:
+            await database_sync_to_async(visitor_gone)(visitor.visitor_id)
         for group in list(self.groups_joined):
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -75,6 +78,7 @@ class WebchatConsumer(AsyncWebsocketConsumer):
         visitor = self.session.visitor if self.session else None
         if visitor is None:
             return
+        await database_sync_to_async(visitor_seen)(visitor.visitor_id)
         wanted = {visitor_group(visitor.visitor_id)}
         ticket = await database_sync_to_async(visitor_ticket)(visitor)
         if ticket is not None:

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from customers.tracking import tracked_links_expand
 from tickets.models import Message
 from tickets.services import message_set_status
 
@@ -66,6 +67,10 @@ def build_outbound(message: Message) -> OutboundMessage:
         out.headers = {"X-CXDesk-Ticket": ref}
         if message.metadata.get("auto_submitted"):
             out.headers["Auto-Submitted"] = "auto-replied"
+        # {tracked_link:https://…} placeholders (canned responses, replies) become signed links.
+        out.text = tracked_links_expand(out.text, customer_id=ticket.customer_id, message_id=message.pk)
+        if out.html:
+            out.html = tracked_links_expand(out.html, customer_id=ticket.customer_id, message_id=message.pk)
     return out
 
 

@@ -15,7 +15,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
-from .adapters.webchat import invitation_rules, origin_allowed
+from .adapters.webchat import invitation_rules, origin_allowed, visitor_seen
 from .models import Inbox
 from .types import InboundAttachment
 from .webchat import Session, chat_history, chat_message_receive, dispatch, error_frame, visitor_from_token
@@ -140,6 +140,8 @@ def frames(request: HttpRequest, inbox: Inbox) -> JsonResponse:
     replies: list[dict] = []
     for frame in body["frames"]:
         replies += dispatch(session, frame)
+    if session.visitor is not None:
+        visitor_seen(session.visitor.visitor_id)
     return JsonResponse({"frames": replies})
 
 
@@ -149,6 +151,7 @@ def poll(request: HttpRequest, inbox: Inbox) -> JsonResponse:
     visitor = visitor_from_token(inbox=inbox, token=request.GET.get("token", ""))
     if visitor is None:
         return _error(403, "no_session", "unknown or expired visitor token")
+    visitor_seen(visitor.visitor_id)
     after = request.GET.get("after", "0")
     if not after.isdigit():
         return _error(400, "invalid", "after is a message id", {"after": ["invalid"]})

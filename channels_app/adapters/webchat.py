@@ -13,6 +13,8 @@ import re
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.core.cache import cache
+from django.utils.translation import gettext as _
 
 from cxdesk.realtime import group_send
 
@@ -35,6 +37,25 @@ def visitor_group(visitor_id: str) -> str:
 def ticket_chat_group(ticket_id: int) -> str:
     """Typing and read receipts from the desk for the visitors of one ticket (never messages)."""
     return f"webchat.ticket.{ticket_id}"
+
+
+ONLINE_TTL = 90  # seconds: a socket pings every 30 s, a poll every 3–10 s
+
+
+def _online_key(visitor_id: str) -> str:
+    return f"cxdesk:webchat:online:{visitor_id}"
+
+
+def visitor_seen(visitor_id: str) -> None:
+    cache.set(_online_key(visitor_id), 1, ONLINE_TTL)
+
+
+def visitor_gone(visitor_id: str) -> None:
+    cache.delete(_online_key(visitor_id))
+
+
+def visitor_online(visitor_id: str) -> bool:
+    return bool(cache.get(_online_key(visitor_id)))
 
 
 def allowed_origins(inbox: Inbox) -> list[str]:
@@ -107,6 +128,17 @@ class WebchatAdapter(Adapter):
         return (
             f'<script src="{base}/static/cxdesk/widget.js" data-inbox="{inbox.pk}" data-server="{base}" async></script>'
         )
+
+    def can_send(self, *, inbox: Inbox, identity, channel: str, ticket) -> str | None:
+        """A visitor who left, and gave an email: the conversation continues by email (their
+        answer threads into this ticket; the widget shows it when they come back)."""
+        if visitor_online(identity.address):
+            return None
+        if identity.customer.identities.filter(kind="email").exists():
+            return _(
+                "The visitor has left the chat; reply by email — they will also see it in the chat when they return."
+            )
+        return None
 
     def deliver(self, out: OutboundMessage) -> str:
         # Nothing leaves the server: the development transport and live are the same push.

@@ -29,6 +29,7 @@
   let identified = false;
   let opened = false;
   let offlineTimer = null;
+  let offlineMode = false;
   let typingSentAt = 0;
   let invitationId = null;
   let pending = [];
@@ -128,9 +129,12 @@
       ws.send(JSON.stringify(startFrame()));
       const queued = pending; pending = [];
       queued.forEach((f) => ws.send(JSON.stringify(f)));
+      clearInterval(ws._ping);
+      ws._ping = setInterval(() => send({ type: "ping" }), 30000);  // keeps "online" for the desk
     };
     ws.onmessage = (ev) => { try { onFrame(JSON.parse(ev.data)); } catch (e) { /* ignore */ } };
     ws.onclose = () => {
+      clearInterval(ws._ping);
       ws = null;
       if (!openedOnce && ++wsFailures >= 2) return fallback();
       setTimeout(connect, Math.min(30000, 1000 * 2 ** wsFailures++));
@@ -170,7 +174,7 @@
       root.querySelectorAll(".visitor .receipt").forEach((n) => { n.textContent = S.read; });
     } else if (f.type === "identify") {
       if (f.status === "code_sent") showCode();
-      else { codeForm.hidden = true; identified = true; showStatus(f.status === "verified" ? S.verified : S.linked); updateForms(); }
+      else { codeForm.hidden = true; identified = true; showStatus(f.status === "verified" ? S.verified : (offlineMode ? S.offline_sent : S.linked)); updateForms(); }
     } else if (f.type === "page") {
       checkRules(f.visits || 1);
     } else if (f.type === "invitation") {
@@ -288,6 +292,7 @@
     const minutes = (cfg && cfg.offline_after_minutes) || 5;
     offlineTimer = setTimeout(() => {
       showStatus(S.offline);
+      offlineMode = true;
       if (!identified) { prechat.hidden = false; prechatSkip.hidden = true; addrInput.focus(); }
     }, minutes * 60000 * (window.__cxdeskTimeScale || 1));
   }
