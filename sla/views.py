@@ -6,6 +6,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponse
 from django.shortcuts import render
 
+from channels_app.selectors import invitation_measures
 from cxdesk.errors import ApplicationError
 
 from .api import period
@@ -47,5 +48,13 @@ def dashboard(request):
     return render(
         request,
         "sla/dashboard.html",
-        {"rows": table, "columns": COLUMNS, "by": by, "start": start, "end": end, "bars": bars},
+        {
+            "rows": table,
+            "columns": COLUMNS,
+            "by": by,
+            "start": start,
+            "end": end,
+            "bars": bars,
+            "invitations": invitation_measures(start=start, end=end),
+        },
     )

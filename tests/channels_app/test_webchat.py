@@ -8,7 +8,7 @@ import pytest
 from django.core import mail
 
 from channels_app.models import ChatInvitation, ChatVisitor
-from channels_app.webchat import Session, dispatch
+from channels_app.webchat import Session, dispatch, visitor_token
 from customers.models import Identity, PageView
 from customers.services import merge_customers, unmerge_customers
 from customers.tracking import tracked_link_url
@@ -157,3 +157,65 @@ def test_upload_limits(chat_inbox, client, settings):
     ok = client.post(url, {"token": token, "file": png, "client_id": "f1"}, HTTP_ORIGIN=SHOP)
     assert ok.status_code == 200, ok.content
     assert ok.json()["frames"][0]["attachments"] == [{"name": "a.png", "size": 8}]
+
+
+def test_create_inbox_prints_one_script_tag(db, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    out = StringIO()
+    call_command("create_inbox", "webchat", "Shop chat", "--set", f"allowed_origins={SHOP}", stdout=out)
+    made = json.loads(out.getvalue())
+    assert set(made) == {"id", "name", "kind", "embed"}
+    assert made["embed"] == (
+        f'<script src="{settings.PUBLIC_URL}/static/cxdesk/widget.js" data-inbox="{made["id"]}" '
+        f'data-server="{settings.PUBLIC_URL}" async></script>'
+    )
+    for bad in ("allowed_origins=shop.example.com", "prechat=maybe", "invitations=[{}]"):
+        with pytest.raises(CommandError):
+            call_command("create_inbox", "webchat", "Bad", "--set", bad, stdout=StringIO())
+
+
+def test_offline_visitor_continues_by_email_and_sees_it_when_back(chat_inbox, email_inbox, agent):
+    from cxdesk.errors import ApplicationError
+    from tickets import services
+
+    session, _ = started(chat_inbox)
+    dispatch(session, {"type": "message", "text": "Anyone there?", "client_id": "1"})
+    # No agent in time: the widget asks for an email (a new address: added without a code).
+    [linked] = dispatch(session, {"type": "identify", "address": "later@example.com"})
+    assert linked["status"] == "linked"
+    ticket = Message.objects.get().ticket
+    # The visitor left (no socket, no poll): a chat reply is refused with the reason…
+    with pytest.raises(ApplicationError, match="reply by email"):
+        services.reply(ticket=ticket, author=agent, body="Sorry for the wait", channel="chat")
+    # …and the agent answers by email in the same ticket.
+    sent = services.reply(ticket=ticket, author=agent, body="Sorry for the wait", channel="email")
+    assert sent.ticket_id == ticket.pk and sent.identity.address == "later@example.com"
+    # Back on the site later: the widget shows the email answer too.
+    _back, frame = started(chat_inbox, token=visitor_token(session.visitor))
+    assert [m["text"] for m in frame["messages"]] == ["Anyone there?", "Sorry for the wait"]
+
+
+def test_invitation_measures_on_the_reports_page(chat_inbox, agent):
+    from datetime import timedelta
+
+    from django.test import Client
+    from django.utils import timezone
+
+    from channels_app.selectors import invitation_measures
+
+    session, _ = started(chat_inbox)
+    ids = [dispatch(session, {"type": "invitation", "rule": 1, "url": f"{SHOP}/pricing"})[0]["id"] for _ in range(3)]
+    dispatch(session, {"type": "invitation_outcome", "id": ids[0], "accepted": True})
+    dispatch(session, {"type": "invitation_outcome", "id": ids[1], "accepted": False})
+    [again] = dispatch(session, {"type": "invitation_outcome", "id": ids[1], "accepted": True})
+    assert again["code"] == "not_found"  # decided once
+    now = timezone.now()
+    [row] = invitation_measures(start=now - timedelta(days=1), end=now + timedelta(minutes=1))
+    assert row == {"rule": "returning", "shown": 3, "accepted": 1, "ignored": 1, "open": 1, "acceptance_rate": 0.5}
+    desk = Client()
+    desk.force_login(agent)
+    assert 'id="chat-invitations"' in desk.get("/desk/reports/").content.decode()
