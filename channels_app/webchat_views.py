@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
@@ -46,6 +47,8 @@ def _guard(request: HttpRequest, inbox_id: int) -> tuple[Inbox | None, str, Json
     if inbox is None:
         return None, "", _error(404, "not_found", "no such chat inbox")
     origin = request.headers.get("Origin", "")
+    if not origin and request.headers.get("Sec-Fetch-Site") == "same-origin":
+        origin = settings.PUBLIC_URL  # browsers leave Origin off same-origin GETs (the demo page)
     if not origin_allowed(inbox, origin):
         return None, "", _error(403, "origin_refused", "this site is not allowed to use this chat")
     return inbox, origin, None
@@ -190,3 +193,14 @@ def upload(request: HttpRequest, inbox: Inbox) -> JsonResponse:
     from .webchat import message_frame
 
     return JsonResponse({"frames": [message_frame(result.message)]})
+
+
+def demo_shop(request: HttpRequest, page: str = "") -> HttpResponse:
+    """A pretend shop embedding the demo's widget (DEBUG / demo only, see cxdesk/urls.py)."""
+    inbox = Inbox.objects.filter(kind="webchat", is_active=True).order_by("pk").first()
+    if inbox is None:
+        return HttpResponse("Run `python manage.py seed_demo` first.", status=404, content_type="text/plain")
+    pages = {"": "Home", "pricing": "Pricing", "orders": "Your orders"}
+    if page not in pages:
+        return HttpResponse("No such demo page.", status=404, content_type="text/plain")
+    return render(request, "demo/shop.html", {"inbox": inbox, "title": pages[page], "pages": pages, "page": page})

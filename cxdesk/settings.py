@@ -248,7 +248,8 @@ CXDESK_SEND_RETRY_BASE = env.float("CXDESK_SEND_RETRY_BASE", default=5.0)
 # At most this many automatic mails (acknowledgements, surveys) per address per hour.
 CXDESK_AUTO_REPLY_PER_HOUR = env.int("CXDESK_AUTO_REPLY_PER_HOUR", default=3)
 
-# Web chat (docs/webchat.md)
+# Web chat (docs/webchat.md). CXDESK_DEMO serves /demo/shop/ (a page embedding the widget) without DEBUG.
+CXDESK_DEMO = env.bool("CXDESK_DEMO", default=False)
 CXDESK_ACTIVITY_RETENTION_DAYS = env.int("CXDESK_ACTIVITY_RETENTION_DAYS", default=90)
 CXDESK_TRACKED_LINK_MAX_AGE = env.int("CXDESK_TRACKED_LINK_MAX_AGE", default=30 * 24 * 3600)
 CXDESK_WEBCHAT_MAX_FRAME = env.int("CXDESK_WEBCHAT_MAX_FRAME", default=16 * 1024)

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
@@ -18,3 +19,12 @@ urlpatterns = [
     path("desk/reports/", include("sla.urls")),
     path("desk/", include("tickets.urls")),
 ]
+
+
+if settings.DEBUG or settings.CXDESK_DEMO:
+    from channels_app.webchat_views import demo_shop
+
+    urlpatterns += [
+        path("demo/shop/", demo_shop, name="demo-shop"),
+        path("demo/shop/<slug:page>/", demo_shop, name="demo-shop-page"),
+    ]

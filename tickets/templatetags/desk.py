@@ -19,6 +19,7 @@ CHANNEL_ICONS = {
     "messenger": "FB",
     "telegram": "TG",
     "portal": "Web",
+    "chat": "Chat",
     "api": "API",
     "desk": "✎",
 }
