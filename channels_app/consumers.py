@@ -12,6 +12,7 @@ read receipts from the desk). Internal notes are never sent to either.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from urllib.parse import parse_qs
 
@@ -22,6 +23,15 @@ from django.conf import settings
 from .adapters.webchat import origin_allowed, ticket_chat_group, visitor_gone, visitor_group, visitor_seen
 from .models import Inbox
 from .webchat import Session, dispatch, error_frame, visitor_message, visitor_ticket
+
+log = logging.getLogger(__name__)
+
+
+def chat_sync(fn):
+    """Run a visitor's frame in the worker thread pool, not the one shared thread that
+    `database_sync_to_async` uses by default: one slow ingest must not queue every other
+    visitor of this process behind it (each pool thread has its own DB connection)."""
+    return database_sync_to_async(fn, thread_sensitive=False)
 
 
 class WebchatConsumer(AsyncWebsocketConsumer):
@@ -69,7 +79,11 @@ class WebchatConsumer(AsyncWebsocketConsumer):
         except ValueError:
             await self._send(error_frame("invalid", "not JSON"))
             return
-        replies = await database_sync_to_async(dispatch)(self.session, frame)
+        try:
+            replies = await chat_sync(dispatch)(self.session, frame)
+        except Exception:  # a database hiccup answers this frame, it does not drop the visitor
+            log.exception("web chat frame failed")
+            replies = [error_frame("server_error", "something went wrong; send it again")]
         await self._follow_groups()
         for reply in replies:
             await self._send(reply)

@@ -79,7 +79,7 @@ def send_stored_message(message_id: int) -> str:
     sent by a live worker) is not sent again. Returns the resulting status."""
     with transaction.atomic():
         message = (
-            Message.objects.select_for_update(of=("self",))
+            Message.objects.select_for_update(of=("self",), no_key=True)
             .select_related("inbox", "identity", "ticket__customer")
             .filter(pk=message_id)
             .first()

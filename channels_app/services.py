@@ -115,7 +115,7 @@ def _ingest(inbound: InboundMessage) -> IngestResult:
     # must see what a concurrent message of the same customer just did.
     # (A repeat that committed since the check in ingest() fails the unique constraint
     # on insert; ingest() then returns the stored one.)
-    customer = Customer.objects.select_for_update().get(pk=identity.customer_id)
+    customer = Customer.objects.select_for_update(no_key=True).get(pk=identity.customer_id)
     _touch_identity(identity, customer, sender.display_name, now, opt_out=inbound.opt_out)
 
     ticket, reason = _thread(inbound, customer)
@@ -229,7 +229,7 @@ def _continue_ticket(ticket: Ticket, message: Message, now) -> None:
 
 def _locked(qs) -> Ticket | None:
     """The first ticket of `qs`, row-locked: threading decides on it and then updates it."""
-    return qs.select_for_update(of=("self",)).first()
+    return qs.select_for_update(of=("self",), no_key=True).first()
 
 
 def _live_ticket(ticket: Ticket | None) -> Ticket | None:

@@ -82,7 +82,7 @@ def ticket_update(
     tags: Iterable[str] | None = None,
 ) -> Ticket:
     """Change any of status / priority / assignee / team / tags, one event per change."""
-    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket.pk)
     if status is not None:
         ticket_set_status(ticket=ticket, status=status, actor=actor)
     if priority is not None and priority != ticket.priority:
@@ -232,7 +232,7 @@ def reply(
     body = (body or "").strip()
     if not body and not attachments:
         raise ApplicationError("a reply needs a body", code="empty_body", fields={"body": ["required"]})
-    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket.pk)
     if ticket.status == S.CLOSED:
         raise ApplicationError("this ticket is closed; open a new one", code="ticket_closed", status=409)
     target = reply_target(ticket=ticket, channel=channel, identity=identity)
@@ -500,7 +500,7 @@ def merge_tickets(*, source: Ticket, target: Ticket, actor=None) -> TicketMove:
 @transaction.atomic
 def split_ticket(*, ticket: Ticket, message_ids: list[int], actor=None, subject: str = "") -> TicketMove:
     """Chosen messages move into a new ticket for the same customer."""
-    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket.pk)
     ids = set(ticket.messages.filter(pk__in=message_ids).values_list("pk", flat=True))
     if not ids or ids != set(message_ids):
         raise ApplicationError("choose messages of this ticket to split off", code="invalid_messages")
@@ -607,7 +607,7 @@ def customer_reply(
     body = (body or "").strip()
     if not body and not attachments:
         raise ApplicationError("Write a message first.", code="empty_body", fields={"body": ["required"]})
-    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket.pk)
     if ticket.customer_id != customer.pk:
         raise ApplicationError("not your ticket", code="not_found", status=404)
     if ticket.status == S.CLOSED:
