@@ -200,10 +200,40 @@ def chat_history(*, visitor: ChatVisitor, after: int = 0) -> list[dict]:
         .prefetch_related("attachments")
         .order_by("-id")[:HISTORY_LIMIT]
     )
-    return [message_frame(m) for m in reversed(list(qs))]
+    return [message_frame(m, visitor) for m in reversed(list(qs))]
 
 
-def message_frame(message: Message) -> dict:
+FILE_SALT = "cxdesk.webchat.file"
+FILE_MAX_AGE = 24 * 3600
+
+
+def attachment_url(visitor: ChatVisitor, attachment_id: int) -> str:
+    """A link only this visitor's widget gets (signed: visitor + attachment; one day)."""
+    token = signing.dumps({"a": attachment_id, "v": visitor.visitor_id}, salt=FILE_SALT)
+    return f"{settings.PUBLIC_URL}/chat/{visitor.inbox_id}/file/{token}/"
+
+
+def attachment_for_visitor(*, inbox: Inbox, token: str):
+    """The attachment a signed link names, if it is on a public message of that visitor's chats."""
+    from tickets.models import Attachment
+
+    try:
+        data = signing.loads(token, salt=FILE_SALT, max_age=FILE_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("a"), int):
+        return None
+    visitor = ChatVisitor.objects.select_related("identity").filter(inbox=inbox, visitor_id=data.get("v")).first()
+    if visitor is None:
+        return None
+    return (
+        Attachment.objects.filter(pk=data["a"], message__ticket__in=visitor_tickets(visitor))
+        .exclude(message__direction=Message.Direction.NOTE)
+        .first()
+    )
+
+
+def message_frame(message: Message, visitor: ChatVisitor | None = None) -> dict:
     author = ""
     if message.author_id:
         author = message.author.first_name or message.author.username
@@ -215,7 +245,10 @@ def message_frame(message: Message) -> dict:
         "author": author,
         "at": message.created_at.isoformat(),
         "status": message.status,
-        "attachments": [{"name": a.filename, "size": a.size} for a in message.attachments.all()],
+        "attachments": [
+            {"name": a.filename, "size": a.size, **({"url": attachment_url(visitor, a.pk)} if visitor else {})}
+            for a in message.attachments.all()
+        ],
     }
 
 
@@ -230,7 +263,7 @@ def visitor_message(*, visitor: ChatVisitor, message_id: int) -> dict | None:
         .prefetch_related("attachments")
         .first()
     )
-    return message_frame(message) if message else None
+    return message_frame(message, visitor) if message else None
 
 
 def chat_mark_read(*, visitor: ChatVisitor, message_id: int) -> int:
@@ -463,7 +496,7 @@ def dispatch(session: Session, frame: Any) -> list[dict]:
             session.visitor = visitor
             return [
                 {"type": "ack", "client_id": frame.get("client_id"), "id": result.message.pk},
-                message_frame(result.message),
+                message_frame(result.message, visitor),
             ]
         if kind == "read":
             message_id = frame.get("id")

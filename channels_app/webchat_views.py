@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -19,7 +19,15 @@ from django.views.decorators.csrf import csrf_exempt
 from .adapters.webchat import invitation_rules, origin_allowed, visitor_seen
 from .models import Inbox
 from .types import InboundAttachment
-from .webchat import Session, chat_history, chat_message_receive, dispatch, error_frame, visitor_from_token
+from .webchat import (
+    Session,
+    attachment_for_visitor,
+    chat_history,
+    chat_message_receive,
+    dispatch,
+    error_frame,
+    visitor_from_token,
+)
 
 MAX_POST = 64 * 1024
 RTL = {"fa", "ar", "he", "ur"}
@@ -192,7 +200,19 @@ def upload(request: HttpRequest, inbox: Inbox) -> JsonResponse:
         return _error(exc.status_code, frame["code"], frame["message"], frame["fields"])
     from .webchat import message_frame
 
-    return JsonResponse({"frames": [message_frame(result.message)]})
+    return JsonResponse({"frames": [message_frame(result.message, visitor)]})
+
+
+def attachment_file(request: HttpRequest, inbox_id: int, token: str) -> HttpResponse:
+    """A file of the visitor's conversation, by the signed link the widget got (no Origin:
+    opened as a plain link; the token is the authority)."""
+    inbox = _inbox(inbox_id)
+    attachment = attachment_for_visitor(inbox=inbox, token=token) if inbox else None
+    if attachment is None or not attachment.file:
+        return HttpResponse("This link is not valid (or has expired).", status=404, content_type="text/plain")
+    response = FileResponse(attachment.file.open("rb"), as_attachment=True, filename=attachment.filename)
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def demo_shop(request: HttpRequest, page: str = "") -> HttpResponse:

@@ -137,6 +137,11 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         if html:
             data["html"] = html
         await self.send_json(data)
+        if name == "message.created" and event.get("inbound") and event.get("channel") == "chat" and html:
+            # A web-chat visitor's message shown to an agent who has the ticket open: read receipt.
+            await self.channel_layer.group_send(
+                f"webchat.ticket.{ticket_id}", {"type": "desk.event", "event": "agent.read", "ticket_id": ticket_id}
+            )
 
     async def desk_logout(self, event: dict) -> None:
         """The user signed out (or lost access) elsewhere: close this socket too."""

@@ -357,6 +357,8 @@ def message_created(*, message: Message, created_ticket: bool) -> None:
         message_id=message.pk,
         note=message.is_note,
         author=author,
+        channel=message.channel,
+        inbound=message.direction == Message.Direction.INBOUND,
     )
     broadcast_on_commit("desk", "ticket.activity", ticket_id=ticket_id, message_id=message.pk, created=created_ticket)
     if message.inbox_id:

@@ -192,7 +192,9 @@
     const who = el("span", { class: "who" }, m.from === "agent" ? (m.author || S.agent) : S.you);
     const body = el("p", { class: "body" }, m.text);
     li.append(who, body);
-    (m.attachments || []).forEach((a) => li.append(el("span", { class: "file" }, a.name)));
+    (m.attachments || []).forEach((a) => {
+      li.append(a.url ? el("a", { class: "file", href: a.url, rel: "noopener", target: "_blank" }, a.name) : el("span", { class: "file" }, a.name));
+    });
     if (m.from === "visitor") li.append(el("span", { class: "receipt" }));
     log.append(li);
     log.scrollTop = log.scrollHeight;

@@ -69,7 +69,9 @@ def _code(mail_dir: Path) -> str:
     raise AssertionError("no code mail")
 
 
-def test_visitor_and_agent_chat_live_across_origins(live_server_url, shop, browser, tmp_path):
+def test_visitor_and_agent_chat_live_across_origins_and_a_tracked_link_invites(
+    live_server_url, shop, browser, tmp_path
+):
     base = live_server_url
     visitor = browser.new_context(viewport={"width": 390, "height": 800}).new_page()  # phone-sized
     visitor.set_default_timeout(10_000)
@@ -112,8 +114,7 @@ def test_visitor_and_agent_chat_live_across_origins(live_server_url, shop, brows
     assert Message.objects.filter(channel="chat").count() == 3
     assert PageView.objects.filter(customer=shop["customer"]).exists()
 
-
-def test_tracked_email_link_identifies_and_invites(live_server_url, shop, browser):
+    # A tracked link from an email: a new browser is identified and invited.
     url = tracked_link_url(f"{shop['origin']}/help.html", customer_id=shop["customer"].pk, message_id=shop["email"].pk)
     page = browser.new_context().new_page()
     page.set_default_timeout(10_000)
@@ -127,6 +128,7 @@ def test_tracked_email_link_identifies_and_invites(live_server_url, shop, browse
     view = PageView.objects.get(email_message_id=shop["email"].pk)
     assert view.customer_id == shop["customer"].pk
     assert ChatInvitation.objects.get().outcome == ChatInvitation.Outcome.ACCEPTED
-    message = Message.objects.get(channel="chat")
+    message = Message.objects.filter(channel="chat").latest("id")
+    assert message.body_text == "I came from your email"
     assert message.ticket.customer_id == shop["customer"].pk
     assert message.metadata["came_from_message"] == shop["email"].pk

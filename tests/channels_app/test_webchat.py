@@ -156,7 +156,13 @@ def test_upload_limits(chat_inbox, client, settings):
     png = SimpleUploadedFile("a.png", b"\x89PNG....", content_type="image/png")
     ok = client.post(url, {"token": token, "file": png, "client_id": "f1"}, HTTP_ORIGIN=SHOP)
     assert ok.status_code == 200, ok.content
-    assert ok.json()["frames"][0]["attachments"] == [{"name": "a.png", "size": 8}]
+    [attachment] = ok.json()["frames"][0]["attachments"]
+    assert (attachment["name"], attachment["size"]) == ("a.png", 8)
+    path = attachment["url"].split("://", 1)[1].split("/", 1)[1]
+    got = client.get(f"/{path}")
+    assert got.status_code == 200
+    assert b"".join(got.streaming_content) == b"\x89PNG...."
+    assert client.get(f"/{path[:-3]}xx/").status_code == 404  # a forged link
 
 
 def test_create_inbox_prints_one_script_tag(db, settings):

@@ -161,6 +161,10 @@ async def test_typing_both_ways(chat_inbox, agent):
     await frame_until(desk, lambda f: f.get("event") == "visitor.typing")
     while not await desk.receive_nothing(timeout=0.5):
         assert (await desk.receive_json_from()).get("event") != "visitor.typing"
+    # The agent has the ticket open: the visitor's next message comes back as read.
+    await comm.send_json_to({"type": "message", "text": "still there?", "client_id": "c2"})
+    await frame_until(comm, lambda f: f["type"] == "ack")
+    await frame_until(comm, lambda f: f["type"] == "read")
     await desk.disconnect()
     await comm.disconnect()
 
