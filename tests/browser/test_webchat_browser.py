@@ -52,6 +52,8 @@ def shop(live_server_url, tmp_path):
     site.mkdir()
     html = HOST_PAGE.read_text().replace("__SERVER__", live_server_url).replace("__INBOX__", str(inbox.pk))
     (site / "help.html").write_text(html)
+    # The same page with websockets switched off: the widget's HTTP fallback (POST + poll).
+    (site / "help-http.html").write_text(html.replace(" async>", " data-http async>"))
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     handler.log_message = lambda *a: None
     server = socketserver.ThreadingTCPServer(("127.0.0.1", port), handler)
@@ -114,8 +116,11 @@ def test_visitor_and_agent_chat_live_across_origins_and_a_tracked_link_invites(
     assert Message.objects.filter(channel="chat").count() == 3
     assert PageView.objects.filter(customer=shop["customer"]).exists()
 
-    # A tracked link from an email: a new browser is identified and invited.
-    url = tracked_link_url(f"{shop['origin']}/help.html", customer_id=shop["customer"].pk, message_id=shop["email"].pk)
+    # A tracked link from an email: a new browser (over the HTTP fallback) is identified and
+    # invited, and sees the agent's next answer by polling.
+    url = tracked_link_url(
+        f"{shop['origin']}/help-http.html", customer_id=shop["customer"].pk, message_id=shop["email"].pk
+    )
     page = browser.new_context().new_page()
     page.set_default_timeout(10_000)
     page.goto(url)
@@ -128,7 +133,12 @@ def test_visitor_and_agent_chat_live_across_origins_and_a_tracked_link_invites(
     view = PageView.objects.get(email_message_id=shop["email"].pk)
     assert view.customer_id == shop["customer"].pk
     assert ChatInvitation.objects.get().outcome == ChatInvitation.Outcome.ACCEPTED
-    message = Message.objects.filter(channel="chat").latest("id")
+    agent.reload()
+    agent.fill("#reply-body", "Glad the email helped")
+    agent.locator("#reply-channel").select_option("chat")
+    agent.click("#reply-form button[type=submit]")
+    page.locator("#cxdesk-chat .log li.agent", has_text="Glad the email helped").wait_for()
+    message = Message.objects.filter(channel="chat", direction="inbound").latest("id")
     assert message.body_text == "I came from your email"
     assert message.ticket.customer_id == shop["customer"].pk
     assert message.metadata["came_from_message"] == shop["email"].pk
