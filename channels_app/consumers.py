@@ -52,7 +52,7 @@ class WebchatConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         visitor = self.session.visitor if self.session else None
         if visitor is not None:
-            await database_sync_to_async(visitor_gone)(visitor.visitor_id)
+            await chat_sync(visitor_gone)(visitor.visitor_id)
         for group in list(self.groups_joined):
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -84,7 +84,8 @@ class WebchatConsumer(AsyncWebsocketConsumer):
         except Exception:  # a database hiccup answers this frame, it does not drop the visitor
             log.exception("web chat frame failed")
             replies = [error_frame("server_error", "something went wrong; send it again")]
-        await self._follow_groups()
+        if isinstance(frame, dict) and frame.get("type") in ("start", "message", "verify"):
+            await self._follow_groups()  # the visitor (or their ticket) may have changed
         for reply in replies:
             await self._send(reply)
 
@@ -92,9 +93,9 @@ class WebchatConsumer(AsyncWebsocketConsumer):
         visitor = self.session.visitor if self.session else None
         if visitor is None:
             return
-        await database_sync_to_async(visitor_seen)(visitor.visitor_id)
+        await chat_sync(visitor_seen)(visitor.visitor_id)
         wanted = {visitor_group(visitor.visitor_id)}
-        ticket = await database_sync_to_async(visitor_ticket)(visitor)
+        ticket = await chat_sync(visitor_ticket)(visitor)
         if ticket is not None:
             wanted.add(ticket_chat_group(ticket.pk))
         for group in wanted - self.groups_joined:
@@ -111,8 +112,7 @@ class WebchatConsumer(AsyncWebsocketConsumer):
         if visitor is None:
             return
         if name == "chat.message":
-            frame = await database_sync_to_async(visitor_message)(visitor=visitor, message_id=event.get("message_id"))
-            await self._follow_groups()
+            frame = await chat_sync(visitor_message)(visitor=visitor, message_id=event.get("message_id"))
             if frame is not None:
                 await self._send(frame)
         elif name == "agent.typing":

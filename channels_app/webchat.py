@@ -41,7 +41,7 @@ from cxdesk.realtime import group_send
 from tickets.models import Message, Ticket
 from tickets.services import message_set_status
 
-from .adapters.webchat import INVITATION_RULES, invitation_rules
+from .adapters.webchat import INVITATION_RULES, invitation_rules, visitor_seen
 from .models import Channel, ChatInvitation, ChatVisitor, Inbox
 from .services import IngestResult, ingest
 from .types import InboundAttachment, InboundMessage, SenderRef
@@ -541,6 +541,7 @@ def dispatch(session: Session, frame: Any) -> list[dict]:
             chat_typing(visitor=visitor)
             return []
         if kind == "ping":
+            visitor_seen(visitor.visitor_id)  # the desk's "is the visitor still here?"
             return [{"type": "pong"}]
     except ApplicationError as exc:
         return [error_frame(exc.code, exc.message, exc.fields)]
