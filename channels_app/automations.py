@@ -48,7 +48,7 @@ def auto_acknowledge(*, message_id: int) -> Message | None:
     inbound = Message.objects.select_related("ticket__customer", "identity", "inbox").filter(pk=message_id).first()
     if inbound is None or inbound.identity is None or inbound.inbox is None:
         return None
-    ticket = Ticket.objects.select_for_update().get(pk=inbound.ticket_id)
+    ticket = Ticket.objects.select_for_update(no_key=True).get(pk=inbound.ticket_id)
     if ticket.messages.filter(direction=Message.Direction.OUTBOUND, metadata__auto_ack=True).exists():
         return None
     since = timezone.now() - timedelta(hours=1)

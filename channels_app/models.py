@@ -12,6 +12,7 @@ class Channel(models.TextChoices):
     WHATSAPP = "whatsapp", "WhatsApp"
     MESSENGER = "messenger", "Messenger"
     TELEGRAM = "telegram", "Telegram"
+    CHAT = "chat", "Web chat"
     PORTAL = "portal", "Portal"
     API = "api", "API"
     DESK = "desk", "Desk"
@@ -173,3 +174,50 @@ class Call(models.Model):
     @property
     def answered(self) -> bool:
         return self.answered_at is not None
+
+
+class ChatVisitor(models.Model):
+    """One browser talking to a web-chat inbox (the widget's signed visitor token names
+    it). Anonymous until it sends a message (then it has a `webchat` identity and a
+    customer) or identifies (a verified email/phone, or a tracked email link)."""
+
+    inbox = models.ForeignKey(Inbox, on_delete=models.CASCADE, related_name="chat_visitors")
+    visitor_id = models.CharField(max_length=64, unique=True)
+    identity = models.ForeignKey(
+        "customers.Identity", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    name = models.CharField(max_length=200, blank=True)
+    # An address the visitor gave that belongs to another customer: waits for its code.
+    pending_address = models.CharField(max_length=320, blank=True)
+    verified = models.BooleanField(default=False, help_text="Identified by a code or a tracked email link.")
+    came_from_message = models.ForeignKey(
+        "tickets.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    language = models.CharField(max_length=8, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"visitor {self.visitor_id[:8]} ({self.inbox_id})"
+
+
+class ChatInvitation(models.Model):
+    """A proactive invitation the widget showed, and what the visitor did with it."""
+
+    class Outcome(models.TextChoices):
+        SHOWN = "shown", "Shown"
+        ACCEPTED = "accepted", "Accepted"
+        IGNORED = "ignored", "Ignored"
+
+    visitor = models.ForeignKey(ChatVisitor, on_delete=models.CASCADE, related_name="invitations")
+    rule = models.CharField(max_length=32, help_text="email_link, time_on_page, returning")
+    url = models.CharField(max_length=2000, blank=True)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices, default=Outcome.SHOWN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"], name="chatinvitation_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.rule} invitation ({self.outcome})"

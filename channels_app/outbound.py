@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from customers.tracking import tracked_links_expand
 from outbox.services import Retry as OutboxRetry
 from outbox.services import release
 from tickets.models import Message
@@ -87,6 +88,10 @@ def build_outbound(message: Message) -> OutboundMessage:
         out.headers = {"X-CXDesk-Ticket": ref}
         if message.metadata.get("auto_submitted"):
             out.headers["Auto-Submitted"] = "auto-replied"
+        # {tracked_link:https://…} placeholders (canned responses, replies) become signed links.
+        out.text = tracked_links_expand(out.text, customer_id=ticket.customer_id, message_id=message.pk)
+        if out.html:
+            out.html = tracked_links_expand(out.html, customer_id=ticket.customer_id, message_id=message.pk)
     return out
 
 
@@ -100,7 +105,7 @@ def send_stored_message(message_id: int) -> str:
 
     with transaction.atomic():
         message = (
-            Message.objects.select_for_update(of=("self",))
+            Message.objects.select_for_update(of=("self",), no_key=True)
             .select_related("inbox", "identity", "ticket__customer")
             .filter(pk=message_id)
             .first()

@@ -1,10 +1,12 @@
-"""Reads for the channels side of the desk."""
+"""Reads for the channels side of the desk: dead letters, web-chat invitation measures."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from datetime import datetime
 
-from .models import RawInbound
+from django.db.models import Count, Q, QuerySet
+
+from .models import ChatInvitation, RawInbound
 
 DEAD_LETTER_STATUSES = (RawInbound.Status.FAILED, RawInbound.Status.IGNORED)
 
@@ -38,3 +40,29 @@ def dead_letter_counts(*, user) -> dict[str, int]:
         return {}
     rows = RawInbound.objects.filter(status__in=DEAD_LETTER_STATUSES).values("status").annotate(n=Count("id"))
     return {row["status"]: row["n"] for row in rows}
+
+
+def invitation_measures(*, start: datetime, end: datetime) -> list[dict]:
+    """Proactive chat invitations shown in [start, end), per rule: shown, accepted,
+    ignored, still open (no decision yet), and the acceptance rate of decided ones."""
+    rows = (
+        ChatInvitation.objects.filter(created_at__gte=start, created_at__lt=end)
+        .values("rule")
+        .annotate(
+            shown=Count("id"),
+            accepted=Count("id", filter=Q(outcome=ChatInvitation.Outcome.ACCEPTED)),
+            ignored=Count("id", filter=Q(outcome=ChatInvitation.Outcome.IGNORED)),
+        )
+        .order_by("rule")
+    )
+    result = []
+    for row in rows:
+        decided = row["accepted"] + row["ignored"]
+        result.append(
+            {
+                **row,
+                "open": row["shown"] - decided,
+                "acceptance_rate": round(row["accepted"] / decided, 3) if decided else None,
+            }
+        )
+    return result

@@ -154,7 +154,7 @@ def _ingest(inbound: InboundMessage, trimmed: list[str]) -> IngestResult:
     # must see what a concurrent message of the same customer just did.
     # (A repeat that committed since the check in ingest() fails the unique constraint
     # on insert; ingest() then returns the stored one.)
-    customer = Customer.objects.select_for_update().get(pk=identity.customer_id)
+    customer = Customer.objects.select_for_update(no_key=True).get(pk=identity.customer_id)
     _touch_identity(identity, customer, sender.display_name, now, opt_out=inbound.opt_out)
 
     ticket, reason, refused = _thread(inbound, customer, identity.address)
@@ -284,7 +284,7 @@ def _continue_ticket(ticket: Ticket, message: Message, now, *, reopen: bool = Tr
 
 def _locked(qs) -> Ticket | None:
     """The first ticket of `qs`, row-locked: threading decides on it and then updates it."""
-    return qs.select_for_update(of=("self",)).first()
+    return qs.select_for_update(of=("self",), no_key=True).first()
 
 
 def _live_ticket(ticket: Ticket | None) -> Ticket | None:

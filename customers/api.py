@@ -6,6 +6,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from cxdesk.errors import ApplicationError
@@ -13,7 +14,7 @@ from integrations.idempotency import idempotent
 from tickets.selectors import tickets_visible_to
 
 from . import gdpr, selectors, services
-from .models import Customer, CustomerMerge, Identity, Organization
+from .models import Customer, CustomerMerge, Identity, Organization, PageView
 
 
 class IdentitySerializer(serializers.ModelSerializer):
@@ -83,6 +84,19 @@ class CustomerCreateSerializer(serializers.Serializer):
     email = serializers.CharField(required=False, allow_blank=True)
     phone = serializers.CharField(required=False, allow_blank=True)
     organization = serializers.CharField(required=False, allow_blank=True)
+
+
+class PageViewSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PageView
+        fields = ["id", "url", "title", "referrer", "visitor_id", "email_message_id", "created_at"]
+
+
+class ActivityCursor(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    max_page_size = 200
+    page_size_query_param = "page_size"
 
 
 class MergeSerializer(serializers.Serializer):
@@ -174,6 +188,15 @@ class CustomerViewSet(
             selectors.customer_timeline(customer=customer, agent=request.user).prefetch_related("attachments")
         )
         return self.get_paginated_response(MessageSerializer(page, many=True, context={"request": request}).data)
+
+    @extend_schema(responses={200: PageViewSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def activity(self, request, pk=None):
+        """The web trail: pages the customer viewed (newest first, cursor-paginated)."""
+        customer = self.get_object()
+        paginator = ActivityCursor()
+        page = paginator.paginate_queryset(selectors.customer_activity(customer=customer), request, view=self)
+        return paginator.get_paginated_response(PageViewSerializer(page, many=True).data)
 
     @extend_schema(
         request=MergeSerializer,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import phonenumbers
 from django.conf import settings
@@ -15,9 +15,9 @@ from surveys.selectors import customer_satisfaction
 from tickets.models import Message, Ticket
 from tickets.selectors import tickets_visible_to
 
-from .models import Customer, CustomerMerge, Identity
+from .models import Customer, CustomerMerge, Identity, PageView
 from .normalize import normalize_address
-from .selectors import CustomerStats, customer_stats, customers_visible_to
+from .selectors import CustomerStats, customer_recent_pages, customer_stats, customers_visible_to
 
 
 @dataclass
@@ -28,6 +28,23 @@ class Panel:
     stats: CustomerStats
     merges: list[CustomerMerge]
     satisfaction: dict
+    trail: list[TrailItem] = field(default_factory=list)
+
+
+@dataclass
+class TrailItem:
+    """One page of the web trail, with the email whose tracked link brought them (if any)."""
+
+    page: PageView
+    email: Message | None = None
+
+
+def web_trail(*, customer: Customer, limit: int = 10) -> list[TrailItem]:
+    """The compact "Web trail" block: the last pages, and which email sent them (2 queries)."""
+    pages = customer_recent_pages(customer=customer, limit=limit)
+    ids = {p.email_message_id for p in pages if p.email_message_id}
+    emails = {m.pk: m for m in Message.objects.filter(pk__in=ids).select_related("ticket")} if ids else {}
+    return [TrailItem(page=p, email=emails.get(p.email_message_id)) for p in pages]
 
 
 def customer_panel(*, customer: Customer, current: Ticket | None = None, agent=None) -> Panel:
@@ -46,6 +63,7 @@ def customer_panel(*, customer: Customer, current: Ticket | None = None, agent=N
         stats=customer_stats(customer=customer),
         merges=list(CustomerMerge.objects.filter(kept=customer, undone_at=None).select_related("other")[:10]),
         satisfaction=customer_satisfaction(customer=customer),
+        trail=web_trail(customer=customer),
     )
 
 

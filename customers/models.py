@@ -56,6 +56,7 @@ class Identity(models.Model):
         PHONE = "phone", "Phone (SMS / WhatsApp)"
         MESSENGER = "messenger", "Messenger PSID"
         TELEGRAM = "telegram", "Telegram user"
+        WEBCHAT = "webchat", "Web chat visitor"
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -82,6 +83,7 @@ class CustomerMerge(models.Model):
     other = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="merges_absorbed")
     identity_ids = models.JSONField(default=list)
     ticket_ids = models.JSONField(default=list)
+    page_view_ids = models.JSONField(default=list, blank=True)
     other_snapshot = models.JSONField(default=dict, help_text="The other customer's name/org/attributes before.")
     kept_snapshot = models.JSONField(default=dict)
     actor = models.ForeignKey(
@@ -136,6 +138,8 @@ class PageView(models.Model):
     url = models.CharField(max_length=2000)
     title = models.CharField(max_length=300, blank=True)
     referrer = models.CharField(max_length=2000, blank=True)
+    # The outgoing message (tickets.Message id) whose tracked link brought the visitor here.
+    email_message_id = models.PositiveBigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

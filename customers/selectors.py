@@ -87,3 +87,8 @@ def customer_timeline(*, customer: Customer, include_notes: bool = True, agent=N
 def customer_recent_pages(*, customer: Customer, limit: int = 5) -> list[PageView]:
     """The customer's last web pages, newest first (the visitor trail; one query)."""
     return list(PageView.objects.filter(customer=customer).order_by("-created_at", "-id")[:limit])
+
+
+def customer_activity(*, customer: Customer) -> QuerySet[PageView]:
+    """The whole web trail of a customer (scope the customer with customer_360 first)."""
+    return PageView.objects.filter(customer=customer).order_by("-created_at", "-id")

@@ -155,17 +155,20 @@ def merge_customers(*, keep: Customer, other: Customer, actor=None) -> CustomerM
 
     identity_ids = list(other.identities.values_list("pk", flat=True))
     ticket_ids = list(Ticket.objects.filter(customer=other).values_list("pk", flat=True))
+    page_view_ids = list(PageView.objects.filter(customer=other).values_list("pk", flat=True))
     merge = CustomerMerge.objects.create(
         kept=keep,
         other=other,
         identity_ids=identity_ids,
         ticket_ids=ticket_ids,
+        page_view_ids=page_view_ids,
         other_snapshot=_snapshot(other),
         kept_snapshot=_snapshot(keep),
         actor=actor,
     )
     Identity.objects.filter(pk__in=identity_ids).update(customer=keep)
     Ticket.objects.filter(pk__in=ticket_ids).update(customer=keep, updated_at=timezone.now())
+    PageView.objects.filter(pk__in=page_view_ids).update(customer=keep)
     changed = False
     if not keep.name and other.name:
         keep.name, changed = other.name, True
@@ -200,6 +203,8 @@ def unmerge_customers(*, merge: CustomerMerge, actor=None) -> Customer:
     keep, other = merge.kept, merge.other
     Identity.objects.filter(pk__in=merge.identity_ids, customer=keep).update(customer=other)
     Ticket.objects.filter(pk__in=merge.ticket_ids, customer=keep).update(customer=other, updated_at=timezone.now())
+    # Exactly the page views the merge moved (those since deleted by retention are gone).
+    PageView.objects.filter(pk__in=merge.page_view_ids, customer=keep).update(customer=other)
     snap = merge.kept_snapshot
     keep.name, keep.organization_id, keep.attributes = snap["name"], snap["organization_id"], snap["attributes"]
     keep.save()
@@ -218,11 +223,22 @@ def unmerge_customers(*, merge: CustomerMerge, actor=None) -> Customer:
 
 
 def page_view_record(
-    *, url: str, title: str = "", referrer: str = "", customer: Customer | None = None, visitor_id: str = ""
+    *,
+    url: str,
+    title: str = "",
+    referrer: str = "",
+    customer: Customer | None = None,
+    visitor_id: str = "",
+    email_message_id: int | None = None,
 ) -> PageView:
     """Store one page of the visitor trail (values cut to the column sizes)."""
     return PageView.objects.create(
-        customer=customer, visitor_id=visitor_id[:64], url=url[:2000], title=title[:300], referrer=referrer[:2000]
+        customer=customer,
+        visitor_id=visitor_id[:64],
+        url=url[:2000],
+        title=title[:300],
+        referrer=referrer[:2000],
+        email_message_id=email_message_id,
     )
 
 
@@ -253,3 +269,19 @@ def customer_update(
         customer.save(update_fields=[*fields, "updated_at"])
         broadcast_on_commit(f"customer.{customer.pk}", "customer.updated", customer_id=customer.pk)
     return customer
+
+
+def page_views_link(*, visitor_id: str, customer: Customer) -> int:
+    """A visitor was identified: their earlier anonymous pages become the customer's."""
+    if not visitor_id:
+        return 0
+    return PageView.objects.filter(visitor_id=visitor_id, customer=None).update(customer=customer)
+
+
+def page_views_expire(*, days: int) -> int:
+    """Delete trail rows older than `days` (the retention setting); returns how many."""
+    from datetime import timedelta
+
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted, _ = PageView.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -123,7 +123,7 @@ if REDIS_URL:
             # socket_timeout=None: redis-py 8 defaults to 5 s, shorter than the layer's blocking
             # BZPOPMIN, which killed every idle websocket after ~5 s (redis/redis-py#4091).
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "socket_connect_timeout": 5}],
                 "prefix": env.str("CHANNELS_PREFIX", default="cxdesk"),
             },
         }
@@ -443,3 +443,20 @@ CXDESK_SEND_MAX_ATTEMPTS = env.int("CXDESK_SEND_MAX_ATTEMPTS", default=6)
 CXDESK_SEND_RETRY_BASE = env.float("CXDESK_SEND_RETRY_BASE", default=5.0)
 # At most this many automatic mails (acknowledgements, surveys) per address per hour.
 CXDESK_AUTO_REPLY_PER_HOUR = env.int("CXDESK_AUTO_REPLY_PER_HOUR", default=3)
+
+# Web chat (docs/webchat.md). CXDESK_DEMO serves /demo/shop/ (a page embedding the widget) without DEBUG.
+CXDESK_DEMO = env.bool("CXDESK_DEMO", default=False)
+CXDESK_ACTIVITY_RETENTION_DAYS = env.int("CXDESK_ACTIVITY_RETENTION_DAYS", default=90)
+CXDESK_TRACKED_LINK_MAX_AGE = env.int("CXDESK_TRACKED_LINK_MAX_AGE", default=30 * 24 * 3600)
+CXDESK_WEBCHAT_MAX_FRAME = env.int("CXDESK_WEBCHAT_MAX_FRAME", default=16 * 1024)
+CXDESK_WEBCHAT_MAX_TEXT = env.int("CXDESK_WEBCHAT_MAX_TEXT", default=4000)
+CXDESK_WEBCHAT_RATE = env.int("CXDESK_WEBCHAT_RATE", default=20)  # frames per 10 s per visitor socket
+CXDESK_WEBCHAT_MAX_ATTACHMENT_BYTES = env.int("CXDESK_WEBCHAT_MAX_ATTACHMENT_BYTES", default=10 * 1024 * 1024)
+CXDESK_WEBCHAT_ATTACHMENT_TYPES = env.list(
+    "CXDESK_WEBCHAT_ATTACHMENT_TYPES",
+    default=["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain"],
+)
+CELERY_BEAT_SCHEDULE["expire-page-views"] = {
+    "task": "customers.tasks.expire_page_views",
+    "schedule": 6 * 3600.0,
+}

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
@@ -21,6 +22,7 @@ urlpatterns = [
     path("accounts/logout/", accounts_views.sign_out),
     path("hooks/anymail/", include(esp_webhooks.urlpatterns())),
     path("hooks/", include("channels_app.urls")),
+    path("chat/", include("channels_app.webchat_urls")),
     path("portal/", include("customers.portal.urls")),
     path("kb/", include("kb.urls")),
     path("survey/<str:token>/", survey_answer_view, name="survey-answer"),
@@ -30,3 +32,12 @@ urlpatterns = [
     path("desk/audit/", include("audit.urls")),
     path("desk/", include("tickets.urls")),
 ]
+
+
+if settings.DEBUG or settings.CXDESK_DEMO:
+    from channels_app.webchat_views import demo_shop
+
+    urlpatterns += [
+        path("demo/shop/", demo_shop, name="demo-shop"),
+        path("demo/shop/<slug:page>/", demo_shop, name="demo-shop-page"),
+    ]

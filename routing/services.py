@@ -122,7 +122,12 @@ def route_ticket(
     *, ticket_id: int, trigger: str, message_id: int | None = None, now: datetime | None = None
 ) -> int | None:
     """Rules, continuity, strategy. Returns the assignee id (or None)."""
-    ticket = Ticket.objects.select_for_update(of=("self",)).select_related("customer").filter(pk=ticket_id).first()
+    ticket = (
+        Ticket.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("customer")
+        .filter(pk=ticket_id)
+        .first()
+    )
     if ticket is None or not ticket.is_open or ticket.merged_into_id:
         return None
     message = Message.objects.filter(pk=message_id).first() if message_id else None

@@ -7,6 +7,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 
 from audit import services as audit
+from channels_app.selectors import invitation_measures
 from cxdesk.errors import ApplicationError
 
 from .api import period
@@ -61,5 +62,6 @@ def dashboard(request):
             "end": end,
             "bars": bars,
             "calls": call_totals(start=start, end=end),
+            "invitations": invitation_measures(start=start, end=end),
         },
     )

@@ -143,6 +143,10 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             await self._join(f"ticket.{ticket_id}")
             self.tickets.add(ticket_id)
             await self._announce(ticket_id)
+            # Web chat read receipt: an agent has the conversation open (no content, ids only).
+            await self.channel_layer.group_send(
+                f"webchat.ticket.{ticket_id}", {"type": "desk.event", "event": "agent.read", "ticket_id": ticket_id}
+            )
         ticket_id = content.get("unsubscribe_ticket")
         if isinstance(ticket_id, int) and ticket_id in self.tickets:
             await self._unsubscribe(ticket_id)
@@ -154,6 +158,10 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             if now - self.typing_sent.get(ticket_id, 0.0) >= TYPING_EVERY:
                 self.typing_sent[ticket_id] = now
                 await self._announce(ticket_id, typing=True)
+                await self.channel_layer.group_send(
+                    f"webchat.ticket.{ticket_id}",
+                    {"type": "desk.event", "event": "agent.typing", "ticket_id": ticket_id},
+                )
         if isinstance(content.get("inbox"), dict):
             from .selectors import inbox_filters_clean
 
@@ -213,6 +221,11 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         elif isinstance(ticket_id, int) and not await self._can_see(ticket_id):
             return  # another team's ticket: not even its id and event name
         await self.send_json(data)
+        if name == "message.created" and event.get("inbound") and event.get("channel") == "chat" and html:
+            # A web-chat visitor's message shown to an agent who has the ticket open: read receipt.
+            await self.channel_layer.group_send(
+                f"webchat.ticket.{ticket_id}", {"type": "desk.event", "event": "agent.read", "ticket_id": ticket_id}
+            )
 
     async def desk_logout(self, event: dict) -> None:
         """The user signed out (or lost access) elsewhere: close this socket too."""

@@ -82,7 +82,7 @@ def ticket_update(
     tags: Iterable[str] | None = None,
 ) -> Ticket:
     """Change any of status / priority / assignee / team / tags, one event per change."""
-    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket.pk)
     if status is not None:
         ticket_set_status(ticket=ticket, status=status, actor=actor)
     if priority is not None and priority != ticket.priority:
@@ -159,6 +159,7 @@ CHANNEL_IDENTITY_KIND = {
     Channel.WHATSAPP: "phone",
     Channel.MESSENGER: "messenger",
     Channel.TELEGRAM: "telegram",
+    Channel.CHAT: "webchat",
 }
 
 
@@ -245,7 +246,7 @@ def reply(
     body = (body or "").strip()
     if not body and not attachments:
         raise ApplicationError("a reply needs a body", code="empty_body", fields={"body": ["required"]})
-    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket.pk)
     if ticket.status == S.CLOSED:
         raise ApplicationError("this ticket is closed; open a new one", code="ticket_closed", status=409)
     target = reply_target(ticket=ticket, channel=channel, identity=identity)
@@ -352,6 +353,8 @@ def message_created(*, message: Message, created_ticket: bool) -> None:
         message_id=message.pk,
         note=message.is_note,
         author=author,
+        channel=message.channel,
+        inbound=message.direction == Message.Direction.INBOUND,
     )
     broadcast_on_commit("desk", "ticket.activity", ticket_id=ticket_id, message_id=message.pk, created=created_ticket)
     if message.inbox_id:
@@ -495,7 +498,7 @@ def merge_tickets(*, source: Ticket, target: Ticket, actor=None) -> TicketMove:
 @transaction.atomic
 def split_ticket(*, ticket: Ticket, message_ids: list[int], actor=None, subject: str = "") -> TicketMove:
     """Chosen messages move into a new ticket for the same customer."""
-    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket.pk)
     ids = set(ticket.messages.filter(pk__in=message_ids).values_list("pk", flat=True))
     if not ids or ids != set(message_ids):
         raise ApplicationError("choose messages of this ticket to split off", code="invalid_messages")
@@ -617,7 +620,7 @@ def customer_reply(
     body = (body or "").strip()
     if not body and not attachments:
         raise ApplicationError("Write a message first.", code="empty_body", fields={"body": ["required"]})
-    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket.pk)
     if ticket.customer_id != customer.pk:
         raise ApplicationError("not your ticket", code="not_found", status=404)
     if ticket.status == S.CLOSED:

@@ -29,3 +29,4 @@ from . import twilio  # noqa: E402, F401, I001
 from . import meta  # noqa: E402, F401, I001
 from . import telegram  # noqa: E402, F401, I001
 from . import twilio_voice  # noqa: E402, F401, I001
+from . import webchat  # noqa: E402, F401, I001

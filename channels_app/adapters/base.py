@@ -65,6 +65,10 @@ class Adapter:
         `manage.py doctor`); None when none is set. NotImplementedError: cannot be asked."""
         raise NotImplementedError
 
+    def embed(self, inbox: Inbox) -> str | None:
+        """The snippet a site owner pastes into their pages (web chat), or None."""
+        return None
+
     # --- inbound ---------------------------------------------------------------
     def handshake(self, request: HttpRequest, inbox: Inbox) -> HttpResponse:
         """Answer a GET on the webhook (Meta's hub.challenge); 405 by default."""

@@ -70,7 +70,18 @@
       if (!exists && data.event === "message.created") placeInTime(document.getElementById(`message-${data.message_id}`));
       if (page === "inbox") rememberInboxOrder();
     }
+    if (data.event === "visitor.typing" && data.ticket_id === ticketId) showVisitorTyping();
     body.dispatchEvent(new CustomEvent("desk:event", { detail: data }));
+  }
+
+  let visitorTypingTimer = null;
+  function showVisitorTyping() {
+    // A web-chat visitor is typing (sent at most every 3 s): show it for 6 s.
+    const el = document.getElementById("visitor-typing");
+    if (!el) return;
+    el.hidden = false;
+    clearTimeout(visitorTypingTimer);
+    visitorTypingTimer = setTimeout(() => { el.hidden = true; }, 6000);
   }
 
   function subscribe() {

@@ -25,13 +25,10 @@ class Command(BaseCommand):
             inbox = inbox_upsert(kind=kind, name=name, values=settings)
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
-        self.stdout.write(
-            json.dumps(
-                {
-                    "id": inbox.pk,
-                    "name": inbox.name,
-                    "kind": inbox.kind,
-                    "webhook_url": inbox.adapter.webhook_url(inbox),
-                }
-            )
-        )
+        data = {"id": inbox.pk, "name": inbox.name, "kind": inbox.kind}
+        embed = inbox.adapter.embed(inbox)
+        if embed is None:
+            data["webhook_url"] = inbox.adapter.webhook_url(inbox)
+        else:
+            data["embed"] = embed
+        self.stdout.write(json.dumps(data))

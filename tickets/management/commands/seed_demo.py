@@ -61,7 +61,28 @@ class Command(BaseCommand):
             self.stdout.write("Demo data already loaded.")
         else:
             self._seed(tickets, customers)
+        self._webchat()
         self._print_logins()
+
+    def _webchat(self) -> None:
+        """The demo's web-chat inbox (the page /demo/shop/ embeds its widget)."""
+        from django.conf import settings
+
+        from channels_app.services import inbox_upsert
+
+        origins = {settings.PUBLIC_URL, "http://127.0.0.1:8000", "http://localhost:8000"}
+        values = {
+            "allowed_origins": ",".join(sorted(origins)),
+            "prechat": "optional",
+            "offline_after_minutes": "5",
+            "invitations": '[{"rule": "email_link"}, {"rule": "time_on_page", "url": "/demo/shop/pricing/", '
+            '"seconds": 20, "message": "Comparing plans? Ask us anything."}, '
+            '{"rule": "returning", "url": "*", "visits": 3}]',
+        }
+        team = Team.objects.filter(name="Support").first()
+        if team is not None:
+            values["default_team"] = team.name
+        inbox_upsert(kind="webchat", name="Web chat", values=values)
 
     def _seed(self, n_tickets: int, n_customers: int) -> None:
         rnd = random.Random(42)
@@ -263,6 +284,7 @@ class Command(BaseCommand):
                     f"  Desk (/desk/sign-in/): ana / {PASSWORD} (agent, Support), ben / {PASSWORD} (supervisor),"
                     f" cara / {PASSWORD} (agent, Billing)",
                     "  Admin (/admin/): admin / admin",
+                    "  Web chat: open /demo/shop/ (a shop page with the widget) in one tab, the desk in another",
                     f"  Portal (/portal/): sign in as {demo_email or 'a demo customer'}; the magic link is written to var/mail/",
                     "",
                 ]

@@ -6,10 +6,20 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tickets', '0011_attachment_scan'),
+        ('tickets', '0010_attachment_scan'),
     ]
 
     operations = [
+        migrations.AlterField(
+            model_name='message',
+            name='channel',
+            field=models.CharField(choices=[('email', 'Email'), ('sms', 'SMS'), ('whatsapp', 'WhatsApp'), ('messenger', 'Messenger'), ('telegram', 'Telegram'), ('chat', 'Web chat'), ('portal', 'Portal'), ('api', 'API'), ('desk', 'Desk'), ('voice', 'Voice')], max_length=16),
+        ),
+        migrations.AlterField(
+            model_name='ticket',
+            name='channel',
+            field=models.CharField(choices=[('email', 'Email'), ('sms', 'SMS'), ('whatsapp', 'WhatsApp'), ('messenger', 'Messenger'), ('telegram', 'Telegram'), ('chat', 'Web chat'), ('portal', 'Portal'), ('api', 'API'), ('desk', 'Desk'), ('voice', 'Voice')], help_text='The channel it was opened on.', max_length=16),
+        ),
         migrations.AlterField(
             model_name='ticketevent',
             name='kind',

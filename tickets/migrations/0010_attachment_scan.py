@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tickets', '0010_event_kinds'),
+        ('tickets', '0009_message_content_digest'),
     ]
 
     operations = [
