@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from . import twofactor
@@ -17,3 +18,13 @@ class SessionAuthentication(authentication.SessionAuthentication):
                 "two-factor verification required: finish signing in at /desk/sign-in/", code="2fa_required"
             )
         return result
+
+
+class SessionScheme(OpenApiAuthenticationExtension):
+    """The OpenAPI description of the session cookie (the desk's own API calls)."""
+
+    target_class = "accounts.auth.SessionAuthentication"
+    name = "cookieAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "cookie", "name": "sessionid"}

@@ -236,6 +236,42 @@ class CustomerViewSet(
         other = services.unmerge_customers(merge=merge, actor=request.user)
         return Response(Customer360Serializer(selectors.customer_360(agent=request.user, customer_id=other.pk)).data)
 
+    @extend_schema(
+        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+        description="GDPR export: a zip of customer.json (customer, identities, tickets, messages, events, "
+        "surveys, activity) and the attachment files. Recorded in the audit log.",
+    )
+    @action(detail=True, methods=["get"])
+    def export(self, request, pk=None):
+        customer = self.get_object()
+        content = gdpr.customer_export(customer=customer, actor=request.user)
+        return FileResponse(
+            content, as_attachment=True, filename=f"customer-{customer.pk}-export.zip", content_type="application/zip"
+        )
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "EraseResult",
+                {
+                    "customer": serializers.IntegerField(),
+                    "erased": serializers.BooleanField(),
+                    "counts": serializers.DictField(child=serializers.IntegerField()),
+                },
+            )
+        },
+        description="GDPR erasure (administrators): personal data and message content removed, identities and "
+        "attachment files deleted, tickets kept as anonymous rows. Recorded in the audit log.",
+    )
+    @action(detail=True, methods=["post"])
+    def erase(self, request, pk=None):
+        customer = self.get_object()
+        if not gdpr.can_erase_customer(request.user):
+            raise ApplicationError("only administrators can erase customers", code="permission_denied", status=403)
+        counts = gdpr.customer_erase(customer=customer, actor=request.user)
+        return Response({"customer": customer.pk, "erased": True, "counts": counts})
+
 
 class IdentityCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=Identity.Kind.choices)
@@ -281,39 +317,3 @@ class CustomerIdentityViewSet(viewsets.ViewSet):
             raise NotFound("no such identity")
         services.identity_remove(identity=identity, actor=request.user)
         return Response(status=204)
-
-    @extend_schema(
-        responses={(200, "application/zip"): OpenApiTypes.BINARY},
-        description="GDPR export: a zip of customer.json (customer, identities, tickets, messages, events, "
-        "surveys, activity) and the attachment files. Recorded in the audit log.",
-    )
-    @action(detail=True, methods=["get"])
-    def export(self, request, pk=None):
-        customer = self.get_object()
-        content = gdpr.customer_export(customer=customer, actor=request.user)
-        return FileResponse(
-            content, as_attachment=True, filename=f"customer-{customer.pk}-export.zip", content_type="application/zip"
-        )
-
-    @extend_schema(
-        request=None,
-        responses={
-            200: inline_serializer(
-                "EraseResult",
-                {
-                    "customer": serializers.IntegerField(),
-                    "erased": serializers.BooleanField(),
-                    "counts": serializers.DictField(child=serializers.IntegerField()),
-                },
-            )
-        },
-        description="GDPR erasure (administrators): personal data and message content removed, identities and "
-        "attachment files deleted, tickets kept as anonymous rows. Recorded in the audit log.",
-    )
-    @action(detail=True, methods=["post"])
-    def erase(self, request, pk=None):
-        customer = self.get_object()
-        if not gdpr.can_erase_customer(request.user):
-            raise ApplicationError("only administrators can erase customers", code="permission_denied", status=403)
-        counts = gdpr.customer_erase(customer=customer, actor=request.user)
-        return Response({"customer": customer.pk, "erased": True, "counts": counts})

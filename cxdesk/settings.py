@@ -357,6 +357,7 @@ SPECTACULAR_SETTINGS = {
         "TicketStatusEnum": "tickets.models.Ticket.Status",
         "MessageStatusEnum": "tickets.models.Message.Status",
         "ChannelEnum": "channels_app.models.Channel",
+        "IdentityKindEnum": "customers.models.Identity.Kind",
     },
 }
 

@@ -481,6 +481,7 @@ class SavedViewViewSet(viewsets.ViewSet):
     deletes a view."""
 
     serializer_class = SavedViewSerializer
+    queryset = SavedView.objects.none()  # for the schema only (the id's type); reads go through selectors
 
     def _get(self, request) -> SavedView:
         view = selectors.saved_view_get(agent=request.user, view_id=pk_from(self.kwargs))

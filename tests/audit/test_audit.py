@@ -26,9 +26,9 @@ def actions() -> list[str]:
 
 def test_sign_in_failure_and_sign_out_are_recorded_with_ip_and_agent(agent):
     client = Client(HTTP_USER_AGENT="Firefox/\x00140", REMOTE_ADDR="203.0.113.9")  # NUL: stripped, not a 500
-    client.post("/accounts/login/", {"username": "ana", "password": "wrong"})
-    client.post("/accounts/login/", {"username": "ana", "password": "pw"})
-    client.post("/accounts/logout/")
+    client.post("/desk/sign-in/", {"step": "password", "username": "ana", "password": "wrong"})
+    client.post("/desk/sign-in/", {"step": "password", "username": "ana", "password": "pw"})
+    client.post("/desk/sign-out/")
     failed, signed_in, signed_out = AuditEntry.objects.filter(
         action__in=[A.SIGN_IN_FAILED, A.SIGN_IN, A.SIGN_OUT]
     ).order_by("id")
@@ -46,7 +46,9 @@ def test_sign_in_failure_and_sign_out_are_recorded_with_ip_and_agent(agent):
 def test_rights_roles_and_team_changes_through_the_admin(admin_user, agent):
     client = Client()
     client.force_login(admin_user)
-    group = Group.objects.create(name="supervisor")
+    # The agent fixture is a supervisor already (tests.tickets.factories): add another group.
+    supervisor = Group.objects.get(name="supervisor")
+    group = Group.objects.create(name="auditors")
     start = AuditEntry.objects.count()
     response = client.post(
         f"/admin/auth/user/{agent.pk}/change/",
@@ -55,7 +57,7 @@ def test_rights_roles_and_team_changes_through_the_admin(admin_user, agent):
             "is_active": "on",
             "is_staff": "on",
             "is_superuser": "on",
-            "groups": [group.pk],
+            "groups": [supervisor.pk, group.pk],
             "date_joined_0": "2026-01-01",
             "date_joined_1": "10:00:00",
             "last_login_0": "",
@@ -68,7 +70,7 @@ def test_rights_roles_and_team_changes_through_the_admin(admin_user, agent):
     assert flags.data["changes"] == {"is_superuser": [False, True]}
     assert flags.actor == admin_user and flags.object_id == str(agent.pk)
     groups = next(e for e in new if e.action == A.USER_GROUPS)
-    assert groups.data == {"username": "ana", "added": ["supervisor"], "removed": []}
+    assert groups.data == {"username": "ana", "added": ["auditors"], "removed": []}
 
     team = TeamFactory(name="Billing")
     team.members.add(agent)

@@ -177,12 +177,24 @@ def test_a_missing_target_folder_leaves_the_mail_seen(imap_server, imap_inbox):
     assert poll_inbox(Inbox.objects.get(pk=imap_inbox.pk))["ingested"] == 0
 
 
-def test_a_poison_message_is_a_dead_letter_and_the_poll_goes_on(imap_server, imap_inbox):
-    """A NUL byte makes PostgreSQL refuse the text (DataError): the message's savepoint
-    rolls back, the raw mail is kept as a flagged dead letter, later mail is ingested,
-    and the other mailboxes are polled too."""
+def test_a_poison_message_is_a_dead_letter_and_the_poll_goes_on(imap_server, imap_inbox, monkeypatch):
+    """A message the database refuses (a DataError — NUL bytes did that until ingest learnt
+    to strip them; here the refusal is injected): the message's savepoint rolls back, the raw
+    mail is kept as a flagged dead letter, later mail is ingested, and the other mailboxes are
+    polled too."""
+    from django.db import DataError
+
+    from channels_app import services
     from channels_app.imap import poll_all
 
+    real_ingest = services.ingest
+
+    def refusing_ingest(inbound, *args, **kwargs):
+        if inbound.subject == "poison":
+            raise DataError('invalid byte sequence for encoding "UTF8": 0x00')
+        return real_ingest(inbound, *args, **kwargs)
+
+    monkeypatch.setattr(services, "ingest", refusing_ingest)
     box = imap_server.box
     poison = b"From: p@example.com\r\nSubject: poison\r\nMessage-ID: <poison@x>\r\n\r\nbad \x00 byte\r\n"
     box.messages = {1: mail(1), 2: poison, 3: mail(3)}
@@ -194,7 +206,7 @@ def test_a_poison_message_is_a_dead_letter_and_the_poll_goes_on(imap_server, ima
     assert result["IMAP"] == {"ingested": 2, "duplicates": 0, "failed": 1}
     assert box.seen == {1, 2, 3}, "the poison message is flagged, not re-read every poll"
     dead = RawInbound.objects.get(status="failed", source="imap", inbox=imap_inbox)
-    assert b"\x00" in dead.raw and dead.error
+    assert b"\x00" in dead.raw and "DataError" in dead.error
     assert Inbox.objects.get(pk=imap_inbox.pk).config["imap_last_uid"] == 3
     # the second mailbox (same fake server) was polled after the first one's poison
     assert result["IMAP 2"] == {"ingested": 2, "duplicates": 0, "failed": 1}
