@@ -72,11 +72,18 @@ def setup(agents: int) -> tuple[int, list[tuple[int, str]]]:
     from channels_app.services import inbox_upsert
 
     call_command("migrate", verbosity=0)
+    from tickets.models import Team
+
     inbox = inbox_upsert(kind="webchat", name="Bench chat", values={"allowed_origins": ORIGIN})
+    # Agents see the tickets of their teams' inboxes (accounts.roles): the chat team's.
+    team = Team.objects.create(name="Chat")
+    inbox.default_team = team
+    inbox.save(update_fields=["default_team"])
     User = get_user_model()
     sessions = []
     for i in range(agents):
         user = User.objects.create_user(f"agent{i}", password=None, is_staff=True, first_name=f"Agent{i}")
+        team.members.add(user)
         store = SessionStore()
         store[SESSION_KEY] = str(user.pk)
         store[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]

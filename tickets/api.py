@@ -18,6 +18,27 @@ from .models import Attachment, Message, SavedView, Tag, Team, Ticket, TicketEve
 from .scanning import download_refusal
 
 
+def _assignment(v: dict) -> dict:
+    """`assignee` / `team` ids from validated input as the objects `ticket_update` takes (only
+    the keys given; null unassigns), or a 400 naming the unknown one."""
+    from django.contrib.auth import get_user_model
+
+    kwargs: dict = {}
+    if "assignee" in v:
+        kwargs["assignee"] = None
+        if v["assignee"] is not None:
+            kwargs["assignee"] = (
+                get_user_model().objects.filter(pk=v["assignee"], is_staff=True, is_active=True).first()
+            )
+            if kwargs["assignee"] is None:
+                raise ApplicationError("no such agent", code="invalid_assignee", fields={"assignee": ["not an agent"]})
+    if "team" in v:
+        kwargs["team"] = Team.objects.filter(pk=v["team"]).first() if v["team"] is not None else None
+        if v["team"] is not None and kwargs["team"] is None:
+            raise ApplicationError("no such team", code="invalid_team", fields={"team": ["not found"]})
+    return kwargs
+
+
 def pk_from(kwargs: dict) -> int:
     """The URL's id as an int, or a 404 (never a 500 for `/tickets/abc/`)."""
     value = str(kwargs.get("pk", ""))
@@ -268,27 +289,12 @@ class TicketViewSet(
 
     @extend_schema(request=TicketUpdateSerializer, responses={200: TicketSerializer})
     def partial_update(self, request, *args, **kwargs):
-        from django.contrib.auth import get_user_model
 
         ticket = self.get_object()
         data = TicketUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        kwargs = {}
-        if "assignee" in v:
-            kwargs["assignee"] = None
-            if v["assignee"] is not None:
-                kwargs["assignee"] = (
-                    get_user_model().objects.filter(pk=v["assignee"], is_staff=True, is_active=True).first()
-                )
-                if kwargs["assignee"] is None:
-                    raise ApplicationError(
-                        "no such agent", code="invalid_assignee", fields={"assignee": ["not an agent"]}
-                    )
-        if "team" in v:
-            kwargs["team"] = Team.objects.filter(pk=v["team"]).first() if v["team"] is not None else None
-            if v["team"] is not None and kwargs["team"] is None:
-                raise ApplicationError("no such team", code="invalid_team", fields={"team": ["not found"]})
+        kwargs = _assignment(v)
         services.ticket_update(
             ticket=ticket,
             actor=request.user,
@@ -340,26 +346,11 @@ class TicketViewSet(
     @action(detail=False, methods=["post"])
     def bulk(self, request):
         """The same change on many tickets; a result per id (done, or refused with the reason)."""
-        from django.contrib.auth import get_user_model
 
         data = BulkSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        kwargs: dict = {}
-        if "assignee" in v:
-            kwargs["assignee"] = None
-            if v["assignee"] is not None:
-                kwargs["assignee"] = (
-                    get_user_model().objects.filter(pk=v["assignee"], is_staff=True, is_active=True).first()
-                )
-                if kwargs["assignee"] is None:
-                    raise ApplicationError(
-                        "no such agent", code="invalid_assignee", fields={"assignee": ["not an agent"]}
-                    )
-        if "team" in v:
-            kwargs["team"] = Team.objects.filter(pk=v["team"]).first() if v["team"] is not None else None
-            if v["team"] is not None and kwargs["team"] is None:
-                raise ApplicationError("no such team", code="invalid_team", fields={"team": ["not found"]})
+        kwargs = _assignment(v)
         results = services.tickets_bulk_update(
             actor=request.user,
             ids=v["ids"],
