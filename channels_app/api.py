@@ -1,4 +1,3 @@
-from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import parsers, serializers, viewsets
 from rest_framework.response import Response
@@ -7,6 +6,7 @@ from rest_framework.views import APIView
 from cxdesk.errors import ApplicationError
 from integrations.idempotency import idempotent
 
+from .email_inbound import mail_body_read
 from .models import Inbox
 from .services import ingest_raw_email
 
@@ -74,22 +74,9 @@ class InboundEmailView(APIView):
         responses={201: IngestResultSerializer, 200: IngestResultSerializer},
     )
     def post(self, request):
-        # Mail is bigger than a form: read it with its own cap (CXDESK_MAX_MAIL_BYTES) before
-        # anything touches request.body, which Django caps at DATA_UPLOAD_MAX_MEMORY_SIZE.
-        # An attachment over the attachment limit is then dropped by ingest, not the mail.
-        django_request = request._request
-        if not hasattr(django_request, "_body"):
-            limit = settings.CXDESK_MAX_MAIL_BYTES
-            try:
-                declared = int(django_request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                declared = 0
-            if declared > limit:
-                raise ApplicationError(f"message over {limit} bytes", code="too_large", status=413)
-            raw = django_request.read(limit + 1)
-            if len(raw) > limit:
-                raise ApplicationError(f"message over {limit} bytes", code="too_large", status=413)
-            django_request._body = raw
+        # Mail is read under its own cap; an attachment over the attachment limit is then
+        # dropped by ingest, not the mail.
+        mail_body_read(request._request)
         return idempotent(request, lambda: self._post(request))
 
     def _post(self, request):

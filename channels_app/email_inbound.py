@@ -10,6 +10,7 @@ import logging
 import re
 from dataclasses import dataclass
 
+from cxdesk.errors import ApplicationError
 from tickets.models import Message
 from tickets.services import message_set_status
 
@@ -104,3 +105,24 @@ def bounce_apply(*, report: DeliveryReport) -> Message | None:
     if report.failed:
         message_set_status(message=message, status=Message.Status.FAILED, error=f"bounced: {report.reason}")
     return message
+
+
+def mail_body_read(request) -> None:
+    """Read a raw-mail request body under CXDESK_MAX_MAIL_BYTES, before anything touches
+    `request.body` (which Django caps at DATA_UPLOAD_MAX_MEMORY_SIZE — mail is bigger than a
+    form: a 25 MB attachment is ~34 MB as JSON). Over the cap: ApplicationError 413."""
+    from django.conf import settings
+
+    if hasattr(request, "_body"):
+        return
+    limit = settings.CXDESK_MAX_MAIL_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise ApplicationError(f"message over {limit} bytes", code="too_large", status=413)
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        raise ApplicationError(f"message over {limit} bytes", code="too_large", status=413)
+    request._body = raw

@@ -15,6 +15,10 @@ from django.core import checks
 from django.http import JsonResponse
 from django.urls import URLPattern
 
+from cxdesk.errors import ApplicationError
+
+from .email_inbound import mail_body_read
+
 
 def webhook_secret_set() -> bool:
     return bool((getattr(settings, "ANYMAIL", None) or {}).get("WEBHOOK_SECRET"))
@@ -34,20 +38,11 @@ def _guard(view):
                 },
                 status=403,
             )
-        if request.method == "POST" and not hasattr(request, "_body"):
-            # Inbound mail is bigger than a form (a 25 MB attachment is ~34 MB as JSON):
-            # read it under the mail cap, not DATA_UPLOAD_MAX_MEMORY_SIZE.
-            limit = settings.CXDESK_MAX_MAIL_BYTES
+        if request.method == "POST":
             try:
-                declared = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                declared = 0
-            if declared > limit:
-                return JsonResponse(
-                    {"error": {"code": "too_large", "message": f"request over {limit} bytes", "fields": {}}},
-                    status=413,
-                )
-            request._body = request.read(limit + 1)
+                mail_body_read(request)  # under the mail cap, not DATA_UPLOAD_MAX_MEMORY_SIZE
+            except ApplicationError as exc:
+                return JsonResponse(exc.as_dict(), status=exc.status_code)
         return view(request, *args, **kwargs)
 
     return guarded

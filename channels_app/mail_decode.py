@@ -192,20 +192,14 @@ def parse_mailbox(raw: str) -> tuple[str, str]:
     raw = (raw or "").strip()
     if not raw:
         return "", ""
-    # Only the first mailbox: split at a comma outside quotes and angle brackets.
-    depth, quoted, first = 0, False, raw
-    for i, ch in enumerate(raw):
-        if ch == '"' and (i == 0 or raw[i - 1] != "\\"):
-            quoted = not quoted
-        elif not quoted and ch == "<":
-            depth += 1
-        elif not quoted and ch == ">":
-            depth = max(0, depth - 1)
-        elif not quoted and depth == 0 and ch == ",":
-            candidate = raw[:i]
-            if "@" in candidate or "<" in candidate:
-                first = candidate
-                break
+    # Only the first mailbox: the text up to the first comma (outside quotes and angle
+    # brackets) that closes something holding an address (`Doe, John <j@x>` stays whole).
+    first, upto = raw, ""
+    for part in _split_outside(raw, separators=","):
+        upto = f"{upto},{part}" if upto else part
+        if "@" in upto or "<" in upto:
+            first = upto
+            break
     unquoted = _QUOTED.sub(lambda m: '"' + "x" * (len(m.group(0)) - 2) + '"', first)
     angles = list(_ANGLE.finditer(unquoted))
     if angles:
@@ -240,7 +234,8 @@ def header_addresses(raw: str) -> list[str]:
     return found
 
 
-def _split_outside(raw: str) -> list[str]:
+def _split_outside(raw: str, separators: str = ",;") -> list[str]:
+    """Split at separators outside quotes and angle brackets."""
     parts, depth, quoted, start = [], 0, False, 0
     for i, ch in enumerate(raw):
         if ch == '"' and (i == 0 or raw[i - 1] != "\\"):
@@ -249,7 +244,7 @@ def _split_outside(raw: str) -> list[str]:
             depth += 1
         elif not quoted and ch == ">":
             depth = max(0, depth - 1)
-        elif not quoted and depth == 0 and ch in ",;":
+        elif not quoted and depth == 0 and ch in separators:
             parts.append(raw[start:i])
             start = i + 1
     parts.append(raw[start:])

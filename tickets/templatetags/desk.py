@@ -57,7 +57,7 @@ def avatar(who, size: str = "") -> SafeString:
     if who is None or who == "":
         return mark_safe("")  # noqa: S308 - constant
     name = who if isinstance(who, str) else (getattr(who, "get_full_name", lambda: "")() or str(who))
-    parts = [p for p in re.split(r"[\s@._-]+", name) if p]
+    parts = [w for w in (re.sub(r"^\W+", "", p) for p in re.split(r"[\s@._-]+", name)) if w]
     initials = "".join(p[0] for p in parts[:2]) or "?"
     hue = zlib.crc32(name.encode()) % 12  # a class, not a style attribute: the CSP forbids inline styles
     return format_html('<span class="avatar hue-{} {}" aria-hidden="true">{}</span>', hue, size, initials.upper())
