@@ -62,7 +62,18 @@
     if (before !== item) item.parentNode.insertBefore(item, before);
   }
 
+  // A message that arrived between the page being rendered and this socket joining the
+  // ticket's group was broadcast to nobody here. The first presence frame for the ticket
+  // says we have joined: fetch the timeline once then; later items arrive live (an item
+  // already on the page is not added twice).
+  let joined = false;
+
   function onEvent(data) {
+    if (!joined && ticketId && data.event === "presence" && data.ticket_id === ticketId) {
+      joined = true;
+      const tl = document.getElementById("timeline");
+      if (tl && window.htmx) window.htmx.trigger(tl, "refresh");
+    }
     if (data.html) {
       // The reply you just sent may already be on the page (it reloaded after posting).
       const exists = data.event === "message.created" && document.getElementById(`message-${data.message_id}`);
@@ -97,9 +108,9 @@
       if (status) { status.classList.add("on"); status.title = "Live updates: connected"; }
       connectedAt = Date.now();
       subscribe();
+      const tl = document.getElementById("timeline");
       if (reconnects++ > 0) {
         // Events sent while we were away are not replayed: fetch the current state.
-        const tl = document.getElementById("timeline");
         if (tl && window.htmx) window.htmx.trigger(tl, "refresh");
         const form = document.getElementById("inbox-filter-form");
         if (form && window.htmx) window.htmx.trigger(form, "change");
