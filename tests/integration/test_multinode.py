@@ -85,6 +85,10 @@ def cluster(django_db_setup, django_db_blocker, tmp_path_factory):
     client = redis_client(url)
     for key in ("cxdesk:beat:runs", "cxdesk:beat:last", "default", "inbound", "outbound", "webhooks"):
         client.delete(key)
+    # Websocket counts left by earlier tests' servers (killed with sockets open, so their
+    # last count stays until it expires): only this cluster's sockets are to be counted.
+    for key in client.scan_iter(match="cxdesk:ws:conns:*"):
+        client.delete(key)
     var_dir = tmp_path_factory.mktemp("cluster") / "var"
     (var_dir / "static" / "cxdesk").mkdir(parents=True)
     (var_dir / "static" / "cxdesk" / "probe.css").write_text("body{color:#123}\n")
