@@ -8,6 +8,7 @@ fails the test; elsewhere it skips with the reason."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -104,7 +105,15 @@ def celery_worker_process(transactional_db, settings, tmp_path, live_redis):
         if beat:
             cmd += ["-B", "--schedule", str(tmp_path / "beat-schedule")]
         log = (tmp_path / f"worker-{len(procs)}.log").open("wb")
-        proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT)
+        # Its own process group: `-B` runs beat as a child process, which must end with it.
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env={**env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         procs.append(proc)
         _wait_ready(tmp_path / f"worker-{len(procs) - 1}.log", proc)
         return proc
@@ -112,13 +121,22 @@ def celery_worker_process(transactional_db, settings, tmp_path, live_redis):
     start.log_dir = tmp_path  # type: ignore[attr-defined]
     yield start
     for proc in procs:
-        proc.terminate()
+        signal_group(proc, signal.SIGTERM)
     for proc in procs:
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            signal_group(proc, signal.SIGKILL)
+        signal_group(proc, signal.SIGKILL)  # what is left of the group (an embedded beat)
     app.conf.task_always_eager = True
+
+
+def signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """Signal a worker's whole process group (the worker and its embedded beat)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _wait_ready(log: Path, proc: subprocess.Popen, timeout: float = 60) -> None:

@@ -22,7 +22,7 @@ from outbox.models import OutboxTask
 from tests.channels_app.factories import InboxFactory, email_inbound
 from tickets.models import Message
 
-from .conftest import free_port, wait_for
+from .conftest import free_port, signal_group, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -40,8 +40,9 @@ FAST = {
 
 
 def _stop_now(proc) -> None:
-    """End a worker at once (the test has asserted what it needed; a warm shutdown costs seconds)."""
-    proc.kill()
+    """End a worker at once, its embedded beat too (the test has asserted what it needed; a
+    warm shutdown costs seconds)."""
+    signal_group(proc, signal.SIGKILL)
     proc.wait(10)
 
 
