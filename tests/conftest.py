@@ -65,3 +65,13 @@ def agent(db):
     from tests.tickets.factories import AgentFactory
 
     return AgentFactory(username="ana", first_name="Ana")
+
+
+@pytest.fixture
+def in_memory_layers(settings):
+    """In-memory channel layer and cache for consumer tests (use with `autouse` wrappers)."""
+    from django.core.cache import cache
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()

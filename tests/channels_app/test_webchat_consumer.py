@@ -7,13 +7,12 @@ import functools
 import json
 
 import pytest
-from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.core.cache import cache
 
 from channels_app.consumers import WebchatConsumer
 from channels_app.models import ChatVisitor
 from tests.channels_app.factories import InboxFactory
+from tests.sockets import db, frame_until
 from tickets import services
 from tickets.consumers import DeskConsumer
 from tickets.models import Message, Ticket
@@ -23,10 +22,8 @@ SHOP = "https://shop.example.com"
 
 
 @pytest.fixture(autouse=True)
-def _layers(settings):
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    cache.clear()
+def _layers(in_memory_layers):
+    pass
 
 
 @pytest.fixture
@@ -39,21 +36,6 @@ def visitor_socket(inbox, origin=SHOP):
     return WebsocketCommunicator(WebchatConsumer.as_asgi(), f"/ws/chat/?inbox={inbox.pk}", headers=headers)
 
 
-async def frame_until(comm, predicate, timeout=3.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    seen = []
-    while loop.time() < deadline:
-        try:
-            frame = await comm.receive_json_from(timeout=max(0.05, deadline - loop.time()))
-        except TimeoutError:
-            break
-        seen.append(frame)
-        if predicate(frame):
-            return frame
-    raise AssertionError(f"no matching frame; got {seen}")
-
-
 def sync(fn):
     """Run an async test body in its own event loop (as tests/tickets/test_consumers.py does)."""
 
@@ -62,10 +44,6 @@ def sync(fn):
         asyncio.run(fn(*args, **kwargs))
 
     return wrapper
-
-
-def db(fn):
-    return database_sync_to_async(fn)()
 
 
 async def start(comm, **extra):

@@ -5,34 +5,20 @@ import asyncio
 import json
 
 import pytest
-from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
-from django.core.cache import cache
 
 from channels_app.services import ingest
 from tests.channels_app.factories import email_inbound
+from tests.sockets import db
+from tests.sockets import desk_socket as communicator
 from tests.tickets.factories import AgentFactory
 from tickets import consumers
-from tickets.consumers import DeskConsumer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def _layers(settings):
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    cache.clear()
-
-
-def communicator(user):
-    comm = WebsocketCommunicator(DeskConsumer.as_asgi(), "/ws/desk/")
-    comm.scope["user"] = user
-    return comm
-
-
-def db(fn):
-    return database_sync_to_async(fn)()
+def _layers(in_memory_layers):
+    pass
 
 
 async def drain(comm, seconds=0.3) -> list[dict]:

@@ -6,53 +6,24 @@ import asyncio
 import re
 
 import pytest
-from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
-from django.core.cache import cache
 from django.template.loader import render_to_string
 
 from channels_app.services import ingest
 from tests.channels_app.factories import email_inbound
+from tests.sockets import db
+from tests.sockets import desk_socket as communicator
+from tests.sockets import frame_until as until
 from tests.tickets.factories import AgentFactory
 from tickets import services
-from tickets.consumers import DeskConsumer
 from tickets.models import Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def _layers(settings):
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    cache.clear()
-
-
-def communicator(user):
-    comm = WebsocketCommunicator(DeskConsumer.as_asgi(), "/ws/desk/")
-    comm.scope["user"] = user
-    return comm
-
-
-async def until(comm, predicate, timeout=3.0):
-    """Read frames until one satisfies `predicate`; return it (fail after `timeout`)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    seen = []
-    while loop.time() < deadline:
-        try:
-            frame = await comm.receive_json_from(timeout=max(0.05, deadline - loop.time()))
-        except TimeoutError:
-            break
-        seen.append(frame)
-        if predicate(frame):
-            return frame
-    raise AssertionError(f"no matching frame; got {[(f.get('event'), f.get('html', '')[:80]) for f in seen]}")
-
-
-def db(fn):
-    return database_sync_to_async(fn)()
+def _layers(in_memory_layers):
+    pass
 
 
 def test_anonymous_and_non_staff_are_refused():

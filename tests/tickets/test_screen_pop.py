@@ -5,8 +5,6 @@ last message on every channel and the last web pages; then its status follows th
 import asyncio
 
 import pytest
-from channels.testing import WebsocketCommunicator
-from django.core.cache import cache
 from django.test import Client
 from twilio.request_validator import RequestValidator
 
@@ -14,9 +12,10 @@ from channels_app.models import AgentPhone, Inbox
 from channels_app.services import ingest
 from customers.services import page_view_record
 from tests.channels_app.factories import InboxFactory, email_inbound, inbound
+from tests.sockets import db
+from tests.sockets import desk_socket as communicator
+from tests.sockets import frame_until as until
 from tests.tickets.factories import AgentFactory
-from tests.tickets.test_consumers import db, until
-from tickets.consumers import DeskConsumer
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,18 +23,9 @@ BASE = "https://desk.example.com"
 
 
 @pytest.fixture(autouse=True)
-def _layers(settings):
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+def _layers(in_memory_layers, settings):
     settings.PUBLIC_URL = BASE
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    cache.clear()
-
-
-def communicator(user):
-    comm = WebsocketCommunicator(DeskConsumer.as_asgi(), "/ws/desk/")
-    comm.scope["user"] = user
-    return comm
 
 
 def _setup():
