@@ -36,7 +36,7 @@ def connect() -> None:
     webhook = apps.get_model("integrations", "WebhookSubscription")
     post_save.connect(_webhook_saved, sender=webhook, dispatch_uid="audit.webhook_saved")
     post_delete.connect(_webhook_deleted, sender=webhook, dispatch_uid="audit.webhook_deleted")
-    inbox = apps.get_model("channels_app", "Inbox")
+    inbox = apps.get_model("tickets", "Inbox")
     pre_save.connect(_inbox_pre_save, sender=inbox, dispatch_uid="audit.inbox_pre_save")
     post_save.connect(_inbox_post_save, sender=inbox, dispatch_uid="audit.inbox_post_save")
 

@@ -7,9 +7,12 @@ class ChannelsAppConfig(AppConfig):
 
     def ready(self) -> None:
         # Importing the adapters package registers every adapter module.
+        from tickets.adapter_registry import adapter_lookup_install
         from tickets.signals import message_created
 
-        from . import adapters  # noqa: F401
+        from . import adapters
+
+        adapter_lookup_install(adapters.get_adapter)
         from .automations import on_message_created
 
         message_created.connect(on_message_created, dispatch_uid="channels_app.auto_ack")

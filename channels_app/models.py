@@ -1,66 +1,7 @@
-from datetime import timedelta
-
 from django.conf import settings
 from django.db import models
 
-
-class Channel(models.TextChoices):
-    """The medium a message travels on (what the customer sees), not the provider."""
-
-    EMAIL = "email", "Email"
-    SMS = "sms", "SMS"
-    WHATSAPP = "whatsapp", "WhatsApp"
-    MESSENGER = "messenger", "Messenger"
-    TELEGRAM = "telegram", "Telegram"
-    CHAT = "chat", "Web chat"
-    PORTAL = "portal", "Portal"
-    API = "api", "API"
-    DESK = "desk", "Desk"
-    VOICE = "voice", "Voice"
-
-
-class Inbox(models.Model):
-    """A configured channel endpoint: one mailbox, one Twilio number, one WhatsApp
-    phone number id, one Facebook page, one Telegram bot.
-
-    `config` is public (validated against the adapter's schema); `secrets` never
-    leave the server: not rendered, not logged, not serialised by the API."""
-
-    class Transport(models.TextChoices):
-        LIVE = "live", "Live (provider API / SMTP)"
-        FILE = "file", "Development: write to var/outbox/"
-
-    kind = models.CharField(max_length=32, help_text="Adapter kind: email, twilio, whatsapp, messenger, telegram.")
-    name = models.CharField(max_length=100, unique=True)
-    config = models.JSONField(default=dict, blank=True)
-    secrets = models.JSONField(default=dict, blank=True)
-    transport = models.CharField(max_length=8, choices=Transport.choices, default=Transport.LIVE)
-    continuity_window = models.DurationField(
-        default=timedelta(days=7),
-        help_text="A message from a customer with an open ticket updated within this window joins that ticket.",
-    )
-    default_team = models.ForeignKey("tickets.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        verbose_name_plural = "inboxes"
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.kind})"
-
-    @property
-    def adapter(self):
-        from .adapters import get_adapter
-
-        return get_adapter(self.kind)
-
-    @property
-    def default_region(self) -> str:
-        from django.conf import settings
-
-        return self.config.get("default_region") or settings.CXDESK_DEFAULT_REGION
+from tickets.models import Channel, Inbox  # noqa: F401  (they live with tickets; kept importable from here)
 
 
 class RawInbound(models.Model):

@@ -20,14 +20,13 @@ from django.utils.translation import gettext_lazy as _lazy
 from customers.models import Customer, Identity
 from customers.services import identity_resolve
 from cxdesk.errors import ApplicationError
+from cxdesk.sanitize import html_to_text, sanitize_html
 from outbox.services import Retry, enqueue
-from tickets import events, signals
-from tickets.attachments import attachment_store
-from tickets.models import Attachment, Message, Ticket
-from tickets.services import broadcast_ticket, message_created, message_set_status, ticket_reopen_by_customer
+from tickets import events
+from tickets.models import Message, Ticket
+from tickets.services import message_receive, message_set_status
 
 from .models import Channel, Inbox, RawInbound
-from .sanitize import html_to_text, sanitize_html
 from .types import InboundMessage, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -158,68 +157,32 @@ def _ingest(inbound: InboundMessage, trimmed: list[str]) -> IngestResult:
     _touch_identity(identity, customer, sender.display_name, now, opt_out=inbound.opt_out)
 
     ticket, reason, refused = _thread(inbound, customer, identity.address)
-    created = ticket is None
-    if created:
-        subject = inbound.subject.strip() or _subject_from_text(inbound.text or html_to_text(inbound.html))
-        ticket = Ticket.objects.create(
-            subject=subject[:500],
-            customer=customer,
-            inbox=inbox,
-            channel=inbound.channel,
-            team=inbox.default_team,
-            last_customer_message_at=now,
-            last_message_at=now,
-        )
+    if ticket is None:
         reason = R.HEADER_REFUSED if refused else R.NEW_TICKET
-
     text = inbound.text or html_to_text(inbound.html)
-    message = Message.objects.create(
-        ticket=ticket,
-        direction=Message.Direction.INBOUND,
+    received = message_receive(
+        customer=customer,
         channel=inbound.channel,
+        ticket=ticket,
+        new_ticket={"subject": (inbound.subject.strip() or _subject_from_text(text))[:500]},
         inbox=inbox,
         identity=identity,
-        subject=inbound.subject[:500],
+        subject=inbound.subject,
         body_text=text,
         body_html=sanitize_html(inbound.html),
+        attachments=inbound.attachments,
+        thread_reason=reason,
+        reopen=not inbound.auto_submitted,
+        received_at=inbound.received_at or now,
         provider_message_id=inbound.provider_message_id,
         content_digest=inbound.content_digest,
         email_message_id=inbound.email_message_id[:998],
         in_reply_to=inbound.in_reply_to[:998],
         references=" ".join(inbound.references),
-        status=Message.Status.RECEIVED,
-        thread_reason=reason,
         metadata={**_json_safe(inbound.metadata), "auto_submitted": inbound.auto_submitted}
         | ({"trimmed": trimmed} if trimmed else {}),
-        received_at=inbound.received_at or now,
     )
-    pending_media = []
-    for att in inbound.attachments:
-        if att.content is not None:
-            attachment_store(
-                message=message,
-                filename=att.filename,
-                content=att.content,
-                content_type=att.content_type,
-                content_id=att.content_id,
-                inline=att.inline,
-            )
-        elif att.url:
-            pending_media.append(
-                Attachment.objects.create(
-                    message=message,
-                    filename=att.filename or "media",
-                    content_type=att.content_type,
-                    source_url=att.url[:2000],
-                    sha256="",
-                )
-            )
-
-    if created:
-        events.created(ticket, channel=inbound.channel)
-        signals.ticket_created.send(sender=Ticket, ticket=ticket, actor=None)
-    else:
-        _continue_ticket(ticket, message, now, reopen=not inbound.auto_submitted)
+    ticket, message, created = received.ticket, received.message, received.created
     if refused is not None:
         # Reply headers named another customer's ticket: kept apart, linked both ways.
         events.thread_refused(ticket, other=refused, message_id=message.pk, sender=identity.address)
@@ -230,10 +193,6 @@ def _ingest(inbound: InboundMessage, trimmed: list[str]) -> IngestResult:
         RawInbound.objects.filter(pk=inbound.raw_inbound_id).update(
             status=RawInbound.Status.PROCESSED, message=message, processed_at=now, error=""
         )
-    message_created(message=message, created_ticket=created)
-    broadcast_ticket(ticket, "ticket.created" if created else "ticket.updated")
-    for att in pending_media:
-        enqueue("fetch_media", object_id=att.pk)
     return IngestResult(ticket, message, created, False)
 
 
@@ -261,25 +220,6 @@ def _json_safe(value):
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     return value
-
-
-def _continue_ticket(ticket: Ticket, message: Message, now, *, reopen: bool = True) -> None:
-    """A customer message joined an existing ticket: activity, reopen, channel switch."""
-    previous = (
-        Message.objects.filter(ticket=ticket, direction=Message.Direction.INBOUND)
-        .exclude(pk=message.pk)
-        .order_by("-created_at", "-id")
-        .values_list("channel", flat=True)
-        .first()
-    )
-    Ticket.objects.filter(pk=ticket.pk).update(last_customer_message_at=now, last_message_at=now, updated_at=now)
-    ticket.last_customer_message_at = ticket.last_message_at = now
-    if previous and previous != message.channel:
-        events.channel_switched(ticket, old=previous, new=message.channel, message_id=message.pk)
-    old = ticket.status
-    # An automatic mail (out-of-office, auto-replied) does not reopen a solved ticket.
-    if reopen and old in (Ticket.Status.SOLVED, Ticket.Status.PENDING):
-        ticket_reopen_by_customer(ticket=ticket, old=old, message=message)
 
 
 def _locked(qs) -> Ticket | None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tickets.attachments import NewAttachment
+
 if TYPE_CHECKING:
     from .models import Inbox
 
@@ -23,14 +25,8 @@ class SenderRef:
     display_name: str = ""
 
 
-@dataclass
-class InboundAttachment:
-    filename: str
-    content_type: str = "application/octet-stream"
-    content: bytes | None = None  # the bytes, or None when only `url` is known yet
-    url: str = ""  # provider media URL / id, fetched later by a Celery task
-    content_id: str = ""
-    inline: bool = False
+# The same shape tickets stores (bytes now, or a provider URL fetched later).
+InboundAttachment = NewAttachment
 
 
 @dataclass

@@ -4,7 +4,7 @@ import markdown
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from channels_app.sanitize import sanitize_html
+from cxdesk.sanitize import sanitize_html
 
 from .models import Article, ArticleVote, Deflection
 

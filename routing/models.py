@@ -27,7 +27,7 @@ class RoutingConfig(models.Model):
 
     team = models.OneToOneField("tickets.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="routing")
     inbox = models.OneToOneField(
-        "channels_app.Inbox", null=True, blank=True, on_delete=models.CASCADE, related_name="routing"
+        "tickets.Inbox", null=True, blank=True, on_delete=models.CASCADE, related_name="routing"
     )
     strategy = models.CharField(max_length=16, choices=Strategy.choices, default=Strategy.MANUAL)
     last_assigned = models.ForeignKey(

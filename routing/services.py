@@ -13,8 +13,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from channels_app.models import Inbox
-from tickets.models import Message, Team, Ticket
+from tickets.models import Inbox, Message, Team, Ticket
 from tickets.services import ticket_assign, ticket_set_tags, ticket_update
 
 from .models import AgentProfile, RoutingConfig, Rule

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.db import models
 
-from channels_app.models import Channel
+from tickets.models import Channel
 
 
 def _default_hours():

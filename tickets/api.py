@@ -6,7 +6,6 @@ from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from channels_app.models import Channel
 from customers import services as customer_services
 from customers.models import Customer, Identity
 from customers.selectors import customers_visible_to
@@ -14,7 +13,7 @@ from cxdesk.errors import ApplicationError
 from integrations.idempotency import idempotent
 
 from . import selectors, services
-from .models import Attachment, Message, SavedView, Tag, Team, Ticket, TicketEvent
+from .models import Attachment, Channel, Message, SavedView, Tag, Team, Ticket, TicketEvent
 from .scanning import download_refusal
 
 

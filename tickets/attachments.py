@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -59,3 +61,48 @@ def attachment_store(
     att.save()
     attachment_stored(att)
     return att
+
+
+@dataclass
+class NewAttachment:
+    """An attachment arriving with a message: its bytes, or only a provider URL (fetched later
+    by the `fetch_media` task). Channels produce these (`channels_app.types.InboundAttachment`
+    is this class); desk, portal and API uploads are turned into them."""
+
+    filename: str
+    content_type: str = "application/octet-stream"
+    content: bytes | None = None
+    url: str = ""
+    content_id: str = ""
+    inline: bool = False
+
+
+AttachmentIn = NewAttachment | tuple[str, bytes, str]
+
+
+def attachments_store(*, message: Message, attachments: Iterable[AttachmentIn]) -> list[Attachment]:
+    """Store a message's attachments. Returns the ones known only by URL (not fetched yet)."""
+    pending = []
+    for att in attachments:
+        if isinstance(att, tuple):  # (filename, bytes, content type) from a form or the API
+            att = NewAttachment(filename=att[0], content=att[1], content_type=att[2])
+        if att.content is not None:
+            attachment_store(
+                message=message,
+                filename=att.filename,
+                content=att.content,
+                content_type=att.content_type,
+                content_id=att.content_id,
+                inline=att.inline,
+            )
+        elif att.url:
+            pending.append(
+                Attachment.objects.create(
+                    message=message,
+                    filename=att.filename or "media",
+                    content_type=att.content_type,
+                    source_url=att.url[:2000],
+                    sha256="",
+                )
+            )
+    return pending

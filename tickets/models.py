@@ -1,12 +1,11 @@
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-
-from channels_app.models import Channel
 
 
 class Team(models.Model):
@@ -25,6 +24,67 @@ class Team(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Channel(models.TextChoices):
+    """The medium a message travels on (what the customer sees), not the provider."""
+
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    WHATSAPP = "whatsapp", "WhatsApp"
+    MESSENGER = "messenger", "Messenger"
+    TELEGRAM = "telegram", "Telegram"
+    CHAT = "chat", "Web chat"
+    PORTAL = "portal", "Portal"
+    API = "api", "API"
+    DESK = "desk", "Desk"
+    VOICE = "voice", "Voice"
+
+
+class Inbox(models.Model):
+    """A configured channel endpoint: one mailbox, one Twilio number, one WhatsApp
+    phone number id, one Facebook page, one Telegram bot.
+
+    `config` is public (validated against the adapter's schema); `secrets` never
+    leave the server: not rendered, not logged, not serialised by the API."""
+
+    class Transport(models.TextChoices):
+        LIVE = "live", "Live (provider API / SMTP)"
+        FILE = "file", "Development: write to var/outbox/"
+
+    kind = models.CharField(max_length=32, help_text="Adapter kind: email, twilio, whatsapp, messenger, telegram.")
+    name = models.CharField(max_length=100, unique=True)
+    config = models.JSONField(default=dict, blank=True)
+    secrets = models.JSONField(default=dict, blank=True)
+    transport = models.CharField(max_length=8, choices=Transport.choices, default=Transport.LIVE)
+    continuity_window = models.DurationField(
+        default=timedelta(days=7),
+        help_text="A message from a customer with an open ticket updated within this window joins that ticket.",
+    )
+    default_team = models.ForeignKey("Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "channels_app_inbox"  # where it was created (it moved here from channels_app)
+        verbose_name_plural = "inboxes"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    @property
+    def adapter(self):
+        """This inbox's channel adapter (installed by the channels side at start-up)."""
+        from .adapter_registry import adapter_for
+
+        return adapter_for(self.kind)
+
+    @property
+    def default_region(self) -> str:
+        from django.conf import settings
+
+        return self.config.get("default_region") or settings.CXDESK_DEFAULT_REGION
 
 
 class Tag(models.Model):
@@ -65,9 +125,7 @@ class Ticket(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_tickets"
     )
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets")
-    inbox = models.ForeignKey(
-        "channels_app.Inbox", null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets"
-    )
+    inbox = models.ForeignKey("Inbox", null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets")
     channel = models.CharField(max_length=16, choices=Channel.choices, help_text="The channel it was opened on.")
     tags = models.ManyToManyField(Tag, blank=True, related_name="tickets")
     # Per-ticket secret for reply addresses (support+<token>@…): threads replies from
@@ -142,9 +200,7 @@ class Message(models.Model):
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
     direction = models.CharField(max_length=16, choices=Direction.choices)
     channel = models.CharField(max_length=16, choices=Channel.choices)
-    inbox = models.ForeignKey(
-        "channels_app.Inbox", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
-    )
+    inbox = models.ForeignKey("Inbox", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")
     identity = models.ForeignKey(
         "customers.Identity", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
     )

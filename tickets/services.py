@@ -9,15 +9,14 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from channels_app.models import Channel, Inbox
 from customers.models import Customer, Identity
 from cxdesk.errors import ApplicationError
 from cxdesk.realtime import broadcast_on_commit
 from outbox.services import enqueue
 
 from . import events, notifications, signals
-from .attachments import attachment_store
-from .models import Message, Tag, Team, Ticket, TicketMove
+from .attachments import AttachmentIn, attachments_store
+from .models import Channel, Inbox, Message, Tag, Team, Ticket, TicketMove
 
 S = Ticket.Status
 
@@ -235,13 +234,13 @@ def reply(
     channel: str | None = None,
     identity: Identity | None = None,
     html: str = "",
-    attachments: Iterable[tuple[str, bytes, str]] = (),
+    attachments: Iterable[AttachmentIn] = (),
     status_after: str | None = None,
     template: dict | None = None,
 ) -> Message:
     """An agent's reply to the customer: stored `queued` first, then sent by Celery.
     `template` is a provider message template (WhatsApp outside its 24-hour window)."""
-    from channels_app.sanitize import sanitize_html
+    from cxdesk.sanitize import sanitize_html
 
     body = (body or "").strip()
     if not body and not attachments:
@@ -278,8 +277,7 @@ def reply(
         thread_reason=Message.ThreadReason.EXPLICIT,
         metadata={"template": template} if template else {},
     )
-    for filename, content, content_type in attachments:
-        attachment_store(message=message, filename=filename, content=content, content_type=content_type)
+    attachments_store(message=message, attachments=attachments)
     fields = ["last_agent_message_at", "last_message_at", "updated_at"]
     ticket.last_agent_message_at = ticket.last_message_at = now
     if ticket.first_response_at is None:
@@ -320,7 +318,7 @@ def ticket_agent_contact(*, ticket: Ticket, agent, at=None) -> Ticket:
 
 
 @transaction.atomic
-def note_add(*, ticket: Ticket, author, body: str, attachments: Iterable[tuple[str, bytes, str]] = ()) -> Message:
+def note_add(*, ticket: Ticket, author, body: str, attachments: Iterable[AttachmentIn] = ()) -> Message:
     """An internal note: never sent, never shown to the customer."""
     body = (body or "").strip()
     if not body:
@@ -334,12 +332,106 @@ def note_add(*, ticket: Ticket, author, body: str, attachments: Iterable[tuple[s
         status=Message.Status.SENT,
         thread_reason=Message.ThreadReason.EXPLICIT,
     )
-    for filename, content, content_type in attachments:
-        attachment_store(message=message, filename=filename, content=content, content_type=content_type)
+    attachments_store(message=message, attachments=attachments)
     Ticket.objects.filter(pk=ticket.pk).update(updated_at=timezone.now())
     message_created(message=message, created_ticket=False)
     notifications.mentions_notify(message=message)
     return message
+
+
+@dataclass
+class Received:
+    ticket: Ticket
+    message: Message
+    created: bool  # a new ticket was opened for it
+
+
+def message_receive(
+    *,
+    customer: Customer,
+    channel: str,
+    body_text: str,
+    thread_reason: str,
+    ticket: Ticket | None = None,
+    new_ticket: dict | None = None,
+    identity: Identity | None = None,
+    author=None,
+    inbox: Inbox | None = None,
+    subject: str = "",
+    body_html: str = "",
+    attachments: Iterable[AttachmentIn] = (),
+    reopen: bool = True,
+    received_at=None,
+    **message_fields,
+) -> Received:
+    """THE write of a message from a customer, whatever it came through (a channel's ingest,
+    the portal, the API, the desk on the customer's behalf): into `ticket`, or a new ticket
+    (`new_ticket`: subject, priority, team) when there is none. Stores the message and its
+    attachments (bytes now, provider URLs fetched later), then either announces the new
+    ticket or continues the old one (activity, channel switch, reopen unless `reopen` is
+    False — an automatic reply does not reopen a solved ticket), and tells live clients and
+    subscribers once the transaction commits. Runs in the caller's transaction; the caller
+    holds the customer (or ticket) lock that makes threading decisions safe."""
+    now = timezone.now()
+    created = ticket is None
+    if created:
+        fields = {
+            "priority": Ticket.Priority.NORMAL,
+            "team": inbox.default_team if inbox else None,
+            **(new_ticket or {}),
+        }
+        ticket = Ticket.objects.create(
+            customer=customer,
+            inbox=inbox,
+            channel=channel,
+            last_customer_message_at=now,
+            last_message_at=now,
+            **fields,
+        )
+    message = Message.objects.create(
+        ticket=ticket,
+        direction=Message.Direction.INBOUND,
+        channel=channel,
+        inbox=inbox,
+        identity=identity,
+        author=author,
+        subject=subject[:500],
+        body_text=body_text,
+        body_html=body_html,
+        status=Message.Status.RECEIVED,
+        thread_reason=thread_reason,
+        received_at=received_at or now,
+        **message_fields,
+    )
+    pending_media = attachments_store(message=message, attachments=attachments)
+    if created:
+        events.created(ticket, actor=author, channel=channel)
+        signals.ticket_created.send(sender=Ticket, ticket=ticket, actor=author)
+    else:
+        _ticket_continue(ticket=ticket, message=message, now=now, reopen=reopen)
+    message_created(message=message, created_ticket=created)
+    broadcast_ticket(ticket, "ticket.created" if created else "ticket.updated")
+    for att in pending_media:
+        enqueue("fetch_media", object_id=att.pk)  # fetched by the channel side, after commit
+    return Received(ticket, message, created)
+
+
+def _ticket_continue(*, ticket: Ticket, message: Message, now, reopen: bool) -> None:
+    """A customer message joined an existing ticket: activity, channel switch, reopen."""
+    previous = (
+        Message.objects.filter(ticket=ticket, direction=Message.Direction.INBOUND)
+        .exclude(pk=message.pk)
+        .order_by("-created_at", "-id")
+        .values_list("channel", flat=True)
+        .first()
+    )
+    Ticket.objects.filter(pk=ticket.pk).update(last_customer_message_at=now, last_message_at=now, updated_at=now)
+    ticket.last_customer_message_at = ticket.last_message_at = ticket.updated_at = now
+    if previous and previous != message.channel:
+        events.channel_switched(ticket, old=previous, new=message.channel, message_id=message.pk)
+    old = ticket.status
+    if reopen and old in (S.SOLVED, S.PENDING):
+        ticket_reopen_by_customer(ticket=ticket, old=old, message=message)
 
 
 def message_created(*, message: Message, created_ticket: bool) -> None:
@@ -414,7 +506,7 @@ def ticket_open(
     author=None,
     identity: Identity | None = None,
     priority: str = Ticket.Priority.NORMAL,
-    attachments: Iterable[tuple[str, bytes, str]] = (),
+    attachments: Iterable[AttachmentIn] = (),
 ) -> Ticket:
     """A ticket opened on the customer's behalf (API, portal, desk), with its first message."""
     subject = (subject or "").strip()
@@ -427,34 +519,18 @@ def ticket_open(
         raise ApplicationError(
             f"unknown priority {priority!r}", code="invalid_priority", fields={"priority": ["unknown"]}
         )
-    now = timezone.now()
-    ticket = Ticket.objects.create(
-        subject=subject[:500] or body[:80],
+    received = message_receive(
         customer=customer,
         channel=channel,
-        priority=priority,
-        last_customer_message_at=now,
-        last_message_at=now,
-    )
-    message = Message.objects.create(
-        ticket=ticket,
-        direction=Message.Direction.INBOUND,
-        channel=channel,
+        new_ticket={"subject": subject[:500] or body[:80], "priority": priority},
         identity=identity,
         author=author,
-        subject=ticket.subject,
+        subject=subject[:500] or body[:80],
         body_text=body,
-        status=Message.Status.RECEIVED,
         thread_reason=Message.ThreadReason.NEW_TICKET,
-        received_at=now,
+        attachments=attachments,
     )
-    for filename, content, content_type in attachments:
-        attachment_store(message=message, filename=filename, content=content, content_type=content_type)
-    events.created(ticket, actor=author, channel=channel)
-    signals.ticket_created.send(sender=Ticket, ticket=ticket, actor=author)
-    message_created(message=message, created_ticket=True)
-    broadcast_ticket(ticket, "ticket.created")
-    return ticket
+    return received.ticket
 
 
 # --- merge and split ----------------------------------------------------------------
@@ -613,7 +689,7 @@ def _refresh_activity(ticket: Ticket) -> None:
 
 @transaction.atomic
 def customer_reply(
-    *, ticket: Ticket, customer: Customer, body: str, attachments: Iterable[tuple[str, bytes, str]] = ()
+    *, ticket: Ticket, customer: Customer, body: str, attachments: Iterable[AttachmentIn] = ()
 ) -> Message:
     """The customer answers in the portal: a `portal` message in the same ticket, which
     reopens a solved or pending ticket, like a reply on any other channel."""
@@ -625,26 +701,16 @@ def customer_reply(
         raise ApplicationError("not your ticket", code="not_found", status=404)
     if ticket.status == S.CLOSED:
         raise ApplicationError("This request is closed; please open a new one.", code="ticket_closed", status=409)
-    now = timezone.now()
-    message = Message.objects.create(
-        ticket=ticket,
-        direction=Message.Direction.INBOUND,
+    received = message_receive(
+        customer=customer,
         channel=Channel.PORTAL,
+        ticket=ticket,
         subject=ticket.subject,
         body_text=body,
-        status=Message.Status.RECEIVED,
         thread_reason=Message.ThreadReason.EXPLICIT,
-        received_at=now,
+        attachments=attachments,
     )
-    for filename, content, content_type in attachments:
-        attachment_store(message=message, filename=filename, content=content, content_type=content_type)
-    Ticket.objects.filter(pk=ticket.pk).update(last_customer_message_at=now, last_message_at=now, updated_at=now)
-    old = ticket.status
-    if old in (S.SOLVED, S.PENDING):
-        ticket_reopen_by_customer(ticket=ticket, old=old, message=message)
-    message_created(message=message, created_ticket=False)
-    broadcast_ticket(ticket)
-    return message
+    return received.message
 
 
 def ticket_reopen_by_customer(*, ticket: Ticket, old: str, message: Message) -> None:

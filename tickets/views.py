@@ -18,11 +18,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from channels_app.models import Channel, Inbox
-from channels_app.sanitize import remote_image_urls
 from customers.desk_selectors import customer_panel
 from cxdesk.errors import ApplicationError
 from cxdesk.http import safe_request
+from cxdesk.sanitize import remote_image_urls
 from cxdesk.uploads import uploaded_files
 from routing.services import agent_set_status
 from sla.selectors import STATES as SLA_STATES
@@ -30,7 +29,7 @@ from sla.selectors import ticket_sla
 from surveys.selectors import survey_for_ticket
 
 from . import notifications, selectors, services
-from .models import CannedResponse, Team, Ticket, TicketMove
+from .models import CannedResponse, Channel, Inbox, Team, Ticket, TicketMove
 
 
 def _ticket_or_404(request: HttpRequest, ticket_id: int) -> Ticket:

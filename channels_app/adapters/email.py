@@ -18,10 +18,10 @@ from django.core.mail import EmailMultiAlternatives
 
 from customers.normalize import normalize_email
 from cxdesk.errors import ApplicationError
+from cxdesk.sanitize import html_to_text
 
 from ..mail_decode import decode_bytes, decode_header, header_addresses, parse_mailbox
 from ..models import Channel, Inbox
-from ..sanitize import html_to_text
 from ..types import InboundAttachment, InboundMessage, OutboundMessage, SenderRef, SendError
 from . import register
 from .base import Adapter

@@ -86,8 +86,8 @@ def _store(identity: Identity, kind: str, secret: str) -> PortalToken:
 
 
 def _send_code(identity: Identity, code: str) -> None:
-    from channels_app.models import Channel, Inbox
     from channels_app.types import OutboundMessage, SendError
+    from tickets.models import Channel, Inbox
 
     for inbox in Inbox.objects.filter(is_active=True).order_by("pk"):
         try:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import escape, format_html, linebreaks
 from django.utils.safestring import SafeString, mark_safe
 
-from channels_app.sanitize import block_remote_images, has_remote_images, sanitize_html
+from cxdesk.sanitize import block_remote_images, has_remote_images, sanitize_html
 
 register = template.Library()
 

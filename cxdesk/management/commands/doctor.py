@@ -169,7 +169,7 @@ class Command(BaseCommand):
     def check_inboxes(self, *, online: bool) -> None:
         from django.apps import apps
 
-        inbox_model = apps.get_model("channels_app", "Inbox")
+        inbox_model = apps.get_model("tickets", "Inbox")
         for inbox in inbox_model.objects.filter(is_active=True).order_by("pk"):
             name = f"inbox {inbox.name!r} ({inbox.kind})"
             try:
