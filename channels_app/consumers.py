@@ -106,6 +106,10 @@ class WebchatConsumer(AsyncWebsocketConsumer):
 
     # --- from the channel layer (realtime.group_send uses type desk.event) ---------------
 
+    async def desk_batch(self, batch: dict) -> None:
+        for event in batch.get("events") or ():  # several events published together (cxdesk.realtime)
+            await self.desk_event(event)
+
     async def desk_event(self, event: dict) -> None:
         name = event.get("event")
         visitor = self.session.visitor if self.session else None

@@ -10,6 +10,7 @@ import logging
 import re
 import zlib
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -123,17 +124,16 @@ def ingest(inbound: InboundMessage) -> IngestResult:
     returns the stored message with duplicate=True."""
     inbound.strip_nul()
     _validate(inbound)
-    existing = _existing(inbound.inbox, inbound.provider_message_id, inbound.content_digest)
-    if existing:
-        return IngestResult(existing.ticket, existing, False, True)
     trimmed = _trim(inbound)
     for attempt in range(3):
         try:
             with transaction.atomic():
                 return _ingest(inbound, trimmed)
         except IntegrityError:
-            # A concurrent delivery of the same message committed first: the unique
-            # constraint rolled ours back whole. Return theirs.
+            # A repeat (a provider's retry, or a concurrent delivery of the same message that
+            # committed first): the unique (inbox, provider id, digest) constraint rolled ours
+            # back whole. Return the stored one. (No probe before the insert: repeats are rare,
+            # and every first delivery would pay for it.)
             existing = _existing(inbound.inbox, inbound.provider_message_id, inbound.content_digest)
             if existing:
                 return IngestResult(existing.ticket, existing, False, True)
@@ -146,17 +146,23 @@ def _ingest(inbound: InboundMessage, trimmed: list[str]) -> IngestResult:
     inbox = inbound.inbox
     now = timezone.now()
     sender = inbound.sender
-    identity, _ = identity_resolve(
-        kind=sender.kind, address=sender.address, display_name=sender.display_name, region=inbox.default_region
+    identity, new_customer = identity_resolve(
+        kind=sender.kind,
+        address=sender.address,
+        display_name=sender.display_name,
+        region=inbox.default_region,
+        seen_at=now,
     )
-    # One ingest per customer at a time: threading decisions (join or open a ticket)
-    # must see what a concurrent message of the same customer just did.
-    # (A repeat that committed since the check in ingest() fails the unique constraint
-    # on insert; ingest() then returns the stored one.)
-    customer = Customer.objects.select_for_update(no_key=True).get(pk=identity.customer_id)
+    if new_customer:
+        # Created in this transaction: nobody else can see it, let alone thread into it.
+        customer = identity.customer
+    else:
+        # One ingest per customer at a time: threading decisions (join or open a ticket)
+        # must see what a concurrent message of the same customer just did.
+        customer = Customer.objects.select_for_update(no_key=True).get(pk=identity.customer_id)
     _touch_identity(identity, customer, sender.display_name, now, opt_out=inbound.opt_out)
 
-    ticket, reason, refused = _thread(inbound, customer, identity.address)
+    ticket, reason, refused = _thread(inbound, customer, identity.address, new_customer=new_customer)
     if ticket is None:
         reason = R.HEADER_REFUSED if refused else R.NEW_TICKET
     text = inbound.text or html_to_text(inbound.html)
@@ -196,16 +202,22 @@ def _ingest(inbound: InboundMessage, trimmed: list[str]) -> IngestResult:
     return IngestResult(ticket, message, created, False)
 
 
+SEEN_EVERY = timedelta(minutes=1)  # `last_seen_at` is written at most this often (a chat is many messages)
+
+
 def _touch_identity(identity: Identity, customer: Customer, display_name: str, now, opt_out: bool | None) -> None:
-    fields = ["last_seen_at"]
-    identity.last_seen_at = now
+    fields = []
+    if identity.last_seen_at is None or now - identity.last_seen_at >= SEEN_EVERY:
+        identity.last_seen_at = now
+        fields.append("last_seen_at")
     if opt_out is not None and bool(identity.opted_out_at) != opt_out:
         identity.opted_out_at = now if opt_out else None
         fields.append("opted_out_at")
     if display_name and not identity.display_name:
         identity.display_name = display_name[:200]
         fields.append("display_name")
-    identity.save(update_fields=fields)
+    if fields:
+        identity.save(update_fields=fields)
     if display_name and not customer.name:
         customer.name = display_name[:200]
         customer.save(update_fields=["name", "updated_at"])
@@ -242,9 +254,12 @@ def _usable(ticket: Ticket | None) -> Ticket | None:
     return ticket
 
 
-def _thread(inbound: InboundMessage, customer: Customer, address: str) -> tuple[Ticket | None, str, Ticket | None]:
+def _thread(
+    inbound: InboundMessage, customer: Customer, address: str, *, new_customer: bool = False
+) -> tuple[Ticket | None, str, Ticket | None]:
     """(ticket to join or None for a new one, thread reason, a ticket the reply headers
-    named but the sender may not join)."""
+    named but the sender may not join). A customer created by this very message has no
+    messages or tickets of their own to look through."""
     # 1. Email headers: the message this one replies to — if the sender belongs there:
     #    the ticket's customer, someone of its organisation, or a recipient (To/Cc) of a
     #    message of that ticket the headers name. (No ORDER BY … LIMIT here: on a large
@@ -258,7 +273,7 @@ def _thread(inbound: InboundMessage, customer: Customer, address: str) -> tuple[
             return ticket, R.HEADER, None
     # 1b. A reply that arrived before this message (its parent, or an earlier message of
     #     the thread its References name): join the reply's ticket.
-    if inbound.email_message_id:
+    if inbound.email_message_id and not new_customer:
         mid = inbound.email_message_id
         ticket = _newest_ticket(
             Message.objects.filter(Q(in_reply_to=mid) | Q(references__contains=mid), ticket__customer=customer)
@@ -282,7 +297,7 @@ def _thread(inbound: InboundMessage, customer: Customer, address: str) -> tuple[
     # 4. The customer's newest open ticket on any channel, inside the continuity window.
     #    A fresh email (no reply headers, no "Re:") is a new conversation by design: an
     #    email thread has its own threading, and customers write new mail for new issues.
-    if not _is_fresh_email(inbound) and refused is None:
+    if not _is_fresh_email(inbound) and refused is None and not new_customer:
         cutoff = timezone.now() - inbound.inbox.continuity_window
         ticket = _locked(
             Ticket.objects.filter(

@@ -24,10 +24,11 @@ def live_customer(customer: Customer) -> Customer:
 
 
 def identity_resolve(
-    *, kind: str, address: str, display_name: str = "", region: str | None = None
+    *, kind: str, address: str, display_name: str = "", region: str | None = None, seen_at=None
 ) -> tuple[Identity, bool]:
-    """The identity for (kind, address), creating it and a new customer if unknown.
-    Safe under concurrency: the unique (kind, address) constraint decides the race."""
+    """The identity for (kind, address), creating it and a new customer if unknown (seen at
+    `seen_at`). Returns (identity, created). Safe under concurrency: the unique (kind,
+    address) constraint decides the race."""
     address = normalize_address(kind, address, region)
     identity = Identity.objects.select_related("customer").filter(kind=kind, address=address).first()
     if identity is not None:
@@ -38,7 +39,7 @@ def identity_resolve(
                 name=display_name[:200] or "", organization=_organization_for(kind, address)
             )
             identity = Identity.objects.create(
-                customer=customer, kind=kind, address=address, display_name=display_name[:200]
+                customer=customer, kind=kind, address=address, display_name=display_name[:200], last_seen_at=seen_at
             )
             return identity, True
     except IntegrityError:

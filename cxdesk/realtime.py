@@ -1,14 +1,24 @@
 """The one way to tell live clients that something changed.
 
-Services call `broadcast_on_commit(group, event, **data)`; the event reaches the
-channel layer only after the surrounding transaction commits, so a client never
-hears of a row it cannot read yet. Groups: `ticket.<id>`, `inbox.<id>`,
-`agent.<user id>`, `desk` (every signed-in agent).
+Services call `broadcast_on_commit(group, event, **data)`; the event reaches the channel
+layer only after the surrounding transaction commits, so a client never hears of a row it
+cannot read yet. Groups: `ticket.<id>`, `agent.<user id>`, `desk` (every signed-in agent),
+and the web chat's own (`webchat.*`).
+
+Publishing costs the writer almost nothing: a committed transaction's events go onto an
+in-process queue, and one long-lived event loop thread per process (with its channel-layer
+connections) sends them. Everything queued when that thread gets to run is sent together,
+one channel-layer message per group (`desk.batch` when a group has several events), so a
+message that touches a ticket five ways costs one publish per group and an agent's socket
+gets one channel-layer message for it, not five.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import collections
+import functools
 import logging
 import os
 import threading
@@ -20,56 +30,152 @@ from django.db import transaction
 
 log = logging.getLogger(__name__)
 
-# Tests (and anyone curious) can read what was sent: a bounded list of the last events.
-_sent: list[dict[str, Any]] = []
-_SENT_KEEP = 500
-
-
-def group_send(group: str, event: str, **data: Any) -> None:
-    message = {"type": "desk.event", "event": event, "group": group, **data}
-    _sent.append(message)
-    del _sent[:-_SENT_KEEP]
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    if isinstance(layer, InMemoryChannelLayer) and not layer.groups.get(group):
-        return  # in-process layer and nobody listening in this process (commands, tests)
-    try:
-        if isinstance(layer, InMemoryChannelLayer):
-            async_to_sync(layer.group_send)(group, message)  # its queues live on the consumers' loop
-        else:
-            asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _sender_loop()).result(SEND_TIMEOUT)
-    except Exception:  # a broken channel layer must never break a write path
-        log.exception("broadcast to %s failed", group)
-
-
-# One long-lived event loop per process sends the broadcasts of synchronous code (services,
-# tasks): `async_to_sync` would start a new loop per call, and channels_redis keeps its
-# connection pools per loop, so every broadcast opened a new Redis connection.
-SEND_TIMEOUT = 5.0
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_pid = 0
-_loop_lock = threading.Lock()
-
-
-def _sender_loop() -> asyncio.AbstractEventLoop:
-    global _loop, _loop_pid
-    with _loop_lock:
-        if _loop is None or _loop_pid != os.getpid():  # none yet, or inherited across a fork
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="cxdesk-broadcast", daemon=True).start()
-            _loop, _loop_pid = loop, os.getpid()
-        return _loop
+SEND_TIMEOUT = 5.0  # seconds to wait for the queue to drain at process exit
 
 
 def broadcast_on_commit(group: str, event: str, **data: Any) -> None:
-    """Send `event` to `group` once the current transaction (if any) commits."""
-    transaction.on_commit(lambda: group_send(group, event, **data))
+    """Send `event` to `group` once the current transaction (if any) commits. All of a
+    transaction's events are published together, after its last commit hook has run."""
+    message = _message(group, event, data)
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        publish(message)
+        return
+    # Collected by a hook of its own, so an event of a rolled-back savepoint is dropped...
+    transaction.on_commit(functools.partial(_pending().append, message))
+    # ...and published by ONE flush that stays last among the commit hooks and outside any
+    # savepoint. (Django runs hooks in order from `connection.run_on_commit`, a list of
+    # (savepoint ids, callable, robust); an earlier flush is neutralised in place, not
+    # removed, so the list keeps its length for anyone counting it.)
+    hooks = connection.run_on_commit
+    for i, (sids, func, robust) in enumerate(hooks):
+        if func is _flush:
+            hooks[i] = (sids, _nothing, robust)
+    hooks.append((set(), _flush, False))
 
 
-def sent_events() -> list[dict[str, Any]]:
-    return list(_sent)
+def group_send(group: str, event: str, **data: Any) -> None:
+    """Send `event` to `group` now (for code that is not writing anything, e.g. typing)."""
+    publish(_message(group, event, data))
 
 
-def clear_sent_events() -> None:
-    _sent.clear()
+def _message(group: str, event: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "desk.event", "event": event, "group": group, **data}
+
+
+_local = threading.local()
+
+
+def _pending() -> list[dict[str, Any]]:
+    if not hasattr(_local, "pending"):
+        _local.pending = []
+    return _local.pending
+
+
+def _flush() -> None:
+    messages = list(_pending())
+    _pending().clear()
+    if messages:
+        publish(*messages)
+
+
+def _nothing() -> None:
+    pass
+
+
+def publish(*messages: dict[str, Any]) -> None:
+    """THE door to the channel layer for synchronous code: queue `messages` for the sender
+    (handed over together: they are sent in one go)."""
+    layer = get_channel_layer()
+    if layer is None or not messages:
+        return
+    if isinstance(layer, InMemoryChannelLayer):
+        # In-process layer (tests, the embedded `make run`): its queues live on the
+        # consumers' loop; send right away, and only to groups somebody here listens to.
+        for group, message in batched(list(messages)):
+            if layer.groups.get(group):
+                try:
+                    async_to_sync(layer.group_send)(group, message)
+                except Exception:  # a broken channel layer must never break a write path
+                    log.exception("broadcast to %s failed", group)
+        return
+    _sender().put(layer, messages)
+
+
+def batched(messages: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Messages in order, one per group: a group's several events travel as one `desk.batch`."""
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for message in messages:
+        by_group.setdefault(message["group"], []).append(message)
+    return [
+        (group, items[0] if len(items) == 1 else {"type": "desk.batch", "group": group, "events": items})
+        for group, items in by_group.items()
+    ]
+
+
+class _Sender:
+    """A daemon thread running an event loop that owns this process's channel-layer
+    connections (channels_redis keeps its pools per loop: `async_to_sync` per call would open
+    new connections every time). Writers never wait for Redis."""
+
+    def __init__(self) -> None:
+        self.queue: collections.deque[tuple[Any, dict[str, Any]]] = collections.deque()
+        self.lock = threading.Lock()
+        self.scheduled = False
+        self.loop = asyncio.new_event_loop()
+        self.drained = threading.Event()
+        self.drained.set()
+        threading.Thread(target=self.loop.run_forever, name="cxdesk-broadcast", daemon=True).start()
+
+    def put(self, layer, messages: tuple[dict[str, Any], ...]) -> None:
+        with self.lock:
+            self.queue.extend((layer, message) for message in messages)
+            if self.scheduled:
+                return
+            self.scheduled = True
+            self.drained.clear()
+        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self.drain()))
+
+    async def drain(self) -> None:
+        while True:
+            with self.lock:
+                items = list(self.queue)
+                self.queue.clear()
+                if not items:
+                    self.scheduled = False
+                    self.drained.set()
+                    return
+            layers: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
+            for layer, message in items:
+                layers.setdefault(id(layer), (layer, []))[1].append(message)
+            for layer, messages in layers.values():
+                groups = batched(messages)
+                outcomes = await asyncio.gather(*(layer.group_send(g, m) for g, m in groups), return_exceptions=True)
+                for (group, _), outcome in zip(groups, outcomes, strict=True):
+                    if isinstance(outcome, BaseException):  # never breaks a writer; logged
+                        log.error("broadcast to %s failed: %r", group, outcome)
+
+    def flush(self, timeout: float = SEND_TIMEOUT) -> bool:
+        """Wait until everything queued so far has been handed to the channel layer."""
+        return self.drained.wait(timeout)
+
+
+_instance: _Sender | None = None
+_instance_pid = 0
+_instance_lock = threading.Lock()
+
+
+def _sender() -> _Sender:
+    global _instance, _instance_pid
+    with _instance_lock:
+        if _instance is None or _instance_pid != os.getpid():  # none yet, or inherited across a fork
+            _instance, _instance_pid = _Sender(), os.getpid()
+        return _instance
+
+
+def flush(timeout: float = SEND_TIMEOUT) -> bool:
+    """Block until queued broadcasts are sent (process exit, tests, benchmarks)."""
+    return _instance.flush(timeout) if _instance is not None and _instance_pid == os.getpid() else True
+
+
+atexit.register(flush)

@@ -110,9 +110,12 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'cxdesk.sqlite3'}"),
 }
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
+# Persistent connections: a new PostgreSQL connection per request cost more than the request's
+# own queries (bench/README.md). Checked before reuse, so a restarted database is survived.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60 if IS_POSTGRES else 0))
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 
 # Redis: channel layer, Celery broker and result store, cache. Absent: everything in-process.
 REDIS_URL = env.str("REDIS_URL", default="")

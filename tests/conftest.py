@@ -13,14 +13,27 @@ def _isolated_files(settings, tmp_path):
 
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = False
-    from cxdesk.realtime import clear_sent_events
-
-    clear_sent_events()
     from django.core.cache import cache
 
     from integrations.throttling import _keys
 
     cache.delete_many(_keys("127.0.0.1"))  # API-key guess counters do not leak between tests
+
+
+@pytest.fixture(autouse=True)
+def _record_broadcasts(monkeypatch):
+    """Every live event published during the test, readable with tests.sockets.sent_events()."""
+    from cxdesk import realtime
+    from tests.sockets import SENT
+
+    SENT.clear()
+    publish = realtime.publish
+
+    def recording(*messages):
+        SENT.extend(messages)
+        publish(*messages)
+
+    monkeypatch.setattr(realtime, "publish", recording)
 
 
 PUBLIC_TEST_ADDRESS = "93.184.215.14"  # a public address; nothing connects to it (responses intercepts)

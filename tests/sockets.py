@@ -38,3 +38,12 @@ async def frame_until(comm, predicate, timeout: float = 3.0) -> dict:
 def db(fn):
     """Run a synchronous ORM call from an async test body."""
     return database_sync_to_async(fn)()
+
+
+# What was published (every message handed to cxdesk.realtime.publish), recorded per test by
+# the autouse `_record_broadcasts` fixture in tests/conftest.py.
+SENT: list[dict] = []
+
+
+def sent_events() -> list[dict]:
+    return list(SENT)

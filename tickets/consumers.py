@@ -218,6 +218,8 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             html = await database_sync_to_async(self._render_personal)(event)
         if html:
             data["html"] = html
+        elif group == "desk" and isinstance(ticket_id, int):
+            return  # a ticket change this page shows nothing of: no frame (and no query)
         elif isinstance(ticket_id, int) and not await self._can_see(ticket_id):
             return  # another team's ticket: not even its id and event name
         await self.send_json(data)
@@ -226,6 +228,19 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_send(
                 f"webchat.ticket.{ticket_id}", {"type": "desk.event", "event": "agent.read", "ticket_id": ticket_id}
             )
+
+    async def desk_batch(self, batch: dict) -> None:
+        """Several events of one group published together (one commit's, or a burst's, see
+        cxdesk.realtime): each handled as if alone, except that a ticket's inbox row (and the
+        counts) is rendered once for the batch however many of its events it holds."""
+        rendered: set[int] = set()
+        for event in batch.get("events") or ():
+            ticket_id = event.get("ticket_id")
+            if event.get("group") == "desk" and isinstance(ticket_id, int):
+                if ticket_id in rendered:
+                    continue
+                rendered.add(ticket_id)
+            await self.desk_event(event)
 
     async def desk_logout(self, event: dict) -> None:
         """The user signed out (or lost access) elsewhere: close this socket too."""

@@ -34,8 +34,6 @@ def broadcast_ticket(ticket: Ticket, event: str = "ticket.updated") -> None:
     payload = {"ticket_id": ticket.pk}
     broadcast_on_commit(f"ticket.{ticket.pk}", event, **payload)
     broadcast_on_commit("desk", event, **payload)
-    if ticket.inbox_id:
-        broadcast_on_commit(f"inbox.{ticket.inbox_id}", event, **payload)
 
 
 def ticket_set_status(*, ticket: Ticket, status: str, actor=None, reason: str = "") -> Ticket:
@@ -449,8 +447,6 @@ def message_created(*, message: Message, created_ticket: bool) -> None:
         inbound=message.direction == Message.Direction.INBOUND,
     )
     broadcast_on_commit("desk", "ticket.activity", ticket_id=ticket_id, message_id=message.pk, created=created_ticket)
-    if message.inbox_id:
-        broadcast_on_commit(f"inbox.{message.inbox_id}", "ticket.activity", ticket_id=ticket_id, message_id=message.pk)
     signals.message_created.send(sender=Message, message=message, created_ticket=created_ticket)
 
 

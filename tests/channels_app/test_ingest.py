@@ -9,7 +9,7 @@ from channels_app.models import Channel
 from channels_app.services import ingest
 from customers.models import Customer, Identity
 from cxdesk.errors import ApplicationError
-from cxdesk.realtime import sent_events
+from tests.sockets import sent_events
 from tickets.models import Message, Ticket, TicketEvent
 from tickets.services import ticket_set_status
 

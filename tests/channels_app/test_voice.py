@@ -15,10 +15,10 @@ from twilio.request_validator import RequestValidator
 from channels_app.models import AgentPhone, Call, Channel, Inbox
 from channels_app.services import ingest
 from customers.models import Identity
-from cxdesk.realtime import sent_events
 from routing.models import AgentProfile
 from sla.models import SlaPolicy, TicketSla
 from tests.channels_app.factories import InboxFactory, inbound
+from tests.sockets import sent_events
 from tests.tickets.factories import AgentFactory, TeamFactory
 from tickets.models import Attachment, Message, Ticket, TicketEvent
 

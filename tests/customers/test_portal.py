@@ -128,7 +128,7 @@ def test_my_requests_show_every_channel_and_never_notes(client, two_customers, d
 def test_customer_reply_reopens_and_reaches_the_desk_live(
     client, two_customers, agent, django_capture_on_commit_callbacks
 ):
-    from cxdesk.realtime import sent_events
+    from tests.sockets import sent_events
 
     mine, _ = two_customers
     ticket_set_status(ticket=mine, status="solved", actor=agent)

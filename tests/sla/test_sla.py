@@ -56,7 +56,7 @@ def test_pending_pauses_the_resolution_clock(policies, sms_inbox):
 def test_breach_is_marked_once_escalates_and_is_an_event(
     policies, sms_inbox, agent, django_capture_on_commit_callbacks
 ):
-    from cxdesk.realtime import sent_events
+    from tests.sockets import sent_events
 
     ticket = ingest(inbound(sms_inbox)).ticket
     sla = TicketSla.objects.get(ticket=ticket)

@@ -114,7 +114,7 @@ def test_notes_and_events_reach_only_the_desk_and_render_their_partials(email_in
         await a.disconnect()
 
     asyncio.run(scenario())
-    from cxdesk.realtime import sent_events
+    from tests.sockets import sent_events
 
     groups = {e["group"] for e in sent_events() if e.get("message_id") and e["event"] == "message.created"}
     assert groups == {f"ticket.{ticket.pk}"}, "a note is announced to the desk's ticket group only"

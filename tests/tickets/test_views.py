@@ -188,7 +188,7 @@ def test_email_html_is_shown_sanitised_with_quoted_history_folded(desk, email_in
 
 
 def test_note_mentions_create_notifications(desk, email_inbox, django_capture_on_commit_callbacks):
-    from cxdesk.realtime import sent_events
+    from tests.sockets import sent_events
     from tickets.models import Notification
 
     ben = AgentFactory(username="ben", first_name="Ben")
