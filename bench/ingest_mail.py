@@ -40,6 +40,7 @@ def main() -> None:
         help="Celery broker URL (e.g. redis://127.0.0.1:6379/9): background work (routing, webhooks) is "
         "queued as in production and purged afterwards; default: run it eagerly inside ingest",
     )
+    parser.add_argument("--profile", default="", help="write a cProfile of the ingest_mail run to this file")
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith("postgres"):
@@ -69,7 +70,7 @@ def main() -> None:
         env.pop("CELERY_BROKER_URL", None)
     t0 = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "manage.py", "ingest_mail", str(folder / "mail"), "--inbox", "Bench", "--jobs", str(args.jobs)],
+        [sys.executable, *(["-m", "cProfile", "-o", args.profile] if args.profile else []), "manage.py", "ingest_mail", str(folder / "mail"), "--inbox", "Bench", "--jobs", str(args.jobs)],
         cwd=ROOT, env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     elapsed = time.perf_counter() - t0

@@ -21,8 +21,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -130,14 +130,17 @@ def _lease() -> timedelta:
 def claim(task_id: int) -> OutboxTask | None:
     """Claim a due, unclaimed (or lease-expired) row for this worker; None if not ours."""
     now = timezone.now()
-    claimed = (
-        OutboxTask.objects.filter(pk=task_id, status=P.PENDING, next_attempt_at__lte=now)
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(claimed_until=now + _lease(), attempts=F("attempts") + 1, updated_at=now)
+    # One statement: the conditional UPDATE decides who holds the row and RETURNING hands it
+    # over (PostgreSQL, and SQLite >= 3.35 for the embedded run).
+    table = OutboxTask._meta.db_table
+    at = connection.ops.adapt_datetimefield_value
+    claimed = OutboxTask.objects.raw(
+        f"UPDATE {table} SET claimed_until = %s, attempts = attempts + 1, updated_at = %s "  # noqa: S608 - table name from the model
+        f"WHERE id = %s AND status = %s AND next_attempt_at <= %s AND (claimed_until IS NULL OR claimed_until < %s) "
+        f"RETURNING *",
+        [at(now + _lease()), at(now), task_id, P.PENDING, at(now), at(now)],
     )
-    if not claimed:
-        return None
-    return OutboxTask.objects.get(pk=task_id)
+    return next(iter(claimed), None)
 
 
 def _backoff(attempts: int) -> float:

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from tickets.models import Inbox, Message, Team, Ticket
+from tickets.models import Message, Team, Ticket
 from tickets.services import ticket_assign, ticket_set_tags, ticket_update
 
 from .models import AgentProfile, RoutingConfig, Rule
@@ -123,7 +123,7 @@ def route_ticket(
     """Rules, continuity, strategy. Returns the assignee id (or None)."""
     ticket = (
         Ticket.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("customer")
+        .select_related("customer", "inbox__default_team")
         .filter(pk=ticket_id)
         .first()
     )
@@ -133,10 +133,8 @@ def route_ticket(
     rules_apply(ticket=ticket, trigger=trigger, message=message, now=now)
     if ticket.team_id is None:
         # The inbox's team, else the desk's default team: every entry point gets routed.
-        team_id = None
-        if ticket.inbox_id:
-            team_id = Inbox.objects.filter(pk=ticket.inbox_id).values_list("default_team", flat=True).first()
-        team = Team.objects.filter(pk=team_id).first() if team_id else Team.objects.filter(is_default=True).first()
+        team = ticket.inbox.default_team if ticket.inbox_id else None
+        team = team or Team.objects.filter(is_default=True).first()
         if team:
             ticket_assign(ticket=ticket, assignee=ticket.assignee, team=team)
     # Continuity: the agent who owns the conversation keeps it, unless away → their team.

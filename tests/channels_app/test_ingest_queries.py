@@ -32,9 +32,7 @@ def test_an_sms_costs_at_most_ten_statements(sms_inbox, continuing, django_captu
 def test_an_email_reply_costs_at_most_ten_statements(email_inbox, django_capture_on_commit_callbacks):
     first = ingest(email_inbound(email_inbox, address="ola@example.com", subject="Order", message_id="<a@x>"))
     with CaptureQueriesContext(connection) as ctx, django_capture_on_commit_callbacks(execute=False):
-        reply = ingest(
-            email_inbound(email_inbox, address="ola@example.com", subject="Re: Order", in_reply_to="<a@x>")
-        )
+        reply = ingest(email_inbound(email_inbox, address="ola@example.com", subject="Re: Order", in_reply_to="<a@x>"))
     assert reply.ticket.pk == first.ticket.pk
     sql = statements(ctx)
     assert len(sql) <= LIMIT, "\n".join(sql)
