@@ -27,6 +27,7 @@ See docs/realtime.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -48,6 +49,7 @@ MAX_FRAME_BYTES = 64 * 1024
 RATE_FRAMES, RATE_SECONDS = 30, 10.0  # per socket
 FLOOD_FRAMES = 300  # dropped frames in one window that close the socket
 TYPING_EVERY = 3.0  # seconds between two "is replying" broadcasts for one ticket
+INBOX_EVERY = 0.3  # seconds: inbox rows and counts re-rendered at most this often per socket
 
 
 class DeskConsumer(AsyncJsonWebsocketConsumer):
@@ -69,6 +71,8 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.auth_hash = await database_sync_to_async(user.get_session_auth_hash)()
         self.window_start, self.window_frames, self.dropped = time.monotonic(), 0, 0
         self.typing_sent: dict[int, float] = {}
+        self.inbox_dirty: dict[int, str] = {}  # ticket id → first event name, until the next render
+        self.inbox_flush: asyncio.Future | None = None
         for group in ("desk", f"agent.{user.pk}"):
             await self._join(group)
         await self.accept()
@@ -82,6 +86,8 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.groups_joined.discard(group)
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "inbox_flush", None) is not None:
+            self.inbox_flush.cancel()
         for ticket_id in list(getattr(self, "tickets", ())):
             await self._unsubscribe(ticket_id)
         for group in list(getattr(self, "groups_joined", ())):
@@ -213,7 +219,8 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             html = await database_sync_to_async(self._render_ticket_event)(event)
         elif group == "desk" and self.inbox_filters is not None and isinstance(ticket_id, int):
             if name in ("ticket.activity", "ticket.updated", "ticket.created"):
-                html = await database_sync_to_async(self._render_inbox)(ticket_id)
+                self._inbox_later(ticket_id, name)
+            return
         elif group == f"agent.{self.user.pk}" or (group == "desk" and name == "webhook.disabled"):
             html = await database_sync_to_async(self._render_personal)(event)
         if html:
@@ -231,16 +238,27 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
 
     async def desk_batch(self, batch: dict) -> None:
         """Several events of one group published together (one commit's, or a burst's, see
-        cxdesk.realtime): each handled as if alone, except that a ticket's inbox row (and the
-        counts) is rendered once for the batch however many of its events it holds."""
-        rendered: set[int] = set()
+        cxdesk.realtime): each handled as if alone (inbox renders coalesce anyway)."""
         for event in batch.get("events") or ():
-            ticket_id = event.get("ticket_id")
-            if event.get("group") == "desk" and isinstance(ticket_id, int):
-                if ticket_id in rendered:
-                    continue
-                rendered.add(ticket_id)
             await self.desk_event(event)
+
+    def _inbox_later(self, ticket_id: int, name: str) -> None:
+        """Inbox rows are re-rendered at most every INBOX_EVERY seconds per socket: a burst of
+        activity (a busy desk, 200 agents on their inboxes) costs each socket one render of
+        each changed row and one of the counts, not one per event."""
+        self.inbox_dirty.setdefault(ticket_id, name)
+        if self.inbox_flush is None or self.inbox_flush.done():
+            self.inbox_flush = asyncio.ensure_future(self._inbox_flush_later())
+
+    async def _inbox_flush_later(self) -> None:
+        await asyncio.sleep(INBOX_EVERY)
+        dirty, self.inbox_dirty = self.inbox_dirty, {}
+        if not dirty or self.inbox_filters is None:
+            return
+        forget_role(self.user)
+        frames = await database_sync_to_async(self._render_inbox)(list(dirty))
+        for ticket_id, html in frames:
+            await self.send_json({"event": dirty[ticket_id], "ticket_id": ticket_id, "html": html})
 
     async def desk_logout(self, event: dict) -> None:
         """The user signed out (or lost access) elsewhere: close this socket too."""
@@ -303,7 +321,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             return f'<ol hx-swap-oob="beforeend:#timeline-items">{html}</ol>'
         return ""
 
-    def _render_inbox(self, ticket_id: int) -> str:
+    def _render_inbox(self, ticket_ids: list[int]) -> list[tuple[int, str]]:
+        """(ticket id, HTML) for each changed ticket this agent may see: its row placed (top of
+        the list, in place, or removed from the view); the view counts once, with the last."""
         from .selectors import (
             INBOX_VIEWS,
             inbox_counts,
@@ -314,30 +334,35 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         )
 
         filters = self.inbox_filters or {}
-        row = inbox_row(agent=self.user, ticket_id=ticket_id, filters=filters)
-        if row is None and not tickets_visible_to(agent=self.user).filter(pk=ticket_id).exists():
-            return ""  # not this agent's to see: not even that something happened
-        if row is None:
-            html = f'<div id="row-{ticket_id}" hx-swap-oob="delete"></div>'
-        elif filters.get("sort") == "activity" and not filters.get("before"):
-            # Newest activity first: the row moves to the top.
-            item = render_to_string("tickets/_inbox_list.html#row", {"t": row})
-            html = (
-                f'<div id="row-{ticket_id}" hx-swap-oob="delete"></div><p id="inbox-empty" hx-swap-oob="delete"></p>'
-                f'<div hx-swap-oob="afterbegin:#inbox-rows">{item}</div>'
-            )
-        else:
-            # Another order or a later page: update the row in place if it is shown.
-            html = render_to_string("tickets/_inbox_list.html#row", {"t": row}).replace(
-                'id="row-', 'hx-swap-oob="true" id="row-', 1
-            )
-        counts = inbox_counts(agent=self.user)
+        frames = []
+        for ticket_id in ticket_ids:
+            row = inbox_row(agent=self.user, ticket_id=ticket_id, filters=filters)
+            if row is None and not tickets_visible_to(agent=self.user).filter(pk=ticket_id).exists():
+                continue  # not this agent's to see: not even that something happened
+            if row is None:
+                html = f'<div id="row-{ticket_id}" hx-swap-oob="delete"></div>'
+            elif filters.get("sort") == "activity" and not filters.get("before"):
+                # Newest activity first: the row moves to the top.
+                item = render_to_string("tickets/_inbox_list.html#row", {"t": row})
+                html = (
+                    f'<div id="row-{ticket_id}" hx-swap-oob="delete"></div>'
+                    f'<p id="inbox-empty" hx-swap-oob="delete"></p>'
+                    f'<div hx-swap-oob="afterbegin:#inbox-rows">{item}</div>'
+                )
+            else:
+                # Another order or a later page: update the row in place if it is shown.
+                html = render_to_string("tickets/_inbox_list.html#row", {"t": row}).replace(
+                    'id="row-', 'hx-swap-oob="true" id="row-', 1
+                )
+            frames.append((ticket_id, html))
+        if not frames:
+            return []
         saved = saved_views_for(agent=self.user)
-        html += render_to_string(
+        counts = render_to_string(
             "tickets/_view_counts.html",
             {
                 "views": INBOX_VIEWS,
-                "counts": counts,
+                "counts": inbox_counts(agent=self.user),
                 "view": filters.get("view", "open"),
                 "saved_views": saved,
                 "saved_counts": saved_view_counts(agent=self.user, views=saved),
@@ -345,7 +370,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 "oob": True,
             },
         )
-        return html
+        last_id, last_html = frames[-1]
+        frames[-1] = (last_id, last_html + counts)
+        return frames
 
     def _render_personal(self, event: dict) -> str:
         from django.urls import reverse

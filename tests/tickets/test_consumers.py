@@ -151,6 +151,35 @@ def test_inbox_rows_move_and_counts_update(email_inbox, sms_inbox):
     asyncio.run(scenario())
 
 
+def test_a_burst_of_activity_is_one_frame_per_ticket_and_counts_once(email_inbox):
+    from django.db import transaction
+
+    ana = AgentFactory(username="ana6", first_name="Ana")
+
+    def burst():
+        with transaction.atomic():
+            first = ingest(email_inbound(email_inbox, address="a@example.com", subject="A")).ticket
+            ingest(email_inbound(email_inbox, address="a@example.com", subject="Re: A", in_reply_to="<none@x>"))
+            second = ingest(email_inbound(email_inbox, address="b@example.com", subject="B")).ticket
+        return first, second
+
+    async def scenario():
+        a = communicator(ana)
+        assert (await a.connect())[0]
+        await a.send_json_to({"inbox": {"view": "open", "sort": "activity"}})
+        await a.send_json_to({"ping": True})
+        first, second = await db(burst)
+        frames = []
+        while not await a.receive_nothing(timeout=1.0):  # (a timed-out receive would stop the consumer)
+            frames.append(await a.receive_json_from())
+        inbox_frames = [f for f in frames if f.get("ticket_id") in (first.pk, second.pk) and "html" in f]
+        assert sorted(f["ticket_id"] for f in inbox_frames) == sorted({first.pk, second.pk}), frames
+        assert sum('id="view-counts"' in f["html"] for f in inbox_frames) == 1, "the counts are rendered once"
+        await a.disconnect()
+
+    asyncio.run(scenario())
+
+
 def test_assignment_and_mention_notify_the_agent(email_inbox):
     ana = AgentFactory(username="ana5", first_name="Ana")
     ben = AgentFactory(username="ben5", first_name="Ben")
