@@ -8,7 +8,8 @@ renders the SAME partial templates the pages use and sends them as htmx out-of-b
     {"subscribe_ticket": id}     join ticket.<id>, announce "viewing"
     {"unsubscribe_ticket": id}
     {"typing": id}               announce "replying" on a subscribed ticket
-    {"inbox": {view, filters…}}  the inbox view this page shows (rows and counts follow it)
+    {"inbox": {view, filters…}}  the inbox view this page shows (rows and counts follow it;
+                                 the first one is answered {"event": "inbox.following"})
     {"ping": true}               keep presence alive (every ~20 s)
 
 Limits (a socket is one agent's; nothing it sends may hurt the others):
@@ -172,6 +173,11 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             from .selectors import inbox_filters_clean
 
             self.inbox_filters = inbox_filters_clean(content["inbox"])
+            if "inbox" not in self.groups_joined:
+                # Ticket activity reaches only the sockets of pages that list tickets: an
+                # agent on a ticket page is not woken by every change on the desk.
+                await self._join("inbox")
+                await self.send_json({"event": "inbox.following"})  # from now on, rows arrive live
             saved = str(content["inbox"].get("saved") or "")
             self.saved_active = int(saved) if saved.isdigit() else None
         if content.get("ping"):
@@ -217,7 +223,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         html = ""
         if group == f"ticket.{ticket_id}" and ticket_id in self.tickets:
             html = await database_sync_to_async(self._render_ticket_event)(event)
-        elif group == "desk" and self.inbox_filters is not None and isinstance(ticket_id, int):
+        elif group == "inbox" and self.inbox_filters is not None and isinstance(ticket_id, int):
             if name in ("ticket.activity", "ticket.updated", "ticket.created"):
                 self._inbox_later(ticket_id, name)
             return
@@ -225,7 +231,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             html = await database_sync_to_async(self._render_personal)(event)
         if html:
             data["html"] = html
-        elif group == "desk" and isinstance(ticket_id, int):
+        elif group == "inbox":
             return  # a ticket change this page shows nothing of: no frame (and no query)
         elif isinstance(ticket_id, int) and not await self._can_see(ticket_id):
             return  # another team's ticket: not even its id and event name

@@ -33,7 +33,7 @@ TRANSITIONS: dict[str, set[str]] = {
 def broadcast_ticket(ticket: Ticket, event: str = "ticket.updated") -> None:
     payload = {"ticket_id": ticket.pk}
     broadcast_on_commit(f"ticket.{ticket.pk}", event, **payload)
-    broadcast_on_commit("desk", event, **payload)
+    broadcast_on_commit("inbox", event, **payload)
 
 
 def ticket_set_status(*, ticket: Ticket, status: str, actor=None, reason: str = "") -> Ticket:
@@ -446,7 +446,7 @@ def message_created(*, message: Message, created_ticket: bool) -> None:
         channel=message.channel,
         inbound=message.direction == Message.Direction.INBOUND,
     )
-    broadcast_on_commit("desk", "ticket.activity", ticket_id=ticket_id, message_id=message.pk, created=created_ticket)
+    broadcast_on_commit("inbox", "ticket.activity", ticket_id=ticket_id, message_id=message.pk, created=created_ticket)
     signals.message_created.send(sender=Message, message=message, created_ticket=created_ticket)
 
 

@@ -68,7 +68,12 @@
   // already on the page is not added twice).
   let joined = false;
 
+  function showLive() {
+    if (status) { status.classList.add("on"); status.title = "Live updates: connected"; }
+  }
+
   function onEvent(data) {
+    if (data.event === "inbox.following") showLive();
     if (!joined && ticketId && data.event === "presence" && data.ticket_id === ticketId) {
       joined = true;
       const tl = document.getElementById("timeline");
@@ -105,7 +110,8 @@
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(`${scheme}://${location.host}/ws/desk/`);
     socket.onopen = () => {
-      if (status) { status.classList.add("on"); status.title = "Live updates: connected"; }
+      // An inbox is live once the server follows it (its "inbox.following" answer); other pages now.
+      if (page !== "inbox") showLive();
       connectedAt = Date.now();
       subscribe();
       const tl = document.getElementById("timeline");

@@ -184,7 +184,7 @@ def test_ingest_broadcasts_after_commit(sms_inbox, django_capture_on_commit_call
         callback()
     events = [(e["group"], e["event"]) for e in sent_events()]
     assert (f"ticket.{result.ticket.pk}", "message.created") in events
-    assert ("desk", "ticket.activity") in events
+    assert ("inbox", "ticket.activity") in events
 
 
 def test_bad_input_stores_nothing(sms_inbox):

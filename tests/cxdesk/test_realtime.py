@@ -46,7 +46,7 @@ def _received(layer, channel: str) -> list[dict]:
 def test_an_inbound_message_is_one_publish_per_group(redis_layer, sms_inbox, django_capture_on_commit_callbacks):
     first = ingest(inbound(sms_inbox, text="first"))
     Ticket.objects.filter(pk=first.ticket.pk).update(status=Ticket.Status.PENDING)
-    desk, _ = _listen(redis_layer, ["desk"])
+    desk, _ = _listen(redis_layer, ["inbox"])
     ticket_socket, _ = _listen(redis_layer, [f"ticket.{first.ticket.pk}"])
     with django_capture_on_commit_callbacks(execute=True):
         second = ingest(inbound(sms_inbox, text="second: reopens the pending ticket"))

@@ -128,6 +128,7 @@ def test_inbox_rows_move_and_counts_update(email_inbox, sms_inbox):
         a = communicator(ana)
         assert (await a.connect())[0]
         await a.send_json_to({"inbox": {"view": "open", "sort": "activity"}})
+        await until(a, lambda f: f["event"] == "inbox.following")
         fresh = await db(lambda: ingest(email_inbound(email_inbox, address="new@example.com", subject="Brand new")))
         frame = await until(a, lambda f: f["event"] == "ticket.activity" and f["ticket_id"] == fresh.ticket.pk)
         html = frame["html"]
@@ -167,7 +168,7 @@ def test_a_burst_of_activity_is_one_frame_per_ticket_and_counts_once(email_inbox
         a = communicator(ana)
         assert (await a.connect())[0]
         await a.send_json_to({"inbox": {"view": "open", "sort": "activity"}})
-        await a.send_json_to({"ping": True})
+        await until(a, lambda f: f["event"] == "inbox.following")
         first, second = await db(burst)
         frames = []
         while not await a.receive_nothing(timeout=1.0):  # (a timed-out receive would stop the consumer)
