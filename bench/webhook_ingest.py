@@ -209,22 +209,23 @@ def main() -> None:
     extra = in_process(inbox_id, base, args.profile)
     purge(broker)
     print(f"load average after: {common.load_average()}")
-    print(
-        f"\n{args.messages} signed Twilio SMS webhooks (half new numbers, half continuing), {args.clients} clients, "
-        f"gunicorn {args.workers} workers, CONN_MAX_AGE={args.conn_max_age}, Celery worker ×{args.celery_concurrency}"
-    )
-    print(
-        "class     acknowledged msg/s  p50 / p95 ms       end-to-end msg/s   bare req/s (p95)   ack ÷ bare  e2e ÷ bare"
-    )
-    for r in results:
-        name = r["worker_class"] + (f"×{r['threads']}" if r["threads"] > 1 else "")
+    if results:
         print(
-            f"{name:<9} {r['ack_per_s']:>18.1f}  {r['ack_p50_ms']:>6.1f} / {r['ack_p95_ms']:>6.1f}    "
-            f"{r['e2e_per_s']:>16.1f}   {r['bare_per_s']:>8.0f} ({r['bare_p95_ms']:.1f})   "
-            f"{r['ack_ratio']:>10.3f}  {r['e2e_ratio']:>10.3f}"
-            + (f"   errors {r['errors']}" if r["errors"] else "")
-            + (f"   new tickets {r['new_tickets']}/{r['expected_new_tickets']}")
+            f"\n{args.messages} signed Twilio SMS webhooks (half new numbers, half continuing), {args.clients} clients, "
+            f"gunicorn {args.workers} workers, CONN_MAX_AGE={args.conn_max_age}, Celery worker ×{args.celery_concurrency}"
         )
+        print(
+            "class     acknowledged msg/s  p50 / p95 ms       end-to-end msg/s   bare req/s (p95)   ack ÷ bare  e2e ÷ bare"
+        )
+        for r in results:
+            name = r["worker_class"] + (f"×{r['threads']}" if r["threads"] > 1 else "")
+            print(
+                f"{name:<9} {r['ack_per_s']:>18.1f}  {r['ack_p50_ms']:>6.1f} / {r['ack_p95_ms']:>6.1f}    "
+                f"{r['e2e_per_s']:>16.1f}   {r['bare_per_s']:>8.0f} ({r['bare_p95_ms']:.1f})   "
+                f"{r['ack_ratio']:>10.3f}  {r['e2e_ratio']:>10.3f}"
+                + (f"   errors {r['errors']}" if r["errors"] else "")
+                + (f"   new tickets {r['new_tickets']}/{r['expected_new_tickets']}")
+            )
     print(
         f"queries per webhook request: new conversation {extra['queries_new']}, continuing "
         f"{extra['queries_continuing']} (again: {extra['queries_continuing_again']})"
