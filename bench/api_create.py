@@ -59,7 +59,7 @@ def payload(email: str, n: int) -> dict:
     }
 
 
-def in_process_queries(key: str) -> int:
+def in_process(key: str, profile: bool) -> tuple[int, str]:
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -72,7 +72,22 @@ def in_process_queries(key: str) -> int:
             "/api/v1/tickets/", payload("counted@bench.example", 1), content_type="application/json", **headers
         )
     assert response.status_code == 201, response.content
-    return len(queries.captured_queries)
+    text = ""
+    if profile:
+        counter = iter(range(10**6))
+
+        def create() -> None:
+            n = next(counter)
+            r = client.post("/api/v1/tickets/", payload(f"p{n}@bench.example", n), content_type="application/json",
+                            **headers)  # fmt: skip
+            assert r.status_code == 201, r.content
+
+        only = (
+            r"services\.py|selectors\.py|receivers\.py|realtime\.py|api\.py|throttling\.py|idempot|authentic|"
+            r"\(execute\)|\(commit\)|apply_async|group_send|run_and_clear_commit_hooks|serializ"
+        )
+        text = common.profile_top(create, repeat=10, only=only)
+    return len(queries.captured_queries), text
 
 
 def race(base: str, key: str, pairs: int) -> dict:
@@ -139,6 +154,8 @@ def main() -> None:
     parser.add_argument("--celery-concurrency", type=int, default=1)
     parser.add_argument("--bare-requests", type=int, default=3000)
     parser.add_argument("--pairs", type=int, default=20, help="same-new-email race pairs")
+    parser.add_argument("--profile", action="store_true", help="cProfile 10 in-process creates")
+    parser.add_argument("--in-process-only", action="store_true", help="only the query count (and --profile)")
     args = parser.parse_args()
     url, redis_url = common.require_env()
     broker = os.environ.get("CELERY_BROKER_URL", redis_url)
@@ -162,6 +179,10 @@ def main() -> None:
         ("POST", f"{base}/api/v1/tickets/", {"json": payload(f"w{n}@bench.example", n), "headers": headers})
         for n in range(4 * args.clients)
     ]
+    if args.in_process_only:
+        queries, profile = in_process(key, args.profile)
+        print(f"queries per create: {queries}\n{profile}")
+        return
     with common.Servers(log_dir) as servers:
         servers.celery(env, concurrency=args.celery_concurrency)
         servers.gunicorn(port, env, workers=args.workers, worker_class=args.worker_class, threads=threads)
@@ -170,7 +191,7 @@ def main() -> None:
         assert not warmed.errors(), warmed.errors()
         load = asyncio.run(common.http_load(creates, args.clients))
         raced = race(base, key, args.pairs)
-    queries = in_process_queries(key)
+    queries, profile = in_process(key, args.profile)
     import redis
 
     redis.Redis.from_url(broker).delete(*common.QUEUES, "unacked", "unacked_index")
@@ -205,6 +226,8 @@ def main() -> None:
         f"{raced['pairs_with_one_customer']}/{raced['pairs']} addresses with exactly one customer, "
         f"{raced['pairs_with_two_tickets']}/{raced['pairs']} with both tickets"
     )
+    if profile:
+        print(f"\n10 in-process creates, top 20 by cumulative time:\n{profile}")
 
 
 if __name__ == "__main__":
