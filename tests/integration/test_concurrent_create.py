@@ -147,6 +147,8 @@ def test_simultaneous_sms_webhooks_from_a_new_number_make_one_customer(settings)
         codes = race([deliver(sender, "first"), deliver(sender, "second")])
         identities = Identity.objects.filter(kind="phone", address=sender)
         customers = Customer.objects.filter(identities__in=identities).distinct()
-        messages = Message.objects.filter(identity__in=identities).count()
-        outcomes.append((pair, codes, customers.count(), messages))
-    assert outcomes == [(pair, [200, 200], 1, 2) for pair in range(PAIRS)], outcomes
+        messages = Message.objects.filter(identity__in=identities)
+        tickets = Ticket.objects.filter(messages__in=messages).distinct().count()
+        outcomes.append((pair, codes, customers.count(), messages.count(), tickets))
+    # One customer, both messages stored, and the second joined the first's ticket (continuity).
+    assert outcomes == [(pair, [200, 200], 1, 2, 1) for pair in range(PAIRS)], outcomes
