@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import signal
@@ -266,10 +267,10 @@ def background_pending() -> int:
     from outbox.models import OutboxTask
 
     pending = OutboxTask.objects.filter(status=OutboxTask.Status.PENDING).count()
-    with contextlib.suppress(ImportError):
-        from channels_app.models import RawInbound
-
-        pending += RawInbound.objects.filter(status=RawInbound.Status.PENDING).count()
+    for module in ("channels_app.models", "tickets.models"):  # wherever issue 12 leaves it
+        RawInbound = getattr(importlib.import_module(module), "RawInbound", None)
+        if RawInbound is not None:
+            return pending + RawInbound.objects.filter(status=RawInbound.Status.PENDING).count()
     return pending
 
 
