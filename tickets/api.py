@@ -219,10 +219,19 @@ def _customer_for(data: dict, *, agent) -> tuple[Customer, Identity | None]:
         )
     region = settings.CXDESK_DEFAULT_REGION
     normalized = [(k, normalize_address(k, v, region)) for k, v in pairs]
-    existing = [Identity.objects.select_related("customer").filter(kind=k, address=a).first() for k, a in normalized]
-    found = next((i for i in existing if i is not None), None)
-    if found is None:
-        customer = customer_services.customer_create(name=data.get("name", ""), identities=normalized)
+    for attempt in range(2):
+        existing = [
+            Identity.objects.select_related("customer").filter(kind=k, address=a).first() for k, a in normalized
+        ]
+        found = next((i for i in existing if i is not None), None)
+        if found is not None:
+            break
+        try:
+            customer = customer_services.customer_create(name=data.get("name", ""), identities=normalized)
+        except ApplicationError as exc:
+            if exc.code != "identity_taken" or attempt:
+                raise
+            continue  # a simultaneous request created this customer first: use theirs
         return customer, customer.identities.order_by("pk").first()
     customer = customer_services.live_customer(found.customer)
     for (kind, address), known in zip(normalized, existing, strict=True):

@@ -80,11 +80,6 @@ def race(calls: list) -> list:
     return results
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12: tickets/api.py _customer_for looks the identity up, then customer_create raises "
-    "identity_taken (409) for the loser instead of using the winner's customer: every pair answers [201, 409]",
-)
 def test_simultaneous_api_creates_for_the_same_new_email_make_one_customer_and_two_tickets(agent):
     from integrations.services import api_key_create
 
