@@ -37,6 +37,7 @@ from customers.normalize import normalize_address
 from customers.services import identity_add, live_customer, merge_customers, page_view_record, page_views_link
 from customers.tracking import tracked_link_read
 from cxdesk.errors import ApplicationError
+from cxdesk.i18n import in_language
 from cxdesk.realtime import group_send
 from tickets.models import Message, Ticket
 from tickets.services import message_set_status
@@ -347,19 +348,21 @@ def chat_identify(*, visitor: ChatVisitor, address: str, name: str = "") -> str:
     code = f"{secrets.randbelow(10**6):06d}"
     cache.set(_code_key(visitor), {"hash": _hash(code), "address": visitor.pending_address, "tries": 0}, CODE_TTL)
     cache.set(f"{_code_key(visitor)}:sent", cache.get(f"{_code_key(visitor)}:sent", 0) + 1, CODE_TTL)
-    _send_code(kind, normalized, code)
+    _send_code(kind, normalized, code, language=visitor.language)
     return "code_sent"
 
 
-def _send_code(kind: str, address: str, code: str) -> None:
-    text = _("Your code to continue the chat: %(code)s (valid for 15 minutes).") % {"code": code}
+def _send_code(kind: str, address: str, code: str, *, language: str = "") -> None:
+    with in_language(language):  # the widget's language, wherever the code is asked from
+        text = _("Your code to continue the chat: %(code)s (valid for 15 minutes).") % {"code": code}
+        subject = _("Your chat code")
     if kind == "email":
-        transaction.on_commit(lambda: send_mail(_("Your chat code"), text, settings.DEFAULT_FROM_EMAIL, [address]))
+        transaction.on_commit(lambda: send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, [address]))
         return
     from customers.portal.services import _send_code as send_sms_code
 
     # The portal's SMS code sender (first active SMS inbox) takes an identity-shaped object.
-    transaction.on_commit(lambda: send_sms_code(Identity(kind="phone", address=address), code))
+    transaction.on_commit(lambda: send_sms_code(Identity(kind="phone", address=address), code, text=text))
 
 
 @transaction.atomic

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from audit import services as audit
 from cxdesk.errors import ApplicationError
@@ -64,13 +65,14 @@ def customer_create(
 ) -> Customer:
     """A new customer with the given identities; an identity already taken is an error."""
     if not identities:
-        raise ApplicationError("a customer needs at least one identity (email or phone)", code="identity_required")
+        raise ApplicationError(_("a customer needs at least one identity (email or phone)"), code="identity_required")
     normalized = [(kind, normalize_address(kind, value, region)) for kind, value in identities]
     for kind, address in normalized:
         existing = Identity.objects.filter(kind=kind, address=address).first()
         if existing:
             raise ApplicationError(
-                f"{kind} {address} already belongs to customer {existing.customer_id}",
+                _("%(kind)s %(address)s already belongs to customer %(id)s.")
+                % {"kind": kind, "address": address, "id": existing.customer_id},
                 code="identity_taken",
                 fields={kind: [f"already belongs to customer {existing.customer_id}"]},
                 status=409,
@@ -81,7 +83,7 @@ def customer_create(
             Identity.objects.bulk_create([Identity(customer=customer, kind=k, address=a) for k, a in normalized])
     except IntegrityError:
         raise ApplicationError(
-            "one of these identities was just created for another customer",
+            _("one of these identities was just created for another customer"),
             code="identity_taken",
             fields={kind: ["already belongs to another customer"] for kind, _ in normalized},
             status=409,
@@ -99,7 +101,8 @@ def identity_add(*, customer: Customer, kind: str, address: str, actor=None, reg
         if existing.customer_id == customer.pk:
             return existing
         raise ApplicationError(
-            f"{kind} {address} belongs to another customer (#{existing.customer_id}); merge the customers instead",
+            _("%(kind)s %(address)s belongs to another customer (#%(id)s); merge the customers instead.")
+            % {"kind": kind, "address": address, "id": existing.customer_id},
             code="identity_taken",
             status=409,
             fields={"address": [f"already belongs to customer {existing.customer_id}"]},
@@ -112,7 +115,8 @@ def identity_add(*, customer: Customer, kind: str, address: str, actor=None, reg
             identity = Identity.objects.create(customer=customer, kind=kind, address=address)
     except IntegrityError:
         raise ApplicationError(
-            f"{kind} {address} was just added to another customer; merge the customers instead",
+            _("%(kind)s %(address)s was just added to another customer; merge the customers instead.")
+            % {"kind": kind, "address": address},
             code="identity_taken",
             status=409,
             extra={
@@ -128,7 +132,7 @@ def identity_add(*, customer: Customer, kind: str, address: str, actor=None, reg
 @transaction.atomic
 def identity_remove(*, identity: Identity, actor=None) -> None:
     if identity.customer.identities.count() <= 1:
-        raise ApplicationError("a customer keeps at least one identity", code="last_identity")
+        raise ApplicationError(_("a customer keeps at least one identity"), code="last_identity")
     customer_id = identity.customer_id
     identity.delete()
     broadcast_on_commit(f"customer.{customer_id}", "customer.updated", customer_id=customer_id)
@@ -146,12 +150,12 @@ def merge_customers(*, keep: Customer, other: Customer, actor=None) -> CustomerM
     from tickets.models import Ticket, TicketEvent
 
     if keep.pk == other.pk:
-        raise ApplicationError("cannot merge a customer into itself", code="merge_self")
+        raise ApplicationError(_("cannot merge a customer into itself"), code="merge_self")
     # Lock both rows in a stable order so concurrent merges cannot cross.
     locked = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=[keep.pk, other.pk]).order_by("pk")}
     keep, other = locked[keep.pk], locked[other.pk]
     if keep.merged_into_id or other.merged_into_id:
-        raise ApplicationError("one of these customers was already merged away", code="already_merged", status=409)
+        raise ApplicationError(_("one of these customers was already merged away"), code="already_merged", status=409)
 
     identity_ids = list(other.identities.values_list("pk", flat=True))
     ticket_ids = list(Ticket.objects.filter(customer=other).values_list("pk", flat=True))
@@ -199,7 +203,7 @@ def unmerge_customers(*, merge: CustomerMerge, actor=None) -> Customer:
 
     merge = CustomerMerge.objects.select_for_update().get(pk=merge.pk)
     if merge.undone_at:
-        raise ApplicationError("this merge was already undone", code="already_undone", status=409)
+        raise ApplicationError(_("this merge was already undone"), code="already_undone", status=409)
     keep, other = merge.kept, merge.other
     Identity.objects.filter(pk__in=merge.identity_ids, customer=keep).update(customer=other)
     Ticket.objects.filter(pk__in=merge.ticket_ids, customer=keep).update(customer=other, updated_at=timezone.now())

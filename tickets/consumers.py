@@ -34,6 +34,7 @@ import time
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
+from django.utils.translation import gettext as _
 
 from accounts import twofactor
 from accounts.roles import forget_role
@@ -353,7 +354,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         if name in ("call.ringing", "call.answered", "call.ended") and isinstance(ticket_id, int):
             return self._render_call(event)
         if name == "webhook.disabled":
-            text = f"A webhook to {event.get('url', '')} was disabled after repeated failures."
+            text = _("A webhook to %(url)s was disabled after repeated failures.") % {"url": event.get("url", "")}
             return render_to_string("tickets/_notice.html", {"text": text, "level": "warn"})
         return ""
 

@@ -288,14 +288,16 @@ def ticket_merge(request: HttpRequest, ticket_id: int) -> HttpResponse:
     ref = request.POST.get("target", "").upper().removeprefix("CX-").strip()
     target = selectors.ticket_get_for_agent(agent=request.user, ticket_id=int(ref)) if ref.isdigit() else None
     if target is None:
-        flash.error(request, "No such ticket to merge into.")
+        flash.error(request, _("No such ticket to merge into."))
         return _done(request, ticket)
     try:
         services.merge_tickets(source=ticket, target=target, actor=request.user)
     except ApplicationError as exc:
         flash.error(request, exc.message)
         return _done(request, ticket)
-    flash.success(request, f"Merged {ticket.reference} into {target.reference}.")
+    flash.success(
+        request, _("Merged %(source)s into %(target)s.") % {"source": ticket.reference, "target": target.reference}
+    )
     return _done(request, target)
 
 
@@ -309,7 +311,7 @@ def ticket_split(request: HttpRequest, ticket_id: int) -> HttpResponse:
     except ApplicationError as exc:
         flash.error(request, exc.message)
         return _done(request, ticket)
-    flash.success(request, f"Split into {move.target.reference}.")
+    flash.success(request, _("Split into %(ref)s.") % {"ref": move.target.reference})
     return _done(request, move.target)
 
 
@@ -325,7 +327,7 @@ def move_undo(request: HttpRequest, move_id: int) -> HttpResponse:
         raise Http404("no such merge or split")
     try:
         services.undo_move(move=move, actor=request.user)
-        flash.success(request, "Undone.")
+        flash.success(request, _("Undone."))
     except ApplicationError as exc:
         flash.error(request, exc.message)
     return _done(request, move.source)

@@ -105,7 +105,7 @@
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(`${scheme}://${location.host}/ws/desk/`);
     socket.onopen = () => {
-      if (status) { status.classList.add("on"); status.title = "Live updates: connected"; }
+      if (status) { status.classList.add("on"); status.title = status.dataset.on; }
       connectedAt = Date.now();
       subscribe();
       const tl = document.getElementById("timeline");
@@ -118,7 +118,7 @@
     };
     socket.onmessage = (msg) => onEvent(JSON.parse(msg.data));
     socket.onclose = (ev) => {
-      if (status) { status.classList.remove("on"); status.title = "Live updates: disconnected"; }
+      if (status) { status.classList.remove("on"); status.title = status.dataset.off; }
       if (ev.code === 4401 || ev.code === 4403) {
         // Signed out or no longer allowed: stop, and let the next page load decide.
         if (ev.code === 4401) location.reload();

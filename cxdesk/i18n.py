@@ -1,0 +1,82 @@
+"""Languages: the one place that decides which language a person is addressed in.
+
+- `resolve_language(code)`: a language the desk has, by the fallback chain
+  exact code → its base language (pt-br → pt) → settings.LANGUAGE_CODE.
+- `in_language(code)`: render or gettext inside `with in_language(...)`.
+- `customer_language(customer)` / `for_customer(customer)`: automatic messages (sign-in
+  links and codes, acknowledgements, surveys, SLA notices) go out in the customer's language.
+- `agent_language(user_id)`: the desk language an agent picked (their profile), for text
+  produced outside a request (websocket fragments, bell notifications)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.utils import translation
+
+
+def supported() -> list[str]:
+    return [code for code, _name in settings.LANGUAGES]
+
+
+def resolve_language(code: str | None) -> str:
+    """`code` if the desk speaks it, else its base language, else the default."""
+    code = (code or "").strip().replace("_", "-").lower()
+    languages = supported()
+    if code in languages:
+        return code
+    base = code.split("-")[0]
+    if base in languages:
+        return base
+    return settings.LANGUAGE_CODE
+
+
+def clean_language(code: str | None) -> str:
+    """A language code from outside (a header, a provider, a form) as stored on a person:
+    one we speak, or "" when we do not (so the default applies)."""
+    code = (code or "").strip().replace("_", "-").lower()
+    if not code:
+        return ""
+    resolved = resolve_language(code)
+    if resolved == settings.LANGUAGE_CODE and code.split("-")[0] != settings.LANGUAGE_CODE.split("-")[0]:
+        return ""
+    return resolved
+
+
+def first_accepted(header: str | None) -> str:
+    """The first language of an Accept-Language / Content-Language header that we speak."""
+    for part in (header or "").split(","):
+        code = clean_language(part.split(";")[0])
+        if code:
+            return code
+    return ""
+
+
+@contextmanager
+def in_language(code: str | None):
+    with translation.override(resolve_language(code)):
+        yield
+
+
+def customer_language(customer) -> str:
+    return resolve_language(getattr(customer, "language", "") if customer is not None else "")
+
+
+def for_customer(customer):
+    """`with for_customer(ticket.customer): body = _("…")` — the customer's language."""
+    return in_language(customer_language(customer))
+
+
+def agent_language_code(user_id: int | None) -> str:
+    if not user_id:
+        return settings.LANGUAGE_CODE
+    from accounts.models import StaffProfile
+
+    code = StaffProfile.objects.filter(user_id=user_id).values_list("language", flat=True).first()
+    return resolve_language(code)
+
+
+def agent_language(user_id: int | None):
+    """`with agent_language(user.pk): …` — the agent's desk language."""
+    return in_language(agent_language_code(user_id))
