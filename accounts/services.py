@@ -117,3 +117,17 @@ def second_factor_verify(*, user, code: str) -> str | None:
 def totp_remove(*, user) -> None:
     TotpDevice.objects.filter(user=user).delete()
     RecoveryCode.objects.filter(user=user).delete()
+
+
+def staff_language_set(*, user, language: str) -> str:
+    """The agent's desk language ("" = the browser's); a language the desk does not speak
+    is refused."""
+    from cxdesk.i18n import clean_language
+
+    from .models import StaffProfile
+
+    code = clean_language(language) if language else ""
+    if language and not code:
+        raise ApplicationError(_("That language is not available."), code="invalid_language")
+    StaffProfile.objects.update_or_create(user=user, defaults={"language": code})
+    return code

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _lazy
 
 from customers.models import Customer, Identity
-from customers.services import identity_resolve
+from customers.services import customer_language_set, identity_resolve
 from cxdesk.errors import ApplicationError
 from outbox.services import Retry, enqueue
 from tickets import events, signals
@@ -156,6 +156,8 @@ def _ingest(inbound: InboundMessage, trimmed: list[str]) -> IngestResult:
     # on insert; ingest() then returns the stored one.)
     customer = Customer.objects.select_for_update(no_key=True).get(pk=identity.customer_id)
     _touch_identity(identity, customer, sender.display_name, now, opt_out=inbound.opt_out)
+    if inbound.language:
+        customer_language_set(customer=customer, language=inbound.language, only_if_unset=True)
 
     ticket, reason, refused = _thread(inbound, customer, identity.address)
     created = ticket is None

@@ -289,3 +289,21 @@ def page_views_expire(*, days: int) -> int:
     cutoff = timezone.now() - timedelta(days=days)
     deleted, _ = PageView.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+def customer_language_set(*, customer: Customer, language: str, actor=None, only_if_unset: bool = False) -> Customer:
+    """The language automatic messages go out in: set by an agent, the portal switcher, or
+    the channel's locale (`only_if_unset`: a channel's hint never overrides a choice).
+    Unknown languages fall back (pt-br → pt → nothing stored)."""
+    from cxdesk.i18n import clean_language
+
+    code = clean_language(language)
+    if language and not code and actor is not None:
+        raise ApplicationError(_("That language is not available."), code="invalid_language")
+    if only_if_unset and (customer.language or not code):
+        return customer
+    if code != customer.language:
+        Customer.objects.filter(pk=customer.pk).update(language=code, updated_at=timezone.now())
+        customer.language = code
+        broadcast_on_commit(f"customer.{customer.pk}", "customer.updated", customer_id=customer.pk)
+    return customer

@@ -198,3 +198,15 @@ def customer_erase(request: HttpRequest, customer_id: int) -> HttpResponse:
     except ApplicationError as exc:
         flash.error(request, exc.message)
     return redirect("desk-customer", customer_id=customer.pk)
+
+
+@staff_member_required
+@require_POST
+def customer_language(request: HttpRequest, customer_id: int) -> HttpResponse:
+    """An agent sets the customer's language (automatic messages follow it)."""
+    customer = _customer_or_404(request, customer_id)
+    try:
+        services.customer_language_set(customer=customer, language=request.POST.get("language", ""), actor=request.user)
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+    return _back(request, customer.pk)

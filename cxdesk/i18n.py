@@ -80,3 +80,68 @@ def agent_language_code(user_id: int | None) -> str:
 def agent_language(user_id: int | None):
     """`with agent_language(user.pk): …` — the agent's desk language."""
     return in_language(agent_language_code(user_id))
+
+
+def language_chosen(request, response, code: str):
+    """A language switcher's answer: the choice sticks in the language cookie (read by
+    LocaleMiddleware on every later request); `code` "" clears it."""
+    if code:
+        response.set_cookie(
+            settings.LANGUAGE_COOKIE_NAME,
+            code,
+            max_age=settings.LANGUAGE_COOKIE_AGE,
+            samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+            secure=request.is_secure(),
+            httponly=False,
+        )
+    else:
+        response.delete_cookie(settings.LANGUAGE_COOKIE_NAME, samesite=settings.LANGUAGE_COOKIE_SAMESITE)
+    return response
+
+
+def safe_next(request, default: str) -> str:
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return default
+
+
+def language_from_scope(scope) -> str:
+    """The language a websocket handshake asks for: the language cookie, else Accept-Language."""
+    from http.cookies import SimpleCookie
+
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+    cookie = SimpleCookie()
+    try:
+        cookie.load(headers.get("cookie", ""))
+    except Exception:  # a malformed Cookie header: ignore it
+        cookie = SimpleCookie()
+    chosen = cookie.get(settings.LANGUAGE_COOKIE_NAME)
+    return clean_language(chosen.value if chosen else "") or first_accepted(headers.get("accept-language"))
+
+
+def agent_language_for_scope(user_id: int | None, scope) -> str:
+    """The desk language for a socket: the agent's profile, else what the browser asks for."""
+    from accounts.models import StaffProfile
+
+    code = StaffProfile.objects.filter(user_id=user_id).values_list("language", flat=True).first() if user_id else ""
+    return resolve_language(code or language_from_scope(scope))
+
+
+def pick_translation(original, language: str | None, translations):
+    """Of an original and its translations (objects with `.language`), the one for
+    `language` by the fallback chain (exact, then base language), else the original."""
+    wanted = (language or "").lower()
+    if not wanted:
+        return original
+    candidates = [original, *translations]
+    for match in (wanted, wanted.split("-")[0]):
+        for item in candidates:
+            if (item.language or settings.LANGUAGE_CODE).lower() == match:
+                return item
+    for item in candidates:  # pt-br asked, pt-pt written: the same base language
+        if (item.language or settings.LANGUAGE_CODE).lower().split("-")[0] == wanted.split("-")[0]:
+            return item
+    return original

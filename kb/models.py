@@ -27,6 +27,10 @@ class Article(models.Model):
     body_html = models.TextField(blank=True, editable=False, help_text="Rendered from Markdown and sanitised.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     language = models.CharField(max_length=8, default="en")
+    # A translation points at the original article; the desk links the customer's language.
+    translation_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="translations"
+    )
     helpful_yes = models.PositiveIntegerField(default=0)
     helpful_no = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -69,8 +69,10 @@ def agent_search(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {
             "results": [
-                {"title": a.title, "url": f"{base}{a.slug}/"}
-                for a in selectors.articles_search(request.GET.get("q", ""))
+                {"title": a.title, "url": f"{base}{a.slug}/", "language": a.language}
+                for a in selectors.articles_in_language(
+                    selectors.articles_search(request.GET.get("q", "")), language=request.GET.get("lang", "")
+                )
             ]
         }
     )

@@ -34,10 +34,12 @@ import time
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts import twofactor
 from accounts.roles import forget_role
+from cxdesk.i18n import agent_language_for_scope
 from cxdesk.middleware import MalformedInput, check_json
 
 from . import presence
@@ -68,6 +70,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.inbox_filters: dict[str, str] | None = None
         self.saved_active: int | None = None
         self.auth_hash = await database_sync_to_async(user.get_session_auth_hash)()
+        # Live fragments render in the agent's desk language, else the handshake's (cookie,
+        # Accept-Language), like the page they land in.
+        self.language = await database_sync_to_async(agent_language_for_scope)(user.pk, self.scope)
         self.window_start, self.window_frames, self.dropped = time.monotonic(), 0, 0
         self.typing_sent: dict[int, float] = {}
         for group in ("desk", f"agent.{user.pk}"):
@@ -195,7 +200,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def _send_presence(self, ticket_id: int) -> None:
-        html = await database_sync_to_async(self._render_presence)(ticket_id)
+        html = await database_sync_to_async(self._localized)(self._render_presence, ticket_id)
         await self.send_json({"event": "presence", "ticket_id": ticket_id, "html": html})
 
     # --- from the channel layer ---------------------------------------------------------
@@ -211,12 +216,12 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             return
         html = ""
         if group == f"ticket.{ticket_id}" and ticket_id in self.tickets:
-            html = await database_sync_to_async(self._render_ticket_event)(event)
+            html = await database_sync_to_async(self._localized)(self._render_ticket_event, event)
         elif group == "desk" and self.inbox_filters is not None and isinstance(ticket_id, int):
             if name in ("ticket.activity", "ticket.updated", "ticket.created"):
-                html = await database_sync_to_async(self._render_inbox)(ticket_id)
+                html = await database_sync_to_async(self._localized)(self._render_inbox, ticket_id)
         elif group == f"agent.{self.user.pk}" or (group == "desk" and name == "webhook.disabled"):
-            html = await database_sync_to_async(self._render_personal)(event)
+            html = await database_sync_to_async(self._localized)(self._render_personal, event)
         if html:
             data["html"] = html
         elif isinstance(ticket_id, int) and not await self._can_see(ticket_id):
@@ -233,6 +238,10 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=4401)
 
     # --- rendering (in a worker thread: templates and the ORM are synchronous) ------------
+
+    def _localized(self, render, *args):
+        with translation.override(self.language):
+            return render(*args)
 
     def _render_presence(self, ticket_id: int) -> str:
         people = presence.presence_list(ticket_id=ticket_id, exclude_user=self.user.pk)

@@ -324,6 +324,12 @@ class CannedResponse(models.Model):
     body = models.TextField()
     shortcut = models.SlugField(max_length=32, blank=True)
     is_active = models.BooleanField(default=True)
+    # Translations: a canned response in another language points at the original; the desk
+    # offers the one in the customer's language (cxdesk.i18n fallback chain), else the original.
+    language = models.CharField(max_length=16, blank=True, help_text="Blank: the desk's default language.")
+    translation_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="translations"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -138,6 +138,21 @@ def inbox_counts(*, agent) -> dict[str, int]:
     return qs.aggregate(**{view: Count("id", filter=_view_q(agent=agent, view=view)) for view in INBOX_VIEWS})
 
 
+def canned_for_language(*, language: str) -> list:
+    """The active canned responses, each as its translation in `language` when there is
+    one (fallback chain: exact, base language, the original). Two queries."""
+    from django.db.models import Prefetch
+
+    from cxdesk.i18n import pick_translation
+
+    from .models import CannedResponse
+
+    originals = CannedResponse.objects.filter(is_active=True, translation_of=None).prefetch_related(
+        Prefetch("translations", queryset=CannedResponse.objects.filter(is_active=True))
+    )
+    return [pick_translation(c, language, c.translations.all()) for c in originals]
+
+
 INBOX_FILTERS = ("channel", "status", "priority", "tag", "inbox_id", "q", "sla")
 
 

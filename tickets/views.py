@@ -30,7 +30,7 @@ from sla.selectors import ticket_sla
 from surveys.selectors import survey_for_ticket
 
 from . import notifications, selectors, services
-from .models import CannedResponse, Team, Ticket, TicketMove
+from .models import Team, Ticket, TicketMove
 
 
 def _ticket_or_404(request: HttpRequest, ticket_id: int) -> Ticket:
@@ -133,10 +133,12 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
         "tags": ", ".join(t.name for t in ticket.tags.all()),
         "sla": ticket_sla(ticket=ticket),
         "survey": survey_for_ticket(ticket=ticket),
+        # Each canned response in the customer's language when it has that translation.
         "canned": [
             (c.title, services.canned_render(canned=c, ticket=ticket, agent=request.user))
-            for c in CannedResponse.objects.filter(is_active=True)
+            for c in selectors.canned_for_language(language=ticket.customer.language)
         ],
+        "customer_language": ticket.customer.language,
         "now": timezone.now(),
         # Offered when the agent is about to answer on WhatsApp (the customer last wrote there).
         "whatsapp_templates": _whatsapp_templates(ticket, target) if default == Channel.WHATSAPP else [],

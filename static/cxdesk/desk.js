@@ -331,7 +331,7 @@
       clearTimeout(timer);
       timer = setTimeout(async () => {
         if (kb.value.trim().length < 2) return;
-        const res = await fetch(`${kb.dataset.url}?q=${encodeURIComponent(kb.value)}`, { credentials: "same-origin" });
+        const res = await fetch(`${kb.dataset.url}?q=${encodeURIComponent(kb.value)}&lang=${encodeURIComponent(kb.dataset.lang || "")}`, { credentials: "same-origin" });
         if (!res.ok) return;
         found = (await res.json()).results || [];
         results.replaceChildren(...found.map((r) => { const o = document.createElement("option"); o.value = r.title; return o; }));

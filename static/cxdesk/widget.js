@@ -14,7 +14,10 @@
   const inbox = script.dataset.inbox;
   const server = (script.dataset.server || new URL(script.src).origin).replace(/\/$/, "");
   const storeKey = `cxdesk.chat.${server}.${inbox}`;
-  const lang = (script.dataset.lang || document.documentElement.lang || navigator.language || "en").slice(0, 2);
+  const langKey = `${storeKey}.lang`;
+  // The visitor's own choice (the switcher in the header) sticks; else the page's or browser's.
+  let lang = localStorage.getItem(langKey) ||
+    (script.dataset.lang || document.documentElement.lang || navigator.language || "en").slice(0, 2);
   const params = new URLSearchParams(location.search);
   const linkToken = params.get("cx_t") || "";
 
@@ -54,7 +57,8 @@
   const title = el("h2", { id: "cx-title" });
   const closeBtn = el("button", { class: "close", type: "button" });
   closeBtn.innerHTML = '<svg viewBox="0 0 24 24" aria-hidden="true" width="18" height="18"><path fill="currentColor" d="M6 6l12 12M18 6L6 18" stroke="currentColor" stroke-width="2"/></svg>';
-  head.append(title, closeBtn);
+  const langPick = el("select", { class: "lang", id: "cx-lang" });
+  head.append(title, langPick, closeBtn);
   const log = el("ol", { class: "log", role: "log", "aria-live": "polite", "aria-relevant": "additions", tabindex: "0" });
   const status = el("p", { class: "status", "aria-live": "polite" });
   const invite = el("div", { class: "invite", role: "alertdialog", hidden: "" });
@@ -351,8 +355,15 @@
   inviteNo.addEventListener("click", () => { decided(false); close(); });
 
   // --- start ---------------------------------------------------------------------------
+  let hello = null;
   function applyConfig(data) {
     cfg = data; S = data.strings;
+    langPick.replaceChildren(...(data.languages || []).map(([code, name]) => {
+      const o = el("option", { value: code, lang: code }, name);
+      if (code === data.lang) o.selected = true;
+      return o;
+    }));
+    langPick.setAttribute("aria-label", S.language);
     panel.setAttribute("dir", data.dir); panel.setAttribute("lang", data.lang);
     invite.setAttribute("dir", data.dir);
     panel.setAttribute("aria-labelledby", "cx-title");
@@ -370,16 +381,30 @@
     sendBtn.textContent = S.send;
     typingLine.textContent = S.typing;
     inviteYes.textContent = S.accept; inviteNo.textContent = S.dismiss;
-    const hello = el("li", { class: "agent greeting" });
-    hello.append(el("p", { class: "body" }, S.greeting));
-    log.append(hello);
+    if (!hello) {
+      hello = el("li", { class: "agent greeting" });
+      hello.append(el("p", { class: "body", dir: "auto" }));
+      log.append(hello);
+    }
+    hello.querySelector("p").textContent = S.greeting;
     updateForms();
+  }
+
+  function loadConfig() {
+    return fetch(`${server}/chat/${inbox}/config/?lang=${encodeURIComponent(lang)}`, { mode: "cors", credentials: "omit" })
+      .then((r) => r.json());
+  }
+
+  langPick.addEventListener("change", () => {
+    lang = langPick.value;
+    localStorage.setItem(langKey, lang);
+    loadConfig().then((data) => { if (!data.error) applyConfig(data); });
+    if (started) send({ type: "language", lang });
   }
 
   function boot() {
     document.body.append(host);
-    fetch(`${server}/chat/${inbox}/config/?lang=${encodeURIComponent(lang)}`, { mode: "cors", credentials: "omit" })
-      .then((r) => r.json()).then((data) => {
+    loadConfig().then((data) => {
         if (data.error) return;
         applyConfig(data);
         if (window.WebSocket && !script.hasAttribute("data-http")) connect(); else fallback();
