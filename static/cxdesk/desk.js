@@ -382,7 +382,9 @@
     }
   });
 
-  // <select data-autosubmit>: submit its form on change (no inline on* handlers: CSP).
+  // <select data-autosubmit>: submit its form on change (no inline on* handlers: CSP);
+  // their "apply" buttons are for browsers without script.
+  document.documentElement.classList.add("js");
   document.addEventListener("change", (ev) => {
     if (ev.target.matches("[data-autosubmit]") && ev.target.form) ev.target.form.submit();
   });

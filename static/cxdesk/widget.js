@@ -84,7 +84,7 @@
 
   const compose = el("form", { class: "compose" });
   const textLabel = el("label", { for: "cx-text", class: "sr" });
-  const text = el("textarea", { id: "cx-text", rows: "2" });
+  const text = el("textarea", { id: "cx-text", rows: "2", dir: "auto" });
   const fileLabel = el("label", { class: "attach", for: "cx-file" });
   fileLabel.innerHTML = '<svg viewBox="0 0 24 24" aria-hidden="true" width="20" height="20"><path fill="none" stroke="currentColor" stroke-width="2" d="M21 12l-8.5 8.5a5 5 0 0 1-7-7L14 5a3.5 3.5 0 0 1 5 5l-8.5 8.5a2 2 0 0 1-3-3L15 8"/></svg><span class="sr"></span>';
   const file = el("input", { id: "cx-file", type: "file", class: "sr" });
@@ -194,7 +194,7 @@
     lastId = Math.max(lastId, m.id);
     const li = el("li", { class: m.from === "agent" ? "agent" : "visitor", id: `m${m.id}` });
     const who = el("span", { class: "who" }, m.from === "agent" ? (m.author || S.agent) : S.you);
-    const body = el("p", { class: "body" }, m.text);
+    const body = el("p", { class: "body", dir: "auto" }, m.text);
     li.append(who, body);
     (m.attachments || []).forEach((a) => {
       li.append(a.url ? el("a", { class: "file", href: a.url, rel: "noopener", target: "_blank" }, a.name) : el("span", { class: "file" }, a.name));

@@ -155,3 +155,19 @@ def querystring_of(mapping) -> str:
     from urllib.parse import urlencode
 
     return urlencode({k: v for k, v in (mapping or {}).items() if v})
+
+
+@register.filter
+def choice_label(value) -> str:
+    """An event's old/new value shown in the reader's language: a status, priority or
+    channel code becomes its label; anything else (names, tags) stays as written."""
+    if value in (None, ""):
+        return ""
+    from channels_app.models import Channel
+
+    from ..models import Ticket
+
+    for choices in (Ticket.Status, Ticket.Priority, Channel):
+        if isinstance(value, str) and value in choices.values:
+            return str(choices(value).label)
+    return value if isinstance(value, str) else str(value)
