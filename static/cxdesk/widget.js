@@ -400,15 +400,15 @@
     localStorage.setItem(langKey, lang);
     loadConfig().then((data) => { if (!data.error) applyConfig(data); });
     if (started) send({ type: "language", lang });
-  }
+  });
 
   function boot() {
     document.body.append(host);
     loadConfig().then((data) => {
-        if (data.error) return;
-        applyConfig(data);
-        if (window.WebSocket && !script.hasAttribute("data-http")) connect(); else fallback();
-      });
+      if (data.error) return;
+      applyConfig(data);
+      if (window.WebSocket && !script.hasAttribute("data-http")) connect(); else fallback();
+    });
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot); else boot();
 })();
