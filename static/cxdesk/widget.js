@@ -35,6 +35,7 @@
   let offlineMode = false;
   let typingSentAt = 0;
   let invitationId = null;
+  let pendingOutcome = null;
   let pending = [];
   let wsFailures = 0;
   const seen = new Set();
@@ -182,7 +183,12 @@
     } else if (f.type === "page") {
       checkRules(f.visits || 1);
     } else if (f.type === "invitation") {
-      invitationId = f.id;
+      if (pendingOutcome !== null) {  // answered before the server told its id
+        send({ type: "invitation_outcome", id: f.id, accepted: pendingOutcome });
+        pendingOutcome = null;
+      } else {
+        invitationId = f.id;
+      }
     } else if (f.type === "error") {
       showStatus(f.message);
     }
@@ -349,6 +355,7 @@
     if (invite.hidden && invitationId === null) return;
     invite.hidden = true;
     if (invitationId !== null) send({ type: "invitation_outcome", id: invitationId, accepted });
+    else pendingOutcome = accepted;  // the invitation's id is still on its way: sent when it comes
     invitationId = null;
   }
   inviteYes.addEventListener("click", () => { decided(true); open(); });
