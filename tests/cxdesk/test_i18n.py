@@ -125,6 +125,9 @@ def test_italian_customer_gets_acknowledgement_and_survey_in_italian(
     assert f"Com'è andata con la richiesta {ticket.reference}" in survey.body
     assert re.search(r"5 – http://\S+/survey/\S+\?csat=5", survey.body)
     assert "How did we do" not in survey.body
+    link = re.search(r"http://[^/\s]+(/survey/[^/\s]+/)\?csat=4", survey.body).group(1)
+    page = Client(HTTP_ACCEPT_LANGUAGE="en").get(link, {"csat": 4}).content.decode()
+    assert 'lang="it"' in page and "Com'è andata?" in page.replace("&#x27;", "'")  # the page follows the mail
 
 
 def test_english_customer_still_gets_english(email_inbox, django_capture_on_commit_callbacks):
