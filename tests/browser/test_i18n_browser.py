@@ -126,7 +126,7 @@ def test_portal_in_russian_through_the_switcher_sticks_across_pages(live_server_
     page.wait_for_selector(".flash")
     link = re.search(r"(/portal/sign-in/[^/\s]+/)", sorted((tmp_path / "mail").glob("*.log"))[-1].read_text())
     page.goto(f"{base}{link.group(1)}")
-    page.wait_for_selector("text=Мои обращения")
+    page.wait_for_selector("text=Мои запросы")
     assert page.locator("#request-count").inner_text() == "2 запроса"
     assert Customer.objects.get(pk=first.customer_id).language == "ru"  # the choice is the customer's now
     page.screenshot(path=str(SCREENSHOTS / "portal-ru.png"), full_page=True)

@@ -197,7 +197,7 @@ def test_desk_reply_is_visible_in_the_portal(client, two_customers, agent, djang
         ("pl", "Zobacz swoje zgłoszenia"),
         ("it", "Consulti le sue richieste"),  # formal "Lei", as every Italian message
         ("fa", "درخواست‌هایتان را ببینید"),
-        ("ru", "Ваши обращения"),
+        ("ru", "Ваши запросы"),
         ("en", "See your requests"),
     ],
 )
