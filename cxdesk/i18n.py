@@ -145,3 +145,11 @@ def pick_translation(original, language: str | None, translations):
         if (item.language or settings.LANGUAGE_CODE).lower().split("-")[0] == wanted.split("-")[0]:
             return item
     return original
+
+
+def language_name(code: str) -> str:
+    """A language's name in itself ("Русский"), or the code when Django does not know it."""
+    try:
+        return translation.get_language_info(code)["name_local"]
+    except KeyError:
+        return code

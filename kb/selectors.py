@@ -69,3 +69,13 @@ def articles_in_language(articles: list[Article], *, language: str) -> list[Arti
         root = next((m for m in members if m.pk == root_id), a)
         out.append(pick_translation(root, language, [m for m in members if m.pk != root.pk]))
     return out
+
+
+def article_other_languages(article: Article) -> list[tuple[Article, str]]:
+    """The same article in the other languages it is published in (the original and its
+    translations), each with its language's own name, for the article page's links."""
+    from cxdesk.i18n import language_name
+
+    root_id = article.translation_of_id or article.pk
+    others = published().filter(Q(pk=root_id) | Q(translation_of_id=root_id)).exclude(pk=article.pk)
+    return [(a, language_name(a.language)) for a in others.order_by("language", "pk")]

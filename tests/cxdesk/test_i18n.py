@@ -289,6 +289,22 @@ def test_kb_search_offers_the_customers_language(agent):
     assert desk.get("/kb/api/search/", {"q": "returns"}).json()["results"][0]["title"] == "Returns policy"
 
 
+def test_public_kb_prefers_the_readers_language_and_links_the_others(client):
+    from kb.models import Article
+
+    en = Article.objects.create(title="Returns policy", slug="returns", body_markdown="returns", status="published")
+    Article.objects.create(
+        title="Политика возврата", slug="vozvrat", body_markdown="returns", status="published", language="ru",
+        translation_of=en,
+    )  # fmt: skip
+    html = client.get("/kb/", {"q": "returns"}, HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    assert "Политика возврата" in html and "Returns policy" not in html
+    page = client.get("/kb/returns/", HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    assert 'hreflang="ru">Русский</a>' in page and "Эта статья на других языках:" in page
+    suggestions = client.get("/kb/suggest/", {"subject": "returns"}, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Returns policy" in suggestions and "Политика" not in suggestions
+
+
 # --- numbers and durations ------------------------------------------------------------------
 
 
