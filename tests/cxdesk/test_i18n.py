@@ -251,6 +251,8 @@ def test_agent_sets_the_customers_language(agent):
     assert customer.language == "it"
     html = desk.get(f"/desk/tickets/{ticket.pk}/").content.decode()
     assert '<option value="it" lang="it" selected>Italiano</option>' in html
+    html = desk.get(f"/desk/tickets/{ticket.pk}/", HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    assert "<b>1</b><span>обращение</span>" in html and "<b>1</b><span>открытое</span>" in html  # plural forms
 
 
 def test_canned_response_offered_in_the_customers_language(agent):
