@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
 from cxdesk.i18n import for_customer
@@ -80,11 +80,13 @@ def auto_acknowledge(*, message_id: int) -> Message | None:
         body = template.format(**values) if template else None
     except (KeyError, IndexError, ValueError):
         body = None
+    language = ""
     if body is None:
         with for_customer(ticket.customer):
             body = str(DEFAULT_ACK) % values
+            language = translation.get_language()
     target = ReplyTarget(channel=Channel.EMAIL, inbox=inbound.inbox, identity=inbound.identity)
-    return automatic_message_queue(ticket=ticket, target=target, body=body, kind="auto_ack")
+    return automatic_message_queue(ticket=ticket, target=target, body=body, kind="auto_ack", language=language)
 
 
 def auto_ack_handler(task) -> str:

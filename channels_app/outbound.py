@@ -94,6 +94,8 @@ def build_outbound(message: Message) -> OutboundMessage:
         out.headers = {"X-CXDesk-Ticket": ref}
         if message.metadata.get("auto_submitted"):
             out.headers["Auto-Submitted"] = "auto-replied"
+        if message.metadata.get("language"):
+            out.headers["Content-Language"] = message.metadata["language"]  # RFC 3282
         # {tracked_link:https://…} placeholders (canned responses, replies) become signed links.
         out.text = tracked_links_expand(out.text, customer_id=ticket.customer_id, message_id=message.pk)
         if out.html:

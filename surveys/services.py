@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from cxdesk.errors import ApplicationError
@@ -42,6 +42,7 @@ def survey_send(*, ticket_id: int) -> SurveyResponse | None:
     survey = SurveyResponse.objects.create(ticket=ticket, token_hash=_hash(token), channel=target.channel)
     link = f"{settings.PUBLIC_URL}/survey/{token}/"
     with for_customer(ticket.customer):
+        language = translation.get_language()
         if target.channel == "email":
             options = "\n".join(f"  {n} – {link}?csat={n}" for n in range(5, 0, -1))
             body = _("How did we do with %(reference)s “%(subject)s”? One click is enough:") % {
@@ -54,7 +55,7 @@ def survey_send(*, ticket_id: int) -> SurveyResponse | None:
                 "reference": ticket.reference,
                 "link": link,
             }
-    automatic_message_queue(ticket=ticket, target=target, body=body, kind="survey")
+    automatic_message_queue(ticket=ticket, target=target, body=body, kind="survey", language=language)
     return survey
 
 

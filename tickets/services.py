@@ -696,10 +696,13 @@ def canned_render(*, canned, ticket: Ticket, agent) -> str:
     return text
 
 
-def automatic_message_queue(*, ticket: Ticket, target: ReplyTarget, body: str, kind: str) -> Message:
+def automatic_message_queue(
+    *, ticket: Ticket, target: ReplyTarget, body: str, kind: str, language: str = ""
+) -> Message:
     """An automatic outbound message (acknowledgement, survey): stored `queued` with
     `Auto-Submitted` semantics and sent by the same task as replies. It is not an agent's
-    response: first-response time and assignment are untouched."""
+    response: first-response time and assignment are untouched. `language`: the language
+    the body was written in (a mail says so in Content-Language)."""
     message = Message.objects.create(
         ticket=ticket,
         direction=Message.Direction.OUTBOUND,
@@ -710,7 +713,7 @@ def automatic_message_queue(*, ticket: Ticket, target: ReplyTarget, body: str, k
         body_text=body,
         status=Message.Status.QUEUED,
         thread_reason=Message.ThreadReason.EXPLICIT,
-        metadata={"auto_submitted": True, kind: True},
+        metadata={"auto_submitted": True, kind: True, **({"language": language} if language else {})},
     )
     message_created(message=message, created_ticket=False)
     enqueue("send_message", object_id=message.pk)  # in this transaction; sent by the channel side

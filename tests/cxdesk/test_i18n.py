@@ -118,6 +118,7 @@ def test_italian_customer_gets_acknowledgement_and_survey_in_italian(
     assert ack.body.startswith("Gentile Giulia,")
     assert "grazie per averci scritto" in ack.body and ticket.reference in ack.body
     assert "Thank you" not in ack.body
+    assert ack.extra_headers["Content-Language"] == "it"
     with django_capture_on_commit_callbacks(execute=True):
         reply(ticket=ticket, author=agent, body="Un nuovo bollitore è in arrivo.")
         ticket_set_status(ticket=ticket, status="solved", actor=agent)
@@ -125,6 +126,7 @@ def test_italian_customer_gets_acknowledgement_and_survey_in_italian(
     assert f"Com'è andata con la richiesta {ticket.reference}" in survey.body
     assert re.search(r"5 – http://\S+/survey/\S+\?csat=5", survey.body)
     assert "How did we do" not in survey.body
+    assert survey.extra_headers["Content-Language"] == "it"
     link = re.search(r"http://[^/\s]+(/survey/[^/\s]+/)\?csat=4", survey.body).group(1)
     page = Client(HTTP_ACCEPT_LANGUAGE="en").get(link, {"csat": 4}).content.decode()
     assert 'lang="it"' in page and "Com'è andata?" in page.replace("&#x27;", "'")  # the page follows the mail
