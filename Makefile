@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format serve worker doctor migrate demo clean venv
+.PHONY: run test lint format serve worker doctor migrate demo clean venv messages
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,13 @@ test: venv
 	$(BIN)/ruff check .
 	DEBUG=1 DATABASE_URL=sqlite:///:memory: $(BIN)/python manage.py makemigrations --check --dry-run
 	SECRET_KEY=$${SECRET_KEY:-insecure-test-key} $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## messages: refresh the catalogues from the code and templates (locale/*/LC_MESSAGES), then
+## compile them; translate what comes out empty or fuzzy (tests/cxdesk/test_catalogues.py checks)
+messages: venv
+	DEBUG=1 $(BIN)/python manage.py makemessages -l en -l pl -l it -l fa -l ru --no-location --no-obsolete \
+		-i "tests/*" -i "bench/*" -i "deploy/*" -i "scripts/*" -i "var/*" -i "docs/*"
+	DEBUG=1 $(BIN)/python manage.py compilemessages -i .venv -i var
 
 lint: venv
 	$(BIN)/ruff format --check . && $(BIN)/ruff check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.exceptions import NotFound
@@ -62,7 +63,7 @@ class StaffViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @extend_schema(request=StaffUpdateSerializer, responses={200: StaffSerializer})
     def partial_update(self, request, *args, **kwargs):
         if not is_admin(request.user):
-            raise ApplicationError("only admins change roles and teams", code="forbidden", status=403)
+            raise ApplicationError(_("only admins change roles and teams"), code="forbidden", status=403)
         user = self.get_object()
         data = StaffUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)

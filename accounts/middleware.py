@@ -35,3 +35,27 @@ class TwoFactorMiddleware:
                 return redirect(f"{reverse('desk-sign-in')}?{urlencode({'next': request.get_full_path()})}")
             return redirect("desk-security")
         return self.get_response(request)
+
+
+class StaffLanguageMiddleware:
+    """A staff member's desk language (their profile, /desk/security/) wins over the cookie
+    and the browser's Accept-Language that LocaleMiddleware looked at; without one, those
+    decide. Placed after AuthenticationMiddleware."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        from django.utils import translation
+
+        from cxdesk.i18n import resolve_language
+
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and user.is_staff:
+            from .models import StaffProfile
+
+            code = StaffProfile.objects.filter(user_id=user.pk).values_list("language", flat=True).first()
+            if code:
+                translation.activate(resolve_language(code))
+                request.LANGUAGE_CODE = translation.get_language()
+        return self.get_response(request)

@@ -37,3 +37,13 @@ class RecoveryCode(models.Model):
 
     def __str__(self) -> str:
         return f"recovery code of {self.user}"
+
+
+class StaffProfile(models.Model):
+    """A staff member's own settings: the desk's language (blank: the browser's)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_profile")
+    language = models.CharField(max_length=16, blank=True)
+
+    def __str__(self) -> str:
+        return f"settings of {self.user}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from cxdesk.errors import ApplicationError
 from tickets.models import Team
@@ -38,12 +39,12 @@ def staff_access_set(*, user, role: str, team_ids: list[int], by) -> None:
     """An admin sets a staff user's role and teams. Team changes go through
     `Team.members.add/remove` (listeners see `m2m_changed` with the team as instance)."""
     if not is_admin(by):
-        raise ApplicationError("only admins change roles and teams", code="forbidden", status=403)
+        raise ApplicationError(_("only admins change roles and teams"), code="forbidden", status=403)
     if user.pk == by.pk and role != "admin" and not user.is_superuser:
-        raise ApplicationError("you cannot take away your own admin role", code="self_demotion")
+        raise ApplicationError(_("you cannot take away your own admin role"), code="self_demotion")
     wanted = set(Team.objects.filter(pk__in=team_ids).values_list("pk", flat=True))
     if len(wanted) != len(set(team_ids)):
-        raise ApplicationError("no such team", code="invalid_team", fields={"teams": ["unknown team"]})
+        raise ApplicationError(_("no such team"), code="invalid_team", fields={"teams": ["unknown team"]})
     role_set(user=user, role=role, by=by)
     current = set(user.teams.values_list("pk", flat=True))
     for team in Team.objects.filter(pk__in=wanted - current):
@@ -58,7 +59,7 @@ def totp_enrol_start(*, user) -> TotpDevice:
     must be removed first."""
     device = TotpDevice.objects.select_for_update().filter(user=user).first()
     if device is not None and device.confirmed:
-        raise ApplicationError("two-factor is already set up", code="already_enrolled")
+        raise ApplicationError(_("two-factor is already set up"), code="already_enrolled")
     if device is None:
         return TotpDevice.objects.create(user=user, secret=twofactor.new_secret())
     device.secret = twofactor.new_secret()
@@ -73,10 +74,12 @@ def totp_enrol_confirm(*, user, code: str) -> list[str]:
     (shown once — only their hashes are stored)."""
     device = TotpDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
     if device is None:
-        raise ApplicationError("start the set-up again", code="no_pending_device")
+        raise ApplicationError(_("start the set-up again"), code="no_pending_device")
     step = twofactor.totp_match(secret=device.secret, code=code, last_step=device.last_step)
     if step is None:
-        raise ApplicationError("that code is not right — check the time on your phone and try again", code="bad_code")
+        raise ApplicationError(
+            _("that code is not right — check the time on your phone and try again"), code="bad_code"
+        )
     device.confirmed = True
     device.confirmed_at = timezone.now()
     device.last_step = step
@@ -114,3 +117,17 @@ def second_factor_verify(*, user, code: str) -> str | None:
 def totp_remove(*, user) -> None:
     TotpDevice.objects.filter(user=user).delete()
     RecoveryCode.objects.filter(user=user).delete()
+
+
+def staff_language_set(*, user, language: str) -> str:
+    """The agent's desk language ("" = the browser's); a language the desk does not speak
+    is refused."""
+    from cxdesk.i18n import clean_language
+
+    from .models import StaffProfile
+
+    code = clean_language(language) if language else ""
+    if language and not code:
+        raise ApplicationError(_("That language is not available."), code="invalid_language")
+    StaffProfile.objects.update_or_create(user=user, defaults={"language": code})
+    return code

@@ -16,6 +16,7 @@ urlpatterns = [
         name="password_reset_confirm",
     ),
     path("security/", views.security, name="desk-security"),
+    path("language/", views.desk_language, name="desk-language"),
     path("staff/", views.staff, name="desk-staff"),
     path("sso/", include("accounts.sso_urls")),
 ]

@@ -22,9 +22,10 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from cxdesk.errors import ApplicationError
+from cxdesk.i18n import language_chosen, safe_next
 
 from . import oidc, services, throttle, twofactor
-from .models import TotpDevice
+from .models import StaffProfile, TotpDevice
 from .roles import user_role
 
 PENDING_SECONDS = 300
@@ -222,6 +223,7 @@ def security(request: HttpRequest) -> HttpResponse:
         "device": device,
         "required": twofactor.required_for(user),
         "codes_left": user.recovery_codes.filter(used_at=None).count() if device and device.confirmed else 0,
+        "desk_language": StaffProfile.objects.filter(user=user).values_list("language", flat=True).first() or "",
     }
     action = request.POST.get("action") if request.method == "POST" else None
     try:
@@ -256,6 +258,19 @@ def security(request: HttpRequest) -> HttpResponse:
         context.update(qr_svg=twofactor.qr_svg(uri), secret=device.secret)
     status = 400 if context.get("error") else 200
     return render(request, "accounts/security.html", context, status=status)
+
+
+@_staff_required
+@require_POST
+def desk_language(request: HttpRequest) -> HttpResponse:
+    """The agent's desk language (their profile): every desk page, live fragment and bell
+    notification renders in it; blank follows the browser."""
+    try:
+        code = services.staff_language_set(user=request.user, language=request.POST.get("language", ""))
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+        return redirect("desk-security")
+    return language_chosen(request, redirect(safe_next(request, reverse("desk-security"))), code)
 
 
 def security_url() -> str:

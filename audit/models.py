@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class AppendOnlyError(Exception):
@@ -29,23 +30,23 @@ class AuditQuerySet(models.QuerySet):
 
 class AuditEntry(models.Model):
     class Action(models.TextChoices):
-        SIGN_IN = "auth.sign_in", "Signed in"
-        SIGN_IN_FAILED = "auth.sign_in_failed", "Sign-in failed"
-        SIGN_OUT = "auth.sign_out", "Signed out"
-        USER_FLAGS = "user.flags_changed", "User rights changed"
-        USER_GROUPS = "user.groups_changed", "User roles (groups) changed"
-        TEAM_MEMBERS = "team.members_changed", "Team members changed"
-        API_KEY_CREATED = "api_key.created", "API key created"
-        API_KEY_REVOKED = "api_key.revoked", "API key revoked"
-        EXPORT = "data.exported", "Data exported"
-        CUSTOMER_MERGED = "customer.merged", "Customers merged"
-        CUSTOMER_UNMERGED = "customer.unmerged", "Customer merge undone"
-        CUSTOMER_DELETED = "customer.deleted", "Customer deleted"
-        CUSTOMER_EXPORTED = "customer.exported", "Customer data exported (GDPR)"
-        CUSTOMER_ERASED = "customer.erased", "Customer erased (GDPR)"
-        INBOX_SETTINGS = "inbox.settings_changed", "Inbox settings changed"
-        WEBHOOK_CREATED = "webhook.created", "Outgoing webhook added"
-        WEBHOOK_DELETED = "webhook.deleted", "Outgoing webhook removed"
+        SIGN_IN = "auth.sign_in", _("Signed in")
+        SIGN_IN_FAILED = "auth.sign_in_failed", _("Sign-in failed")
+        SIGN_OUT = "auth.sign_out", _("Signed out")
+        USER_FLAGS = "user.flags_changed", _("User rights changed")
+        USER_GROUPS = "user.groups_changed", _("User roles (groups) changed")
+        TEAM_MEMBERS = "team.members_changed", _("Team members changed")
+        API_KEY_CREATED = "api_key.created", _("API key created")
+        API_KEY_REVOKED = "api_key.revoked", _("API key revoked")
+        EXPORT = "data.exported", _("Data exported")
+        CUSTOMER_MERGED = "customer.merged", _("Customers merged")
+        CUSTOMER_UNMERGED = "customer.unmerged", _("Customer merge undone")
+        CUSTOMER_DELETED = "customer.deleted", _("Customer deleted")
+        CUSTOMER_EXPORTED = "customer.exported", _("Customer data exported (GDPR)")
+        CUSTOMER_ERASED = "customer.erased", _("Customer erased (GDPR)")
+        INBOX_SETTINGS = "inbox.settings_changed", _("Inbox settings changed")
+        WEBHOOK_CREATED = "webhook.created", _("Outgoing webhook added")
+        WEBHOOK_DELETED = "webhook.deleted", _("Outgoing webhook removed")
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,

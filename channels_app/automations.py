@@ -10,8 +10,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
 
+from cxdesk.i18n import for_customer
 from tickets.models import Message, Ticket
 from tickets.services import ReplyTarget, automatic_message_queue
 
@@ -19,11 +21,13 @@ from .models import Channel
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ACK = (
-    "Hello {name},\n\n"
-    "Thank you for writing to us. Your request has been received and has the reference {reference}.\n"
+# The default acknowledgement, rendered in the customer's language. An inbox's own
+# `auto_ack_template` (str.format with name, reference, subject, portal_url) replaces it.
+DEFAULT_ACK = _(
+    "Hello %(name)s,\n\n"
+    "Thank you for writing to us. Your request has been received and has the reference %(reference)s.\n"
     "We will answer as soon as we can; reply to this email to add anything.\n\n"
-    "You can follow your requests at {portal_url}\n"
+    "You can follow your requests at %(portal_url)s\n"
 )
 
 
@@ -65,7 +69,7 @@ def auto_acknowledge(*, message_id: int) -> Message | None:
             recent,
         )
         return None
-    template = inbound.inbox.config.get("auto_ack_template") or DEFAULT_ACK
+    template = inbound.inbox.config.get("auto_ack_template")
     values = {
         "name": ticket.customer.name or inbound.identity.address,
         "reference": ticket.reference,
@@ -73,11 +77,16 @@ def auto_acknowledge(*, message_id: int) -> Message | None:
         "portal_url": f"{settings.PUBLIC_URL}/portal/",
     }
     try:
-        body = template.format(**values)
+        body = template.format(**values) if template else None
     except (KeyError, IndexError, ValueError):
-        body = DEFAULT_ACK.format(**values)
+        body = None
+    language = ""
+    if body is None:
+        with for_customer(ticket.customer):
+            body = str(DEFAULT_ACK) % values
+            language = translation.get_language()
     target = ReplyTarget(channel=Channel.EMAIL, inbox=inbound.inbox, identity=inbound.identity)
-    return automatic_message_queue(ticket=ticket, target=target, body=body, kind="auto_ack")
+    return automatic_message_queue(ticket=ticket, target=target, body=body, kind="auto_ack", language=language)
 
 
 def auto_ack_handler(task) -> str:

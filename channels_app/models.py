@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from tickets.models import Channel, Inbox  # noqa: F401  (they live with tickets; kept importable from here)
 
@@ -9,10 +10,10 @@ class RawInbound(models.Model):
     fails to parse or ingest stays here as a dead letter, visible and retryable."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        PROCESSED = "processed", "Processed"
-        FAILED = "failed", "Failed"
-        IGNORED = "ignored", "Ignored"
+        PENDING = "pending", _("Pending")
+        PROCESSED = "processed", _("Processed")
+        FAILED = "failed", _("Failed")
+        IGNORED = "ignored", _("Ignored")
 
     inbox = models.ForeignKey(Inbox, null=True, blank=True, on_delete=models.SET_NULL, related_name="raw_inbound")
     source = models.CharField(max_length=32, help_text="ingest_mail, api, imap, anymail, webhook…")
@@ -57,13 +58,13 @@ class Call(models.Model):
     `message` (channel voice); provider callbacks move `status` forward only."""
 
     class Status(models.TextChoices):
-        RINGING = "ringing", "Ringing"
-        IN_PROGRESS = "in-progress", "In progress"
-        COMPLETED = "completed", "Completed"
-        BUSY = "busy", "Busy"
-        NO_ANSWER = "no-answer", "No answer"
-        FAILED = "failed", "Failed"
-        CANCELED = "canceled", "Canceled"
+        RINGING = "ringing", _("Ringing")
+        IN_PROGRESS = "in-progress", _("In progress")
+        COMPLETED = "completed", _("Completed")
+        BUSY = "busy", _("Busy")
+        NO_ANSWER = "no-answer", _("No answer")
+        FAILED = "failed", _("Failed")
+        CANCELED = "canceled", _("Canceled")
 
     # Forward only: a late "ringing" never undoes "in-progress"; an end is final.
     STATUS_RANK = {
@@ -78,10 +79,10 @@ class Call(models.Model):
     ENDED = ("completed", "busy", "no-answer", "failed", "canceled")
 
     class Route(models.TextChoices):
-        AGENT = "agent", "The agent who owns the open ticket"
-        TEAM = "team", "The team"
-        QUEUE = "queue", "A queue"
-        VOICEMAIL = "voicemail", "Voicemail"
+        AGENT = "agent", _("The agent who owns the open ticket")
+        TEAM = "team", _("The team")
+        QUEUE = "queue", _("A queue")
+        VOICEMAIL = "voicemail", _("Voicemail")
 
     inbox = models.ForeignKey(Inbox, on_delete=models.CASCADE, related_name="calls")
     call_sid = models.CharField(max_length=64)
@@ -146,9 +147,9 @@ class ChatInvitation(models.Model):
     """A proactive invitation the widget showed, and what the visitor did with it."""
 
     class Outcome(models.TextChoices):
-        SHOWN = "shown", "Shown"
-        ACCEPTED = "accepted", "Accepted"
-        IGNORED = "ignored", "Ignored"
+        SHOWN = "shown", _("Shown")
+        ACCEPTED = "accepted", _("Accepted")
+        IGNORED = "ignored", _("Ignored")
 
     visitor = models.ForeignKey(ChatVisitor, on_delete=models.CASCADE, related_name="invitations")
     rule = models.CharField(max_length=32, help_text="email_link, time_on_page, returning")

@@ -9,8 +9,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from customers.tracking import tracked_links_expand
+from cxdesk.i18n import for_customer
 from outbox.services import Retry as OutboxRetry
 from outbox.services import release
 from tickets.models import Message
@@ -69,7 +71,11 @@ def build_outbound(message: Message) -> OutboundMessage:
     )
     if message.channel == "email":
         ref = ticket.reference
-        subject = ticket.subject or "Your request"
+        if not ticket.subject:
+            with for_customer(ticket.customer):
+                subject = gettext("Your request")
+        else:
+            subject = ticket.subject
         if f"[{ref}]" not in subject:
             subject = f"{subject} [{ref}]"
         out.subject = subject if subject.lower().startswith("re:") else f"Re: {subject}"
@@ -88,6 +94,8 @@ def build_outbound(message: Message) -> OutboundMessage:
         out.headers = {"X-CXDesk-Ticket": ref}
         if message.metadata.get("auto_submitted"):
             out.headers["Auto-Submitted"] = "auto-replied"
+        if message.metadata.get("language"):
+            out.headers["Content-Language"] = message.metadata["language"]  # RFC 3282
         # {tracked_link:https://…} placeholders (canned responses, replies) become signed links.
         out.text = tracked_links_expand(out.text, customer_id=ticket.customer_id, message_id=message.pk)
         if out.html:

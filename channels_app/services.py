@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _lazy
 
 from customers.models import Customer, Identity
-from customers.services import identity_resolve
+from customers.services import customer_language_set, identity_resolve
 from cxdesk.errors import ApplicationError
 from cxdesk.sanitize import html_to_text, sanitize_html
 from outbox.services import Retry, enqueue
@@ -161,6 +161,8 @@ def _ingest(inbound: InboundMessage, trimmed: list[str]) -> IngestResult:
         # must see what a concurrent message of the same customer just did.
         customer = Customer.objects.select_for_update(no_key=True).get(pk=identity.customer_id)
     _touch_identity(identity, customer, sender.display_name, now, opt_out=inbound.opt_out)
+    if inbound.language:
+        customer_language_set(customer=customer, language=inbound.language, only_if_unset=True)
 
     ticket, reason, refused = _thread(inbound, customer, identity.address, new_customer=new_customer)
     if ticket is None:

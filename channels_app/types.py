@@ -54,6 +54,9 @@ class InboundMessage:
     raw_inbound_id: int | None = None
     # The sender opted out (True: STOP) or back in (False: START) of messages on this channel.
     opt_out: bool | None = None
+    # The sender's language as the channel tells it (widget language, Telegram language_code,
+    # Content-Language): becomes the customer's language when they have none yet.
+    language: str = ""
 
     def strip_nul(self) -> None:
         """Remove NUL bytes (and lone surrogates) from every text field, in place: PostgreSQL

@@ -34,9 +34,17 @@ from django.utils.translation import gettext as _
 
 from customers.models import Customer, Identity, PageView
 from customers.normalize import normalize_address
-from customers.services import identity_add, live_customer, merge_customers, page_view_record, page_views_link
+from customers.services import (
+    customer_language_set,
+    identity_add,
+    live_customer,
+    merge_customers,
+    page_view_record,
+    page_views_link,
+)
 from customers.tracking import tracked_link_read
 from cxdesk.errors import ApplicationError
+from cxdesk.i18n import clean_language, in_language
 from cxdesk.realtime import group_send
 from tickets.models import Message, Ticket
 from tickets.services import message_set_status
@@ -89,6 +97,22 @@ def visitor_customer(visitor: ChatVisitor) -> Customer | None:
 
 
 # --- services -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def chat_language_set(*, visitor: ChatVisitor, language: str) -> str:
+    """The widget's language switcher: the visitor's language, and their customer's when
+    identified (automatic messages follow it)."""
+    code = clean_language(language)
+    if not code:
+        raise ApplicationError("unknown language", code="invalid", fields={"lang": ["unknown"]})
+    if code != visitor.language:
+        visitor.language = code
+        visitor.save(update_fields=["language", "last_seen_at"])
+    customer = visitor_customer(visitor)
+    if customer is not None:
+        customer_language_set(customer=customer, language=code)
+    return code
 
 
 @transaction.atomic
@@ -173,6 +197,7 @@ def chat_message_receive(
             text=text,
             attachments=attachments or [],
             metadata=metadata,
+            language=visitor.language,
         )
     )
 
@@ -347,19 +372,21 @@ def chat_identify(*, visitor: ChatVisitor, address: str, name: str = "") -> str:
     code = f"{secrets.randbelow(10**6):06d}"
     cache.set(_code_key(visitor), {"hash": _hash(code), "address": visitor.pending_address, "tries": 0}, CODE_TTL)
     cache.set(f"{_code_key(visitor)}:sent", cache.get(f"{_code_key(visitor)}:sent", 0) + 1, CODE_TTL)
-    _send_code(kind, normalized, code)
+    _send_code(kind, normalized, code, language=visitor.language)
     return "code_sent"
 
 
-def _send_code(kind: str, address: str, code: str) -> None:
-    text = _("Your code to continue the chat: %(code)s (valid for 15 minutes).") % {"code": code}
+def _send_code(kind: str, address: str, code: str, *, language: str = "") -> None:
+    with in_language(language):  # the widget's language, wherever the code is asked from
+        text = _("Your code to continue the chat: %(code)s (valid for 15 minutes).") % {"code": code}
+        subject = _("Your chat code")
     if kind == "email":
-        transaction.on_commit(lambda: send_mail(_("Your chat code"), text, settings.DEFAULT_FROM_EMAIL, [address]))
+        transaction.on_commit(lambda: send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, [address]))
         return
     from customers.portal.services import _send_code as send_sms_code
 
     # The portal's SMS code sender (first active SMS inbox) takes an identity-shaped object.
-    transaction.on_commit(lambda: send_sms_code(Identity(kind="phone", address=address), code))
+    transaction.on_commit(lambda: send_sms_code(Identity(kind="phone", address=address), code, text=text))
 
 
 @transaction.atomic
@@ -498,6 +525,9 @@ def dispatch(session: Session, frame: Any) -> list[dict]:
                 {"type": "ack", "client_id": frame.get("client_id"), "id": result.message.pk},
                 message_frame(result.message, visitor),
             ]
+        if kind == "language":
+            code = chat_language_set(visitor=visitor, language=_str(frame.get("lang"))[:16])
+            return [{"type": "language", "lang": code}]
         if kind == "read":
             message_id = frame.get("id")
             if not isinstance(message_id, int):

@@ -30,7 +30,6 @@ from .webchat import (
 )
 
 MAX_POST = 64 * 1024
-RTL = {"fa", "ar", "he", "ur"}
 
 
 def _inbox(inbox_id: int) -> Inbox | None:
@@ -115,11 +114,13 @@ def config(request: HttpRequest, inbox: Inbox) -> JsonResponse:
             "accept": _("Chat now"),
             "dismiss": _("No thanks"),
             "invitation": _("Need a hand? We are here to help."),
+            "language": _("Language"),
         }
     return JsonResponse(
         {
             "lang": lang,
-            "dir": "rtl" if lang in RTL else "ltr",
+            "dir": "rtl" if translation.get_language_info(lang)["bidi"] else "ltr",
+            "languages": [[code, name] for code, name in settings.LANGUAGES],
             "prechat": inbox.config.get("prechat", "optional"),
             "offline_after_minutes": int(inbox.config.get("offline_after_minutes", "5")),
             "invitations": [

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db.models import Prefetch
 from django.http import FileResponse
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, viewsets
@@ -219,7 +220,7 @@ class CustomerViewSet(
         other = selectors.customers_visible_to(agent=request.user).filter(pk=data.validated_data["other"]).first()
         if other is None:
             raise ApplicationError(
-                "no such customer to merge", code="not_found", fields={"other": ["not found"]}, status=404
+                _("no such customer to merge"), code="not_found", fields={"other": ["not found"]}, status=404
             )
         merge = services.merge_customers(keep=keep, other=other, actor=request.user)
         return Response({"merge": merge.pk, "kept": keep.pk, "other": other.pk})
@@ -232,7 +233,7 @@ class CustomerViewSet(
         data.is_valid(raise_exception=True)
         merge = CustomerMerge.objects.filter(pk=data.validated_data["merge"], kept=keep).first()
         if merge is None:
-            raise ApplicationError("no such merge of this customer", code="not_found", status=404)
+            raise ApplicationError(_("no such merge of this customer"), code="not_found", status=404)
         other = services.unmerge_customers(merge=merge, actor=request.user)
         return Response(Customer360Serializer(selectors.customer_360(agent=request.user, customer_id=other.pk)).data)
 
@@ -268,7 +269,7 @@ class CustomerViewSet(
     def erase(self, request, pk=None):
         customer = self.get_object()
         if not gdpr.can_erase_customer(request.user):
-            raise ApplicationError("only administrators can erase customers", code="permission_denied", status=403)
+            raise ApplicationError(_("only administrators can erase customers"), code="permission_denied", status=403)
         counts = gdpr.customer_erase(customer=customer, actor=request.user)
         return Response({"customer": customer.pk, "erased": True, "counts": counts})
 

@@ -26,6 +26,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from audit import services as audit
 from cxdesk.errors import ApplicationError
@@ -201,7 +202,7 @@ def customer_export_data(*, customer: Customer) -> tuple[dict[str, Any], list[At
         .select_related("ticket")
         .order_by("created_at", "id")
     ]
-    for _, extra in signals.customer_exporting.send(
+    for _receiver, extra in signals.customer_exporting.send(
         sender=Customer, customer_ids=ids, ticket_ids=ticket_ids, message_ids=[m.pk for m in messages]
     ):
         data.update(extra or {})
@@ -212,7 +213,7 @@ def customer_export(*, customer: Customer, actor) -> tempfile.SpooledTemporaryFi
     """The zip for a data-subject request, as a file positioned at its start (kept in memory
     up to 8 MB, then on disk; files are streamed into it). Recorded in the audit log."""
     if not can_export_customer(actor):
-        raise ApplicationError("you may not export customer data", code="permission_denied", status=403)
+        raise ApplicationError(_("you may not export customer data"), code="permission_denied", status=403)
     data, files = customer_export_data(customer=customer)
     out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 - handed to the response
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -251,11 +252,11 @@ def _scrub_admin_history(*, customer_ids: list[int], identity_ids: list[int]) ->
 def customer_erase(*, customer: Customer, actor) -> dict[str, int]:
     """Erase a customer (and the customers merged into it); keep anonymous tickets."""
     if not can_erase_customer(actor):
-        raise ApplicationError("only administrators can erase customers", code="permission_denied", status=403)
+        raise ApplicationError(_("only administrators can erase customers"), code="permission_denied", status=403)
     customer = Customer.objects.select_for_update().get(pk=customer.pk)
     if customer.merged_into_id:
         raise ApplicationError(
-            f"this customer was merged into #{customer.merged_into_id}; erase that customer instead",
+            _("This customer was merged into #%(id)s; erase that customer instead.") % {"id": customer.merged_into_id},
             code="merged_customer",
             status=409,
         )
@@ -309,7 +310,7 @@ def customer_erase(*, customer: Customer, actor) -> dict[str, int]:
     counts["identities"] = Identity.objects.filter(pk__in=identity_ids).delete()[1].get("customers.Identity", 0)
     CustomerMerge.objects.filter(Q(kept_id__in=ids) | Q(other_id__in=ids)).delete()
     _scrub_admin_history(customer_ids=ids, identity_ids=identity_ids)
-    for _, extra in signals.customer_erasing.send(
+    for _receiver, extra in signals.customer_erasing.send(
         sender=Customer, customer_ids=ids, ticket_ids=ticket_ids, message_ids=message_ids
     ):
         for key, value in (extra or {}).items():

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class Organization(models.Model):
@@ -52,11 +53,11 @@ class Identity(models.Model):
     is one identity whether it texts by SMS or by WhatsApp."""
 
     class Kind(models.TextChoices):
-        EMAIL = "email", "Email"
-        PHONE = "phone", "Phone (SMS / WhatsApp)"
-        MESSENGER = "messenger", "Messenger PSID"
-        TELEGRAM = "telegram", "Telegram user"
-        WEBCHAT = "webchat", "Web chat visitor"
+        EMAIL = "email", _("Email")
+        PHONE = "phone", _("Phone (SMS / WhatsApp)")
+        MESSENGER = "messenger", _("Messenger PSID")
+        TELEGRAM = "telegram", _("Telegram user")
+        WEBCHAT = "webchat", _("Web chat visitor")
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -113,8 +114,8 @@ class PortalToken(models.Model):
     (SMS). Only its hash is stored; it expires after 15 minutes."""
 
     class Kind(models.TextChoices):
-        LINK = "link", "Magic link"
-        CODE = "code", "One-time code"
+        LINK = "link", _("Magic link")
+        CODE = "code", _("One-time code")
 
     identity = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="portal_tokens")
     kind = models.CharField(max_length=8, choices=Kind.choices)

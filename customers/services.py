@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from audit import services as audit
 from cxdesk.errors import ApplicationError
@@ -65,13 +66,14 @@ def customer_create(
 ) -> Customer:
     """A new customer with the given identities; an identity already taken is an error."""
     if not identities:
-        raise ApplicationError("a customer needs at least one identity (email or phone)", code="identity_required")
+        raise ApplicationError(_("a customer needs at least one identity (email or phone)"), code="identity_required")
     normalized = [(kind, normalize_address(kind, value, region)) for kind, value in identities]
     for kind, address in normalized:
         existing = Identity.objects.filter(kind=kind, address=address).first()
         if existing:
             raise ApplicationError(
-                f"{kind} {address} already belongs to customer {existing.customer_id}",
+                _("%(kind)s %(address)s already belongs to customer %(id)s.")
+                % {"kind": kind, "address": address, "id": existing.customer_id},
                 code="identity_taken",
                 fields={kind: [f"already belongs to customer {existing.customer_id}"]},
                 status=409,
@@ -82,7 +84,7 @@ def customer_create(
             Identity.objects.bulk_create([Identity(customer=customer, kind=k, address=a) for k, a in normalized])
     except IntegrityError:
         raise ApplicationError(
-            "one of these identities was just created for another customer",
+            _("one of these identities was just created for another customer"),
             code="identity_taken",
             fields={kind: ["already belongs to another customer"] for kind, _ in normalized},
             status=409,
@@ -100,7 +102,8 @@ def identity_add(*, customer: Customer, kind: str, address: str, actor=None, reg
         if existing.customer_id == customer.pk:
             return existing
         raise ApplicationError(
-            f"{kind} {address} belongs to another customer (#{existing.customer_id}); merge the customers instead",
+            _("%(kind)s %(address)s belongs to another customer (#%(id)s); merge the customers instead.")
+            % {"kind": kind, "address": address, "id": existing.customer_id},
             code="identity_taken",
             status=409,
             fields={"address": [f"already belongs to customer {existing.customer_id}"]},
@@ -113,7 +116,8 @@ def identity_add(*, customer: Customer, kind: str, address: str, actor=None, reg
             identity = Identity.objects.create(customer=customer, kind=kind, address=address)
     except IntegrityError:
         raise ApplicationError(
-            f"{kind} {address} was just added to another customer; merge the customers instead",
+            _("%(kind)s %(address)s was just added to another customer; merge the customers instead.")
+            % {"kind": kind, "address": address},
             code="identity_taken",
             status=409,
             extra={
@@ -129,7 +133,7 @@ def identity_add(*, customer: Customer, kind: str, address: str, actor=None, reg
 @transaction.atomic
 def identity_remove(*, identity: Identity, actor=None) -> None:
     if identity.customer.identities.count() <= 1:
-        raise ApplicationError("a customer keeps at least one identity", code="last_identity")
+        raise ApplicationError(_("a customer keeps at least one identity"), code="last_identity")
     customer_id = identity.customer_id
     identity.delete()
     broadcast_on_commit(f"customer.{customer_id}", "customer.updated", customer_id=customer_id)
@@ -147,12 +151,12 @@ def merge_customers(*, keep: Customer, other: Customer, actor=None) -> CustomerM
     from tickets.models import Ticket, TicketEvent
 
     if keep.pk == other.pk:
-        raise ApplicationError("cannot merge a customer into itself", code="merge_self")
+        raise ApplicationError(_("cannot merge a customer into itself"), code="merge_self")
     # Lock both rows in a stable order so concurrent merges cannot cross.
     locked = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=[keep.pk, other.pk]).order_by("pk")}
     keep, other = locked[keep.pk], locked[other.pk]
     if keep.merged_into_id or other.merged_into_id:
-        raise ApplicationError("one of these customers was already merged away", code="already_merged", status=409)
+        raise ApplicationError(_("one of these customers was already merged away"), code="already_merged", status=409)
 
     identity_ids = list(other.identities.values_list("pk", flat=True))
     ticket_ids = list(Ticket.objects.filter(customer=other).values_list("pk", flat=True))
@@ -200,7 +204,7 @@ def unmerge_customers(*, merge: CustomerMerge, actor=None) -> Customer:
 
     merge = CustomerMerge.objects.select_for_update().get(pk=merge.pk)
     if merge.undone_at:
-        raise ApplicationError("this merge was already undone", code="already_undone", status=409)
+        raise ApplicationError(_("this merge was already undone"), code="already_undone", status=409)
     keep, other = merge.kept, merge.other
     Identity.objects.filter(pk__in=merge.identity_ids, customer=keep).update(customer=other)
     Ticket.objects.filter(pk__in=merge.ticket_ids, customer=keep).update(customer=other, updated_at=timezone.now())
@@ -286,3 +290,21 @@ def page_views_expire(*, days: int) -> int:
     cutoff = timezone.now() - timedelta(days=days)
     deleted, _ = PageView.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+def customer_language_set(*, customer: Customer, language: str, actor=None, only_if_unset: bool = False) -> Customer:
+    """The language automatic messages go out in: set by an agent, the portal switcher, or
+    the channel's locale (`only_if_unset`: a channel's hint never overrides a choice).
+    Unknown languages fall back (pt-br → pt → nothing stored)."""
+    from cxdesk.i18n import clean_language
+
+    code = clean_language(language)
+    if language and not code and actor is not None:
+        raise ApplicationError(_("That language is not available."), code="invalid_language")
+    if only_if_unset and (customer.language or not code):
+        return customer
+    if code != customer.language:
+        Customer.objects.filter(pk=customer.pk).update(language=code, updated_at=timezone.now())
+        customer.language = code
+        broadcast_on_commit(f"customer.{customer.pk}", "customer.updated", customer_id=customer.pk)
+    return customer

@@ -7,6 +7,7 @@ urlpatterns = [
     path("<int:customer_id>/edit/", views.customer_edit, name="desk-customer-edit"),
     path("<int:customer_id>/", views.customer_detail, name="desk-customer"),
     path("<int:customer_id>/identities/", views.identity_add, name="desk-identity-add"),
+    path("<int:customer_id>/language/", views.customer_language, name="desk-customer-language"),
     path("<int:customer_id>/identities/<int:identity_id>/remove/", views.identity_remove, name="desk-identity-remove"),
     path("<int:customer_id>/merge/", views.customer_merge, name="desk-customer-merge"),
     path("<int:customer_id>/export/", views.customer_export, name="desk-customer-export"),

@@ -140,11 +140,13 @@ def customer_merge(request: HttpRequest, customer_id: int) -> HttpResponse:
         raise Http404("no such customer")
     other = _customer_or_404(request, int(other_id))
     if request.POST.get("confirm") != "yes":
-        flash.error(request, "Confirm the merge first.")
+        flash.error(request, _("Confirm the merge first."))
         return redirect(f"/desk/customers/{keep.pk}/?merge={other.pk}")
     try:
         services.merge_customers(keep=keep, other=other, actor=request.user)
-        flash.success(request, f"Merged {other} into {keep}. You can undo it below.")
+        flash.success(
+            request, _("Merged %(other)s into %(keep)s. You can undo it below.") % {"other": other, "keep": keep}
+        )
     except ApplicationError as exc:
         flash.error(request, exc.message)
     return redirect("desk-customer", customer_id=keep.pk)
@@ -160,7 +162,7 @@ def merge_undo(request: HttpRequest, merge_id: int) -> HttpResponse:
         raise Http404("no such merge")
     try:
         services.unmerge_customers(merge=merge, actor=request.user)
-        flash.success(request, "Merge undone.")
+        flash.success(request, _("Merge undone."))
     except ApplicationError as exc:
         flash.error(request, exc.message)
     return redirect("desk-customer", customer_id=merge.kept_id)
@@ -196,3 +198,15 @@ def customer_erase(request: HttpRequest, customer_id: int) -> HttpResponse:
     except ApplicationError as exc:
         flash.error(request, exc.message)
     return redirect("desk-customer", customer_id=customer.pk)
+
+
+@staff_member_required
+@require_POST
+def customer_language(request: HttpRequest, customer_id: int) -> HttpResponse:
+    """An agent sets the customer's language (automatic messages follow it)."""
+    customer = _customer_or_404(request, customer_id)
+    try:
+        services.customer_language_set(customer=customer, language=request.POST.get("language", ""), actor=request.user)
+    except ApplicationError as exc:
+        flash.error(request, exc.message)
+    return _back(request, customer.pk)

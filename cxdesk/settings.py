@@ -77,6 +77,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.StaffLanguageMiddleware",
     "audit.context.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "accounts.middleware.TwoFactorMiddleware",
@@ -274,7 +275,13 @@ if OIDC_RP_CLIENT_ID:
     AUTHENTICATION_BACKENDS.append("accounts.oidc.StaffOIDCBackend")
 
 LANGUAGE_CODE = "en"
-LANGUAGES = [("en", "English"), ("pl", "Polski"), ("it", "Italiano"), ("fa", "فارسی")]
+# The languages of the desk, the portal, the knowledge base, the chat widget and every
+# automatic message. Names are written in their own language (the switchers show them so).
+# Adding one: docs/i18n.md.
+LANGUAGES = [("en", "English"), ("pl", "Polski"), ("it", "Italiano"), ("fa", "فارسی"), ("ru", "Русский")]
+LANGUAGE_COOKIE_NAME = "cxdesk_language"
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True

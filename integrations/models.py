@@ -1,13 +1,14 @@
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class ApiKey(models.Model):
     """An API key acts as its user. Only a hash is stored; the key is shown once."""
 
     class Scope(models.TextChoices):
-        READ = "read", "Read only"
-        READ_WRITE = "read_write", "Read and write"
+        READ = "read", _("Read only")
+        READ_WRITE = "read_write", _("Read and write")
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)
@@ -68,10 +69,10 @@ class WebhookSubscription(models.Model):
 
 class WebhookDelivery(models.Model):
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        DELIVERED = "delivered", "Delivered"
-        RETRYING = "retrying", "Retrying"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending")
+        DELIVERED = "delivered", _("Delivered")
+        RETRYING = "retrying", _("Retrying")
+        FAILED = "failed", _("Failed")
 
     subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries")
     event = models.CharField(max_length=50)

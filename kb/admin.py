@@ -12,11 +12,21 @@ class CategoryAdmin(admin.ModelAdmin):
 
 @admin.register(Article)
 class ArticleAdmin(admin.ModelAdmin):
-    list_display = ("title", "category", "status", "language", "helpful_yes", "helpful_no", "updated_at")
+    list_display = (
+        "title",
+        "category",
+        "status",
+        "language",
+        "translation_of",
+        "helpful_yes",
+        "helpful_no",
+        "updated_at",
+    )
     list_filter = ("status", "category", "language")
     search_fields = ("title", "body_markdown")
     prepopulated_fields = {"slug": ("title",)}
     readonly_fields = ("helpful_yes", "helpful_no")
+    raw_id_fields = ("translation_of",)
 
     def save_model(self, request, obj, form, change):
         article_save(article=obj)

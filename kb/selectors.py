@@ -46,3 +46,36 @@ def related_articles(article: Article, *, limit: int = 5) -> list[Article]:
         more = articles_search(article.title, limit=limit + 1)
         same += [a for a in more if a.pk != article.pk and a not in same][: limit - len(same)]
     return same
+
+
+def articles_in_language(articles: list[Article], *, language: str) -> list[Article]:
+    """Each found article as its published translation in `language` when there is one
+    (the customer's language, for a link in a reply); one article per original."""
+    if not language:
+        return articles
+    from cxdesk.i18n import pick_translation
+
+    roots = {(a.translation_of_id or a.pk) for a in articles}
+    family = {}
+    for a in published().filter(Q(pk__in=roots) | Q(translation_of__in=roots)):
+        family.setdefault(a.translation_of_id or a.pk, []).append(a)
+    out, seen = [], set()
+    for a in articles:
+        root_id = a.translation_of_id or a.pk
+        if root_id in seen:
+            continue
+        seen.add(root_id)
+        members = family.get(root_id, [a])
+        root = next((m for m in members if m.pk == root_id), a)
+        out.append(pick_translation(root, language, [m for m in members if m.pk != root.pk]))
+    return out
+
+
+def article_other_languages(article: Article) -> list[tuple[Article, str]]:
+    """The same article in the other languages it is published in (the original and its
+    translations), each with its language's own name, for the article page's links."""
+    from cxdesk.i18n import language_name
+
+    root_id = article.translation_of_id or article.pk
+    others = published().filter(Q(pk=root_id) | Q(translation_of_id=root_id)).exclude(pk=article.pk)
+    return [(a, language_name(a.language)) for a in others.order_by("language", "pk")]

@@ -1,6 +1,7 @@
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import translation
 from django.views.decorators.http import require_POST
 
 from . import selectors, services
@@ -9,7 +10,8 @@ from .models import Category
 
 def index(request: HttpRequest) -> HttpResponse:
     q = request.GET.get("q", "")
-    results = selectors.articles_search(q, limit=30) if q else None
+    language = translation.get_language()
+    results = selectors.articles_in_language(selectors.articles_search(q, limit=30), language=language) if q else None
     categories = Category.objects.prefetch_related("articles")
     return render(
         request,
@@ -25,7 +27,12 @@ def article(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "kb/article.html",
-        {"article": item, "related": selectors.related_articles(item), "voted": request.GET.get("voted")},
+        {
+            "article": item,
+            "related": selectors.related_articles(item),
+            "voted": request.GET.get("voted"),
+            "other_languages": selectors.article_other_languages(item),
+        },
     )
 
 
@@ -46,7 +53,13 @@ def suggest(request: HttpRequest) -> HttpResponse:
     """htmx partial for the portal's new-request form: articles matching what is typed."""
     text = f"{request.GET.get('subject', '')} {request.GET.get('body', '')}"
     return render(
-        request, "kb/_suggestions.html", {"articles": selectors.articles_search(text, limit=5, any_word=True)}
+        request,
+        "kb/_suggestions.html",
+        {
+            "articles": selectors.articles_in_language(
+                selectors.articles_search(text, limit=5, any_word=True), language=translation.get_language()
+            )
+        },
     )
 
 
@@ -69,8 +82,10 @@ def agent_search(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {
             "results": [
-                {"title": a.title, "url": f"{base}{a.slug}/"}
-                for a in selectors.articles_search(request.GET.get("q", ""))
+                {"title": a.title, "url": f"{base}{a.slug}/", "language": a.language}
+                for a in selectors.articles_in_language(
+                    selectors.articles_search(request.GET.get("q", "")), language=request.GET.get("lang", "")
+                )
             ]
         }
     )

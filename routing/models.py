@@ -1,12 +1,13 @@
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class AgentProfile(models.Model):
     class Status(models.TextChoices):
-        AVAILABLE = "available", "Available"
-        AWAY = "away", "Away"
-        OFFLINE = "offline", "Offline"
+        AVAILABLE = "available", _("Available")
+        AWAY = "away", _("Away")
+        OFFLINE = "offline", _("Offline")
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_profile")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.AVAILABLE)
@@ -21,9 +22,9 @@ class RoutingConfig(models.Model):
     """How a team's (or an inbox's) new tickets are assigned. An inbox's config wins."""
 
     class Strategy(models.TextChoices):
-        MANUAL = "manual", "Manual"
-        ROUND_ROBIN = "round_robin", "Round-robin"
-        LEAST_LOADED = "least_loaded", "Least loaded"
+        MANUAL = "manual", _("Manual")
+        ROUND_ROBIN = "round_robin", _("Round-robin")
+        LEAST_LOADED = "least_loaded", _("Least loaded")
 
     team = models.OneToOneField("tickets.Team", null=True, blank=True, on_delete=models.CASCADE, related_name="routing")
     inbox = models.OneToOneField(
@@ -40,9 +41,9 @@ class RoutingConfig(models.Model):
 
 class Rule(models.Model):
     class Trigger(models.TextChoices):
-        TICKET_CREATED = "ticket_created", "Ticket created"
-        MESSAGE_RECEIVED = "message_received", "Message received"
-        TICKET_UPDATED = "ticket_updated", "Ticket updated"
+        TICKET_CREATED = "ticket_created", _("Ticket created")
+        MESSAGE_RECEIVED = "message_received", _("Message received")
+        TICKET_UPDATED = "ticket_updated", _("Ticket updated")
 
     name = models.CharField(max_length=100)
     trigger = models.CharField(max_length=20, choices=Trigger.choices)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db.models import Q, QuerySet
+from django.utils.translation import gettext_lazy as _
 
 from tickets.models import Ticket
 
 from .models import TicketSla
 
-STATES = {"breached": "SLA breached", "due_soon": "SLA due within an hour"}
+STATES = {"breached": _("SLA breached"), "due_soon": _("SLA due within an hour")}
 
 
 def filter_by_sla_state(qs: QuerySet[Ticket], *, state: str, now: datetime) -> QuerySet[Ticket]:

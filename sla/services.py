@@ -9,7 +9,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.utils.translation import gettext as _
 
+from cxdesk.i18n import agent_language
 from tickets import events
 from tickets.models import Notification, Ticket
 from tickets.notifications import notify
@@ -161,8 +163,24 @@ def _warn_due_soon(*, now: datetime) -> None:
                 user_id=sla.ticket.assignee_id,
                 kind=Notification.Kind.SLA_WARNING,
                 ticket=sla.ticket,
-                text=f"{target.replace('_', ' ')} due in {minutes} min",
+                text=_warning_text(target, minutes, user_id=sla.ticket.assignee_id),
             )
+
+
+def _warning_text(target: str, minutes: int, *, user_id: int | None) -> str:
+    """The bell's SLA warning, in the agent's desk language."""
+    with agent_language(user_id):
+        if target == "first_response":
+            return _("First response due in %(n)s min") % {"n": minutes}
+        return _("Resolution due in %(n)s min") % {"n": minutes}
+
+
+def _breach_text(target: str, policy: str, *, user_id: int | None) -> str:
+    """The bell's SLA breach, in the agent's desk language."""
+    with agent_language(user_id):
+        if target == "first_response":
+            return _("First response target breached (%(policy)s)") % {"policy": policy}
+        return _("Resolution target breached (%(policy)s)") % {"policy": policy}
 
 
 def _escalate(sla: TicketSla, target: str, now: datetime) -> None:
@@ -177,9 +195,10 @@ def _escalate(sla: TicketSla, target: str, now: datetime) -> None:
         ticket.refresh_from_db()
         ticket_assign(ticket=ticket, assignee=None, team=policy.escalate_reassign_team)
         actions.append("reassigned")
-    text = f"{target.replace('_', ' ')} target breached ({policy.name})"
+    text = _breach_text(target, policy.name, user_id=ticket.assignee_id)
     notify(user_id=ticket.assignee_id, kind=Notification.Kind.SLA_BREACH, ticket=ticket, text=text)
     if policy.escalate_to_id and policy.escalate_to_id != ticket.assignee_id:
+        text = _breach_text(target, policy.name, user_id=policy.escalate_to_id)
         notify(user_id=policy.escalate_to_id, kind=Notification.Kind.SLA_BREACH, ticket=ticket, text=text)
         actions.append("supervisor notified")
     elif policy.escalate_to_id:

@@ -5,6 +5,7 @@ import csv
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext_lazy as _
 
 from audit import services as audit
 from channels_app.selectors import invitation_measures
@@ -14,13 +15,14 @@ from .api import period
 from .metrics import call_totals, measures, volume_by_hour
 
 COLUMNS = [
-    ("tickets", "Tickets"), ("backlog", "Backlog"), ("first_response_minutes", "First response (min)"),
-    ("resolution_minutes", "Resolution (min)"), ("handle_minutes", "Handle (min)"), ("first_contact_resolution", "FCR"),
-    ("reopen_rate", "Reopen rate"), ("csat", "CSAT"), ("ces", "CES"),
-    ("sla_first_response_attainment", "SLA 1st response"), ("sla_resolution_attainment", "SLA resolution"),
-    ("calls", "Calls"), ("calls_answered", "Answered"), ("calls_missed", "Missed"),
-    ("call_handle_minutes", "Call AHT (min)"),
+    ("tickets", _("Tickets")), ("backlog", _("Backlog")), ("first_response_minutes", _("First response (min)")),
+    ("resolution_minutes", _("Resolution (min)")), ("handle_minutes", _("Handle (min)")),
+    ("first_contact_resolution", _("FCR")), ("reopen_rate", _("Reopen rate")), ("csat", _("CSAT")), ("ces", _("CES")),
+    ("sla_first_response_attainment", _("SLA 1st response")), ("sla_resolution_attainment", _("SLA resolution")),
+    ("calls", _("Calls")), ("calls_answered", _("Answered")), ("calls_missed", _("Missed")),
+    ("call_handle_minutes", _("Call AHT (min)")),
 ]  # fmt: skip
+DIMENSION_LABELS = {"channel": _("Channel"), "team": _("Team"), "agent": _("Agent")}
 
 
 @staff_member_required
@@ -58,6 +60,7 @@ def dashboard(request):
             "rows": table,
             "columns": COLUMNS,
             "by": by,
+            "by_label": DIMENSION_LABELS.get(by, by),
             "start": start,
             "end": end,
             "bars": bars,

@@ -9,9 +9,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from cxdesk.errors import ApplicationError
+from cxdesk.i18n import for_customer
 from tickets.models import Ticket
 
 from .models import SurveyResponse
@@ -39,12 +41,21 @@ def survey_send(*, ticket_id: int) -> SurveyResponse | None:
     token = secrets.token_urlsafe(24)
     survey = SurveyResponse.objects.create(ticket=ticket, token_hash=_hash(token), channel=target.channel)
     link = f"{settings.PUBLIC_URL}/survey/{token}/"
-    if target.channel == "email":
-        options = "\n".join(f"  {n} – {link}?csat={n}" for n in range(5, 0, -1))
-        body = f"How did we do with {ticket.reference} “{ticket.subject}”? One click is enough:\n\n{options}\n"
-    else:
-        body = f"How did we do with {ticket.reference}? Rate us 1–5: {link}"
-    automatic_message_queue(ticket=ticket, target=target, body=body, kind="survey")
+    with for_customer(ticket.customer):
+        language = translation.get_language()
+        if target.channel == "email":
+            options = "\n".join(f"  {n} – {link}?csat={n}" for n in range(5, 0, -1))
+            body = _("How did we do with %(reference)s “%(subject)s”? One click is enough:") % {
+                "reference": ticket.reference,
+                "subject": ticket.subject,
+            }
+            body = f"{body}\n\n{options}\n"
+        else:
+            body = _("How did we do with %(reference)s? Rate us 1–5: %(link)s") % {
+                "reference": ticket.reference,
+                "link": link,
+            }
+    automatic_message_queue(ticket=ticket, target=target, body=body, kind="survey", language=language)
     return survey
 
 
@@ -58,14 +69,14 @@ def survey_answer(
 ) -> SurveyResponse:
     survey = SurveyResponse.objects.select_for_update().get(pk=survey.pk)
     if survey.answered_at and timezone.now() - survey.answered_at > CHANGE_WINDOW:
-        raise ApplicationError("This survey can no longer be changed.", code="survey_closed", status=409)
+        raise ApplicationError(_("This survey can no longer be changed."), code="survey_closed", status=409)
     if csat is not None:
         if not 1 <= csat <= 5:
-            raise ApplicationError("Satisfaction is 1 to 5.", code="invalid_csat", fields={"csat": ["1–5"]})
+            raise ApplicationError(_("Satisfaction is 1 to 5."), code="invalid_csat", fields={"csat": ["1–5"]})
         survey.csat = csat
     if ces is not None:
         if not 1 <= ces <= 7:
-            raise ApplicationError("Effort is 1 to 7.", code="invalid_ces", fields={"ces": ["1–7"]})
+            raise ApplicationError(_("Effort is 1 to 7."), code="invalid_ces", fields={"ces": ["1–7"]})
         survey.ces = ces
     if comment is not None:
         survey.comment = comment[:5000]

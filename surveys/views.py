@@ -1,7 +1,9 @@
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import translation
 
 from cxdesk.errors import ApplicationError
+from cxdesk.i18n import resolve_language
 
 from .services import survey_answer, survey_for_token
 
@@ -15,6 +17,9 @@ def answer(request: HttpRequest, token: str) -> HttpResponse:
     survey = survey_for_token(token)
     if survey is None:
         raise Http404
+    if survey.ticket.customer.language:  # the page speaks the language the survey was sent in
+        translation.activate(resolve_language(survey.ticket.customer.language))
+        request.LANGUAGE_CODE = translation.get_language()
     error = ""
     data = request.POST if request.method == "POST" else request.GET
     if any(k in data for k in ("csat", "ces", "comment")):

@@ -21,6 +21,17 @@ def _isolated_files(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _default_language(settings):
+    """Each test starts in the site's language (a view that activated a customer's language
+    in an earlier test, in this thread, must not leak into the next)."""
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _record_broadcasts(monkeypatch):
     """Every live event published during the test, readable with tests.sockets.sent_events()."""
     from cxdesk import realtime

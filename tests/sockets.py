@@ -36,8 +36,16 @@ async def frame_until(comm, predicate, timeout: float = 3.0) -> dict:
 
 
 def db(fn):
-    """Run a synchronous ORM call from an async test body."""
-    return database_sync_to_async(fn)()
+    """Run a synchronous ORM call from an async test body (in the site's default language:
+    asgiref's worker thread outlives tests, and a language a view activated there would leak)."""
+    from django.conf import settings
+    from django.utils import translation
+
+    def call():
+        with translation.override(settings.LANGUAGE_CODE):
+            return fn()
+
+    return database_sync_to_async(call)()
 
 
 # What was published (every message handed to cxdesk.realtime.publish), recorded per test by

@@ -76,5 +76,7 @@ class TicketMoveAdmin(admin.ModelAdmin):
 
 @admin.register(CannedResponse)
 class CannedResponseAdmin(admin.ModelAdmin):
-    list_display = ("title", "shortcut", "is_active")
+    list_display = ("title", "language", "translation_of", "shortcut", "is_active")
+    list_filter = ("language", "is_active")
     search_fields = ("title", "body")
+    raw_id_fields = ("translation_of",)

@@ -1,4 +1,5 @@
 from django.http import FileResponse
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
@@ -30,11 +31,13 @@ def _assignment(v: dict) -> dict:
                 get_user_model().objects.filter(pk=v["assignee"], is_staff=True, is_active=True).first()
             )
             if kwargs["assignee"] is None:
-                raise ApplicationError("no such agent", code="invalid_assignee", fields={"assignee": ["not an agent"]})
+                raise ApplicationError(
+                    _("no such agent"), code="invalid_assignee", fields={"assignee": ["not an agent"]}
+                )
     if "team" in v:
         kwargs["team"] = Team.objects.filter(pk=v["team"]).first() if v["team"] is not None else None
         if v["team"] is not None and kwargs["team"] is None:
-            raise ApplicationError("no such team", code="invalid_team", fields={"team": ["not found"]})
+            raise ApplicationError(_("no such team"), code="invalid_team", fields={"team": ["not found"]})
     return kwargs
 
 
@@ -210,12 +213,14 @@ def _customer_for(data: dict, *, agent) -> tuple[Customer, Identity | None]:
     if data.get("id"):
         customer = customers_visible_to(agent=agent).filter(pk=data["id"]).first()
         if customer is None:
-            raise ApplicationError("no such customer", code="not_found", fields={"customer": ["not found"]}, status=404)
+            raise ApplicationError(
+                _("no such customer"), code="not_found", fields={"customer": ["not found"]}, status=404
+            )
         return customer_services.live_customer(customer), None
     pairs = [(k, data[k]) for k in ("email", "phone") if data.get(k)]
     if not pairs:
         raise ApplicationError(
-            "customer needs an id, an email or a phone", code="identity_required", fields={"customer": ["required"]}
+            _("customer needs an id, an email or a phone"), code="identity_required", fields={"customer": ["required"]}
         )
     region = settings.CXDESK_DEFAULT_REGION
     normalized = [(k, normalize_address(k, v, region)) for k, v in pairs]

@@ -36,9 +36,12 @@ import time
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from accounts import twofactor
 from accounts.roles import forget_role
+from cxdesk.i18n import agent_language_for_scope
 from cxdesk.middleware import MalformedInput, check_json
 
 from . import presence
@@ -70,6 +73,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.inbox_filters: dict[str, str] | None = None
         self.saved_active: int | None = None
         self.auth_hash = await database_sync_to_async(user.get_session_auth_hash)()
+        # Live fragments render in the agent's desk language, else the handshake's (cookie,
+        # Accept-Language), like the page they land in.
+        self.language = await database_sync_to_async(agent_language_for_scope)(user.pk, self.scope)
         self.window_start, self.window_frames, self.dropped = time.monotonic(), 0, 0
         self.typing_sent: dict[int, float] = {}
         self.inbox_dirty: dict[int, str] = {}  # ticket id → first event name, until the next render
@@ -206,7 +212,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def _send_presence(self, ticket_id: int) -> None:
-        html = await database_sync_to_async(self._render_presence)(ticket_id)
+        html = await database_sync_to_async(self._localized)(self._render_presence, ticket_id)
         await self.send_json({"event": "presence", "ticket_id": ticket_id, "html": html})
 
     # --- from the channel layer ---------------------------------------------------------
@@ -222,13 +228,13 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             return
         html = ""
         if group == f"ticket.{ticket_id}" and ticket_id in self.tickets:
-            html = await database_sync_to_async(self._render_ticket_event)(event)
+            html = await database_sync_to_async(self._localized)(self._render_ticket_event, event)
         elif group == "inbox" and self.inbox_filters is not None and isinstance(ticket_id, int):
             if name in ("ticket.activity", "ticket.updated", "ticket.created"):
                 self._inbox_later(ticket_id, name)
             return
         elif group == f"agent.{self.user.pk}" or (group == "desk" and name == "webhook.disabled"):
-            html = await database_sync_to_async(self._render_personal)(event)
+            html = await database_sync_to_async(self._localized)(self._render_personal, event)
         if html:
             data["html"] = html
         elif group == "inbox":
@@ -262,7 +268,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         if not dirty or self.inbox_filters is None:
             return
         forget_role(self.user)
-        frames = await database_sync_to_async(self._render_inbox)(list(dirty))
+        frames = await database_sync_to_async(self._localized)(self._render_inbox, list(dirty))
         for ticket_id, html in frames:
             await self.send_json({"event": dirty[ticket_id], "ticket_id": ticket_id, "html": html})
 
@@ -271,6 +277,10 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=4401)
 
     # --- rendering (in a worker thread: templates and the ORM are synchronous) ------------
+
+    def _localized(self, render, *args):
+        with translation.override(self.language):
+            return render(*args)
 
     def _render_presence(self, ticket_id: int) -> str:
         people = presence.presence_list(ticket_id=ticket_id, exclude_user=self.user.pk)
@@ -401,7 +411,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         if name in ("call.ringing", "call.answered", "call.ended") and isinstance(ticket_id, int):
             return self._render_call(event)
         if name == "webhook.disabled":
-            text = f"A webhook to {event.get('url', '')} was disabled after repeated failures."
+            text = _("A webhook to %(url)s was disabled after repeated failures.") % {"url": event.get("url", "")}
             return render_to_string("tickets/_notice.html", {"text": text, "level": "warn"})
         return ""
 

@@ -29,16 +29,16 @@ class Team(models.Model):
 class Channel(models.TextChoices):
     """The medium a message travels on (what the customer sees), not the provider."""
 
-    EMAIL = "email", "Email"
-    SMS = "sms", "SMS"
-    WHATSAPP = "whatsapp", "WhatsApp"
-    MESSENGER = "messenger", "Messenger"
-    TELEGRAM = "telegram", "Telegram"
-    CHAT = "chat", "Web chat"
-    PORTAL = "portal", "Portal"
-    API = "api", "API"
-    DESK = "desk", "Desk"
-    VOICE = "voice", "Voice"
+    EMAIL = "email", _("Email")
+    SMS = "sms", _("SMS")
+    WHATSAPP = "whatsapp", _("WhatsApp")
+    MESSENGER = "messenger", _("Messenger")
+    TELEGRAM = "telegram", _("Telegram")
+    CHAT = "chat", _("Web chat")
+    PORTAL = "portal", _("Portal")
+    API = "api", _("API")
+    DESK = "desk", _("Desk")
+    VOICE = "voice", _("Voice")
 
 
 class Inbox(models.Model):
@@ -49,8 +49,8 @@ class Inbox(models.Model):
     leave the server: not rendered, not logged, not serialised by the API."""
 
     class Transport(models.TextChoices):
-        LIVE = "live", "Live (provider API / SMTP)"
-        FILE = "file", "Development: write to var/outbox/"
+        LIVE = "live", _("Live (provider API / SMTP)")
+        FILE = "file", _("Development: write to var/outbox/")
 
     kind = models.CharField(max_length=32, help_text="Adapter kind: email, twilio, whatsapp, messenger, telegram.")
     name = models.CharField(max_length=100, unique=True)
@@ -103,19 +103,19 @@ def _reply_token() -> str:
 
 class Ticket(models.Model):
     class Status(models.TextChoices):
-        NEW = "new", "New"
-        OPEN = "open", "Open"
-        PENDING = "pending", "Pending"
-        SOLVED = "solved", "Solved"
-        CLOSED = "closed", "Closed"
+        NEW = "new", _("New")
+        OPEN = "open", _("Open")
+        PENDING = "pending", _("Pending")
+        SOLVED = "solved", _("Solved")
+        CLOSED = "closed", _("Closed")
 
     OPEN_STATUSES = (Status.NEW, Status.OPEN, Status.PENDING)
 
     class Priority(models.TextChoices):
-        LOW = "low", "Low"
-        NORMAL = "normal", "Normal"
-        HIGH = "high", "High"
-        URGENT = "urgent", "Urgent"
+        LOW = "low", _("Low")
+        NORMAL = "normal", _("Normal")
+        HIGH = "high", _("High")
+        URGENT = "urgent", _("Urgent")
 
     subject = models.CharField(max_length=500, blank=True)
     customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="tickets")
@@ -171,31 +171,31 @@ class Ticket(models.Model):
 
 class Message(models.Model):
     class Direction(models.TextChoices):
-        INBOUND = "inbound", "From customer"
-        OUTBOUND = "outbound", "To customer"
-        NOTE = "note", "Internal note"
+        INBOUND = "inbound", _("From customer")
+        OUTBOUND = "outbound", _("To customer")
+        NOTE = "note", _("Internal note")
 
     class Status(models.TextChoices):
-        RECEIVED = "received", "Received"
-        QUEUED = "queued", "Queued"
-        SENDING = "sending", "Sending"
-        SENT = "sent", "Sent"
-        DELIVERED = "delivered", "Delivered"
-        READ = "read", "Read"
-        FAILED = "failed", "Failed"
+        RECEIVED = "received", _("Received")
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        DELIVERED = "delivered", _("Delivered")
+        READ = "read", _("Read")
+        FAILED = "failed", _("Failed")
 
     # Delivery statuses only move forward: a late "sent" never undoes "delivered".
     STATUS_RANK = {"received": 0, "queued": 1, "sending": 2, "sent": 3, "delivered": 4, "read": 5, "failed": 6}
 
     class ThreadReason(models.TextChoices):
-        HEADER = "header", "Reply headers (In-Reply-To / References)"
-        HEADER_REFUSED = "header_refused", "Reply headers named a ticket of someone else: new ticket"
-        SUBJECT_REFERENCE = "subject_reference", "Ticket reference in the subject"
-        REPLY_TOKEN = "reply_token", "Reply-address token"
-        OPEN_TICKET = "open_ticket", "Customer's open ticket, within the continuity window"
-        NEW_TICKET = "new_ticket", "No open conversation: new ticket"
-        EXPLICIT = "explicit", "Posted to this ticket"
-        MOVED = "moved", "Moved here by a merge or split"
+        HEADER = "header", _("Reply headers (In-Reply-To / References)")
+        HEADER_REFUSED = "header_refused", _("Reply headers named a ticket of someone else: new ticket")
+        SUBJECT_REFERENCE = "subject_reference", _("Ticket reference in the subject")
+        REPLY_TOKEN = "reply_token", _("Reply-address token")
+        OPEN_TICKET = "open_ticket", _("Customer's open ticket, within the continuity window")
+        NEW_TICKET = "new_ticket", _("No open conversation: new ticket")
+        EXPLICIT = "explicit", _("Posted to this ticket")
+        MOVED = "moved", _("Moved here by a merge or split")
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
     direction = models.CharField(max_length=16, choices=Direction.choices)
@@ -271,11 +271,11 @@ class Attachment(models.Model):
     their sha256, however many messages carry them."""
 
     class ScanStatus(models.TextChoices):
-        UNSCANNED = "unscanned", "Not scanned (no scanner configured)"
-        PENDING = "pending", "Being scanned"
-        CLEAN = "clean", "Clean"
-        INFECTED = "infected", "Quarantined: infected"
-        ERROR = "error", "Could not be scanned"
+        UNSCANNED = "unscanned", _("Not scanned (no scanner configured)")
+        PENDING = "pending", _("Being scanned")
+        CLEAN = "clean", _("Clean")
+        INFECTED = "infected", _("Quarantined: infected")
+        ERROR = "error", _("Could not be scanned")
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
     filename = models.CharField(max_length=255)
@@ -308,27 +308,27 @@ class TicketEvent(models.Model):
     """Append-only audit trail shown in the timeline. Written by `tickets.events`."""
 
     class Kind(models.TextChoices):
-        CREATED = "created", "Created"
-        STATUS = "status", "Status changed"
-        ASSIGNMENT = "assignment", "Assignment changed"
-        PRIORITY = "priority", "Priority changed"
-        TAGS = "tags", "Tags changed"
-        CHANNEL_SWITCH = "channel_switch", "Customer switched channel"
-        REOPENED = "reopened", "Reopened by customer reply"
-        MERGED = "merged", "Tickets merged"
-        UNMERGED = "unmerged", "Ticket merge undone"
-        SPLIT = "split", "Messages split off"
-        UNSPLIT = "unsplit", "Split undone"
-        CUSTOMER_MERGED = "customer_merged", "Customer merged"
-        CUSTOMER_UNMERGED = "customer_unmerged", "Customer merge undone"
-        DELIVERY_FAILED = "delivery_failed", "Delivery failed"
-        SLA_BREACH = "sla_breach", "SLA target breached"
-        SURVEY_ANSWERED = "survey_answered", "Satisfaction survey answered"
-        CALL = "call", "Call"
-        CALL_MISSED = "call_missed", "Missed call — call back"
-        THREAD_REFUSED = "thread_refused", "Reply headers named another customer's ticket: kept apart"
-        MAIL_TRIMMED = "mail_trimmed", "Mail too large: trimmed"
-        ATTACHMENT_QUARANTINED = "attachment_quarantined", "Attachment quarantined (virus found)"
+        CREATED = "created", _("Created")
+        STATUS = "status", _("Status changed")
+        ASSIGNMENT = "assignment", _("Assignment changed")
+        PRIORITY = "priority", _("Priority changed")
+        TAGS = "tags", _("Tags changed")
+        CHANNEL_SWITCH = "channel_switch", _("Customer switched channel")
+        REOPENED = "reopened", _("Reopened by customer reply")
+        MERGED = "merged", _("Tickets merged")
+        UNMERGED = "unmerged", _("Ticket merge undone")
+        SPLIT = "split", _("Messages split off")
+        UNSPLIT = "unsplit", _("Split undone")
+        CUSTOMER_MERGED = "customer_merged", _("Customer merged")
+        CUSTOMER_UNMERGED = "customer_unmerged", _("Customer merge undone")
+        DELIVERY_FAILED = "delivery_failed", _("Delivery failed")
+        SLA_BREACH = "sla_breach", _("SLA target breached")
+        SURVEY_ANSWERED = "survey_answered", _("Satisfaction survey answered")
+        CALL = "call", _("Call")
+        CALL_MISSED = "call_missed", _("Missed call — call back")
+        THREAD_REFUSED = "thread_refused", _("Reply headers named another customer's ticket: kept apart")
+        MAIL_TRIMMED = "mail_trimmed", _("Mail too large: trimmed")
+        ATTACHMENT_QUARANTINED = "attachment_quarantined", _("Attachment quarantined (virus found)")
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -351,8 +351,8 @@ class TicketMove(models.Model):
     `source` into a new `target`), recorded so it can be undone exactly."""
 
     class Kind(models.TextChoices):
-        MERGE = "merge", "Merge"
-        SPLIT = "split", "Split"
+        MERGE = "merge", _("Merge")
+        SPLIT = "split", _("Split")
 
     kind = models.CharField(max_length=8, choices=Kind.choices)
     source = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="moves_out")
@@ -380,6 +380,12 @@ class CannedResponse(models.Model):
     body = models.TextField()
     shortcut = models.SlugField(max_length=32, blank=True)
     is_active = models.BooleanField(default=True)
+    # Translations: a canned response in another language points at the original; the desk
+    # offers the one in the customer's language (cxdesk.i18n fallback chain), else the original.
+    language = models.CharField(max_length=16, blank=True, help_text="Blank: the desk's default language.")
+    translation_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="translations"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

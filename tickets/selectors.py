@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.roles import is_supervisor, user_role
@@ -77,11 +78,13 @@ def tickets_for_api(*, agent, params) -> QuerySet[Ticket]:
             qs = qs.filter(assignee_id=int(value))
         else:
             raise ApplicationError(
-                "assignee is an id, 'me' or 'none'", code="invalid_filter", fields={"assignee": ["invalid"]}
+                gettext("assignee is an id, 'me' or 'none'"), code="invalid_filter", fields={"assignee": ["invalid"]}
             )
     if params.get("customer"):
         if not params["customer"].isdigit():
-            raise ApplicationError("customer is an id", code="invalid_filter", fields={"customer": ["invalid"]})
+            raise ApplicationError(
+                gettext("customer is an id"), code="invalid_filter", fields={"customer": ["invalid"]}
+            )
         qs = qs.filter(customer_id=int(params["customer"]))
     if params.get("tag"):
         qs = qs.filter(tags__name=params["tag"])
@@ -89,7 +92,7 @@ def tickets_for_api(*, agent, params) -> QuerySet[Ticket]:
         since = parse_datetime(params["updated_since"])
         if since is None or since.tzinfo is None:
             raise ApplicationError(
-                "updated_since is an ISO 8601 datetime with a time zone",
+                gettext("updated_since is an ISO 8601 datetime with a time zone"),
                 code="invalid_filter",
                 fields={"updated_since": ["invalid"]},
             )
@@ -133,6 +136,21 @@ def inbox_counts(*, agent) -> dict[str, int]:
 
     qs = tickets_visible_to(agent=agent)
     return qs.aggregate(**{view: Count("id", filter=_view_q(agent=agent, view=view)) for view in INBOX_VIEWS})
+
+
+def canned_for_language(*, language: str) -> list:
+    """The active canned responses, each as its translation in `language` when there is
+    one (fallback chain: exact, base language, the original). Two queries."""
+    from django.db.models import Prefetch
+
+    from cxdesk.i18n import pick_translation
+
+    from .models import CannedResponse
+
+    originals = CannedResponse.objects.filter(is_active=True, translation_of=None).prefetch_related(
+        Prefetch("translations", queryset=CannedResponse.objects.filter(is_active=True))
+    )
+    return [pick_translation(c, language, c.translations.all()) for c in originals]
 
 
 INBOX_FILTERS = ("channel", "status", "priority", "tag", "inbox_id", "q", "sla")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from customers.models import Customer, Identity
 from cxdesk.errors import ApplicationError
@@ -42,7 +43,11 @@ def ticket_set_status(*, ticket: Ticket, status: str, actor=None, reason: str = 
     if status == old:
         return ticket
     if status not in TRANSITIONS.get(old, set()):
-        raise ApplicationError(f"a {old} ticket cannot become {status}", code="invalid_transition", status=409)
+        raise ApplicationError(
+            _("A %(old)s ticket cannot become %(new)s.") % {"old": old, "new": status},
+            code="invalid_transition",
+            status=409,
+        )
     now = timezone.now()
     ticket.status = status
     fields = ["status", "updated_at"]
@@ -112,7 +117,7 @@ def ticket_assign(*, ticket: Ticket, assignee=None, team: Team | None = None, ac
     if (old_a, old_t) == (new_a, new_t):
         return ticket
     if assignee is not None and not assignee.is_staff:
-        raise ApplicationError("only staff can be assigned tickets", code="invalid_assignee")
+        raise ApplicationError(_("only staff can be assigned tickets"), code="invalid_assignee")
     ticket.assignee, ticket.team = assignee, team
     ticket.save(update_fields=["assignee", "team", "updated_at"])
     events.assignment_changed(
@@ -187,7 +192,9 @@ def reply_target(*, ticket: Ticket, channel: str | None = None, identity: Identi
         channel = WRITTEN_REPLY_CHANNEL.get(channel, channel)
     kind = CHANNEL_IDENTITY_KIND.get(channel)
     if kind is None:
-        raise ApplicationError(f"cannot send a reply on the {channel} channel", code="channel_not_sendable")
+        raise ApplicationError(
+            _("A reply cannot be sent on the %(channel)s channel.") % {"channel": channel}, code="channel_not_sendable"
+        )
     if identity is None:
         if (
             last_in
@@ -200,7 +207,9 @@ def reply_target(*, ticket: Ticket, channel: str | None = None, identity: Identi
             identity = ticket.customer.identities.filter(kind=kind).order_by("-last_seen_at", "-id").first()
     if identity is None or identity.kind != kind or identity.customer_id != ticket.customer_id:
         raise ApplicationError(
-            f"the customer has no {kind} identity to reach them on {channel}", code="no_identity_for_channel"
+            _("The customer has no %(kind)s identity to reach them on %(channel)s.")
+            % {"kind": kind, "channel": channel},
+            code="no_identity_for_channel",
         )
     inbox = None
     if last_in and last_in.channel == channel and last_in.inbox and last_in.inbox.is_active:
@@ -219,7 +228,9 @@ def reply_target(*, ticket: Ticket, channel: str | None = None, identity: Identi
             except LookupError:
                 continue
     if inbox is None:
-        raise ApplicationError(f"no active inbox can send on {channel}", code="no_inbox_for_channel")
+        raise ApplicationError(
+            _("No active inbox can send on %(channel)s.") % {"channel": channel}, code="no_inbox_for_channel"
+        )
     return ReplyTarget(channel=channel, inbox=inbox, identity=identity)
 
 
@@ -242,14 +253,15 @@ def reply(
 
     body = (body or "").strip()
     if not body and not attachments:
-        raise ApplicationError("a reply needs a body", code="empty_body", fields={"body": ["required"]})
+        raise ApplicationError(_("a reply needs a body"), code="empty_body", fields={"body": ["required"]})
     ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket.pk)
     if ticket.status == S.CLOSED:
-        raise ApplicationError("this ticket is closed; open a new one", code="ticket_closed", status=409)
+        raise ApplicationError(_("this ticket is closed; open a new one"), code="ticket_closed", status=409)
     target = reply_target(ticket=ticket, channel=channel, identity=identity)
     if target.identity.opted_out_at and target.channel == Channel.SMS:
         raise ApplicationError(
-            f"{target.identity.address} has opted out of SMS (replied STOP); reply on another channel",
+            _("%(address)s has opted out of SMS (replied STOP); reply on another channel.")
+            % {"address": target.identity.address},
             code="opted_out",
             status=409,
         )
@@ -320,7 +332,7 @@ def note_add(*, ticket: Ticket, author, body: str, attachments: Iterable[Attachm
     """An internal note: never sent, never shown to the customer."""
     body = (body or "").strip()
     if not body:
-        raise ApplicationError("a note needs a body", code="empty_body", fields={"body": ["required"]})
+        raise ApplicationError(_("a note needs a body"), code="empty_body", fields={"body": ["required"]})
     message = Message.objects.create(
         ticket=ticket,
         direction=Message.Direction.NOTE,
@@ -509,7 +521,7 @@ def ticket_open(
     body = (body or "").strip()
     if not subject and not body:
         raise ApplicationError(
-            "a ticket needs a subject or a body", code="empty_ticket", fields={"subject": ["required"]}
+            _("a ticket needs a subject or a body"), code="empty_ticket", fields={"subject": ["required"]}
         )
     if priority not in Ticket.Priority.values:
         raise ApplicationError(
@@ -536,14 +548,14 @@ def ticket_open(
 def merge_tickets(*, source: Ticket, target: Ticket, actor=None) -> TicketMove:
     """All of `source`'s messages move into `target`; `source` is closed and points at it."""
     if source.pk == target.pk:
-        raise ApplicationError("cannot merge a ticket into itself", code="merge_self")
+        raise ApplicationError(_("cannot merge a ticket into itself"), code="merge_self")
     locked = {t.pk: t for t in Ticket.objects.select_for_update().filter(pk__in=[source.pk, target.pk]).order_by("pk")}
     source, target = locked[source.pk], locked[target.pk]
     if source.merged_into_id or target.merged_into_id:
-        raise ApplicationError("one of these tickets was already merged", code="already_merged", status=409)
+        raise ApplicationError(_("one of these tickets was already merged"), code="already_merged", status=409)
     if source.customer_id != target.customer_id:
         raise ApplicationError(
-            "tickets of different customers cannot be merged; merge the customers first", code="different_customers"
+            _("tickets of different customers cannot be merged; merge the customers first"), code="different_customers"
         )
     message_ids = list(source.messages.values_list("pk", flat=True))
     move = TicketMove.objects.create(
@@ -573,9 +585,9 @@ def split_ticket(*, ticket: Ticket, message_ids: list[int], actor=None, subject:
     ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket.pk)
     ids = set(ticket.messages.filter(pk__in=message_ids).values_list("pk", flat=True))
     if not ids or ids != set(message_ids):
-        raise ApplicationError("choose messages of this ticket to split off", code="invalid_messages")
+        raise ApplicationError(_("choose messages of this ticket to split off"), code="invalid_messages")
     if ids == set(ticket.messages.values_list("pk", flat=True)):
-        raise ApplicationError("leave at least one message in the ticket", code="split_all")
+        raise ApplicationError(_("leave at least one message in the ticket"), code="split_all")
     first = ticket.messages.filter(pk__in=ids).order_by("created_at", "id").first()
     new = Ticket.objects.create(
         subject=(subject or first.subject or ticket.subject)[:500],
@@ -611,7 +623,7 @@ def undo_move(*, move: TicketMove, actor=None) -> TicketMove:
     """Undo a merge or a split exactly: the moved messages go back where they were."""
     move = TicketMove.objects.select_for_update().get(pk=move.pk)
     if move.undone_at:
-        raise ApplicationError("this was already undone", code="already_undone", status=409)
+        raise ApplicationError(_("this was already undone"), code="already_undone", status=409)
     source, target = move.source, move.target
     later = (
         TicketMove.objects.filter(undone_at=None, created_at__gte=move.created_at)
@@ -623,8 +635,15 @@ def undo_move(*, move: TicketMove, actor=None) -> TicketMove:
     )
     if later is not None:
         raise ApplicationError(
-            f"Undo the later {later.get_kind_display().lower()} ({later.source.reference} → "
-            f"{later.target.reference}) first: undoing this one now would put messages in the wrong ticket.",
+            _(
+                "Undo the later %(kind)s (%(source)s → %(target)s) first: undoing this one now would put "
+                "messages in the wrong ticket."
+            )
+            % {
+                "kind": later.get_kind_display().lower(),
+                "source": later.source.reference,
+                "target": later.target.reference,
+            },
             code="undo_out_of_order",
             status=409,
         )
@@ -691,12 +710,12 @@ def customer_reply(
     reopens a solved or pending ticket, like a reply on any other channel."""
     body = (body or "").strip()
     if not body and not attachments:
-        raise ApplicationError("Write a message first.", code="empty_body", fields={"body": ["required"]})
+        raise ApplicationError(_("Write a message first."), code="empty_body", fields={"body": ["required"]})
     ticket = Ticket.objects.select_for_update(no_key=True).get(pk=ticket.pk)
     if ticket.customer_id != customer.pk:
-        raise ApplicationError("not your ticket", code="not_found", status=404)
+        raise ApplicationError(_("not your ticket"), code="not_found", status=404)
     if ticket.status == S.CLOSED:
-        raise ApplicationError("This request is closed; please open a new one.", code="ticket_closed", status=409)
+        raise ApplicationError(_("This request is closed; please open a new one."), code="ticket_closed", status=409)
     received = message_receive(
         customer=customer,
         channel=Channel.PORTAL,
@@ -739,10 +758,13 @@ def canned_render(*, canned, ticket: Ticket, agent) -> str:
     return text
 
 
-def automatic_message_queue(*, ticket: Ticket, target: ReplyTarget, body: str, kind: str) -> Message:
+def automatic_message_queue(
+    *, ticket: Ticket, target: ReplyTarget, body: str, kind: str, language: str = ""
+) -> Message:
     """An automatic outbound message (acknowledgement, survey): stored `queued` with
     `Auto-Submitted` semantics and sent by the same task as replies. It is not an agent's
-    response: first-response time and assignment are untouched."""
+    response: first-response time and assignment are untouched. `language`: the language
+    the body was written in (a mail says so in Content-Language)."""
     message = Message.objects.create(
         ticket=ticket,
         direction=Message.Direction.OUTBOUND,
@@ -753,7 +775,7 @@ def automatic_message_queue(*, ticket: Ticket, target: ReplyTarget, body: str, k
         body_text=body,
         status=Message.Status.QUEUED,
         thread_reason=Message.ThreadReason.EXPLICIT,
-        metadata={"auto_submitted": True, kind: True},
+        metadata={"auto_submitted": True, kind: True, **({"language": language} if language else {})},
     )
     message_created(message=message, created_ticket=False)
     enqueue("send_message", object_id=message.pk)  # in this transaction; sent by the channel side
@@ -826,7 +848,7 @@ def tickets_bulk_merge(*, actor, ids: list[int], target_id: int) -> list[BulkRes
     visible = {t.pk: t for t in tickets_visible_to(agent=actor).filter(pk__in=[*ids, target_id])}
     target = visible.get(target_id)
     if target is None:
-        raise ApplicationError("choose a ticket to merge into", code="invalid_target", status=400)
+        raise ApplicationError(_("choose a ticket to merge into"), code="invalid_target", status=400)
     results = []
     for ticket_id in dict.fromkeys(ids):
         if ticket_id == target_id:
@@ -852,13 +874,13 @@ def saved_view_save(*, owner, name: str, filters: dict, shared: bool = False, vi
 
     name = (name or "").strip()[:80]
     if not name:
-        raise ApplicationError("Give the view a name.", code="invalid", fields={"name": ["required"]})
+        raise ApplicationError(_("Give the view a name."), code="invalid", fields={"name": ["required"]})
     clean = {k: v for k, v in inbox_filters_clean(filters or {}).items() if v and k != "before"}
     if view is None:
         position = SavedView.objects.filter(owner=owner).count()
         return SavedView.objects.create(owner=owner, name=name, filters=clean, shared=shared, position=position)
     if view.owner_id != owner.pk:
-        raise ApplicationError("only its owner can change a view", code="not_owner", status=403)
+        raise ApplicationError(_("only its owner can change a view"), code="not_owner", status=403)
     view.name, view.filters, view.shared = name, clean, shared
     view.save(update_fields=["name", "filters", "shared"])
     return view
@@ -866,5 +888,5 @@ def saved_view_save(*, owner, name: str, filters: dict, shared: bool = False, vi
 
 def saved_view_delete(*, view, actor) -> None:
     if view.owner_id != actor.pk:
-        raise ApplicationError("only its owner can delete a view", code="not_owner", status=403)
+        raise ApplicationError(_("only its owner can delete a view"), code="not_owner", status=403)
     view.delete()

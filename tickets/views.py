@@ -29,7 +29,7 @@ from sla.selectors import ticket_sla
 from surveys.selectors import survey_for_ticket
 
 from . import notifications, selectors, services
-from .models import CannedResponse, Channel, Inbox, Team, Ticket, TicketMove
+from .models import Channel, Inbox, Team, Ticket, TicketMove
 
 
 def _ticket_or_404(request: HttpRequest, ticket_id: int) -> Ticket:
@@ -132,10 +132,12 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
         "tags": ", ".join(t.name for t in ticket.tags.all()),
         "sla": ticket_sla(ticket=ticket),
         "survey": survey_for_ticket(ticket=ticket),
+        # Each canned response in the customer's language when it has that translation.
         "canned": [
             (c.title, services.canned_render(canned=c, ticket=ticket, agent=request.user))
-            for c in CannedResponse.objects.filter(is_active=True)
+            for c in selectors.canned_for_language(language=ticket.customer.language)
         ],
+        "customer_language": ticket.customer.language,
         "now": timezone.now(),
         # Offered when the agent is about to answer on WhatsApp (the customer last wrote there).
         "whatsapp_templates": _whatsapp_templates(ticket, target) if default == Channel.WHATSAPP else [],
@@ -287,14 +289,16 @@ def ticket_merge(request: HttpRequest, ticket_id: int) -> HttpResponse:
     ref = request.POST.get("target", "").upper().removeprefix("CX-").strip()
     target = selectors.ticket_get_for_agent(agent=request.user, ticket_id=int(ref)) if ref.isdigit() else None
     if target is None:
-        flash.error(request, "No such ticket to merge into.")
+        flash.error(request, _("No such ticket to merge into."))
         return _done(request, ticket)
     try:
         services.merge_tickets(source=ticket, target=target, actor=request.user)
     except ApplicationError as exc:
         flash.error(request, exc.message)
         return _done(request, ticket)
-    flash.success(request, f"Merged {ticket.reference} into {target.reference}.")
+    flash.success(
+        request, _("Merged %(source)s into %(target)s.") % {"source": ticket.reference, "target": target.reference}
+    )
     return _done(request, target)
 
 
@@ -308,7 +312,7 @@ def ticket_split(request: HttpRequest, ticket_id: int) -> HttpResponse:
     except ApplicationError as exc:
         flash.error(request, exc.message)
         return _done(request, ticket)
-    flash.success(request, f"Split into {move.target.reference}.")
+    flash.success(request, _("Split into %(ref)s.") % {"ref": move.target.reference})
     return _done(request, move.target)
 
 
@@ -324,7 +328,7 @@ def move_undo(request: HttpRequest, move_id: int) -> HttpResponse:
         raise Http404("no such merge or split")
     try:
         services.undo_move(move=move, actor=request.user)
-        flash.success(request, "Undone.")
+        flash.success(request, _("Undone."))
     except ApplicationError as exc:
         flash.error(request, exc.message)
     return _done(request, move.source)

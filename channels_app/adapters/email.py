@@ -18,6 +18,7 @@ from django.core.mail import EmailMultiAlternatives
 
 from customers.normalize import normalize_email
 from cxdesk.errors import ApplicationError
+from cxdesk.i18n import first_accepted
 from cxdesk.sanitize import html_to_text
 
 from ..mail_decode import decode_bytes, decode_header, header_addresses, parse_mailbox
@@ -252,6 +253,8 @@ def parse_raw(raw: bytes, inbox: Inbox) -> InboundMessage:
         auto_submitted=is_auto_submitted(msg, address),
         received_at=received_at,
         metadata=metadata,
+        # RFC 3282 Content-Language, or Accept-Language (RFC 3282 §4 / some clients send it).
+        language=first_accepted(headers.get("content-language") or headers.get("accept-language") or ""),
     )
 
 

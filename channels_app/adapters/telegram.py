@@ -123,6 +123,7 @@ class TelegramAdapter(Adapter):
                 text=text,
                 attachments=attachments,
                 received_at=datetime.fromtimestamp(date, tz=UTC) if date else None,
+                language=str(sender.get("language_code") or "")[:16],
                 metadata={
                     "provider": "telegram",
                     "chat_id": chat.get("id"),

@@ -14,8 +14,10 @@ from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from cxdesk.errors import ApplicationError
+from cxdesk.i18n import for_customer
 
 from ..models import Customer, Identity, PortalToken
 from ..normalize import normalize_address
@@ -49,9 +51,11 @@ def portal_request_sign_in(*, address: str, ip: str, base_url: str) -> str:
     try:
         normalized = normalize_address(kind, address, settings.CXDESK_DEFAULT_REGION)
     except ApplicationError:
-        raise ApplicationError("Enter an email address or a phone number.", code="invalid_address") from None
+        raise ApplicationError(_("Enter an email address or a phone number."), code="invalid_address") from None
     if _limited(f"portal:ip:{ip}") or _limited(f"portal:addr:{normalized}"):
-        raise ApplicationError("Too many sign-in requests; try again in 15 minutes.", code="rate_limited", status=429)
+        raise ApplicationError(
+            _("Too many sign-in requests; try again in 15 minutes."), code="rate_limited", status=429
+        )
     identity = (
         Identity.objects.select_related("customer")
         .filter(kind=kind, address=normalized, customer__merged_into=None)
@@ -64,14 +68,11 @@ def portal_request_sign_in(*, address: str, ip: str, base_url: str) -> str:
         token = secrets.token_urlsafe(32)
         _store(identity, PortalToken.Kind.LINK, token)
         link = f"{base_url}/portal/sign-in/{token}/"
-        transaction.on_commit(
-            lambda: send_mail(
-                "Your sign-in link",
-                f"Open this link to see your requests (valid for 15 minutes, once):\n\n{link}\n",
-                settings.DEFAULT_FROM_EMAIL,
-                [identity.address],
-            )
-        )
+        with for_customer(identity.customer):
+            subject = _("Your sign-in link")
+            body = _("Open this link to see your requests (valid for 15 minutes, once):")
+        body = f"{body}\n\n{link}\n"
+        transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [identity.address]))
         return "link"
     code = f"{secrets.randbelow(10**6):06d}"
     _store(identity, PortalToken.Kind.CODE, code)
@@ -85,10 +86,13 @@ def _store(identity: Identity, kind: str, secret: str) -> PortalToken:
     )
 
 
-def _send_code(identity: Identity, code: str) -> None:
+def _send_code(identity: Identity, code: str, *, text: str | None = None) -> None:
     from channels_app.types import OutboundMessage, SendError
     from tickets.models import Channel, Inbox
 
+    if text is None:
+        with for_customer(identity.customer):
+            text = _("Your sign-in code: %(code)s") % {"code": code}
     for inbox in Inbox.objects.filter(is_active=True).order_by("pk"):
         try:
             adapter = inbox.adapter
@@ -102,7 +106,7 @@ def _send_code(identity: Identity, code: str) -> None:
                         inbox=inbox,
                         channel=Channel.SMS,
                         to=identity.address,
-                        text=f"Your sign-in code: {code}",
+                        text=text,
                     )
                 )
             except SendError as exc:

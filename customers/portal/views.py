@@ -12,11 +12,13 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from cxdesk.errors import ApplicationError
+from cxdesk.i18n import clean_language, language_chosen, resolve_language, safe_next
 from cxdesk.uploads import uploaded_files
 from tickets import services as ticket_services
 from tickets.models import Ticket
 from tickets.scanning import download_refusal
 
+from .. import services as customer_services
 from ..models import Customer
 from . import selectors, services
 
@@ -28,7 +30,7 @@ def current_customer(request: HttpRequest) -> Customer | None:
     customer = Customer.objects.filter(pk=pk, merged_into=None, erased_at=None).first() if pk else None
     if customer is not None and customer.language:
         # The customer's own language wins over the browser's.
-        translation.activate(customer.language)
+        translation.activate(resolve_language(customer.language))
         request.LANGUAGE_CODE = translation.get_language()
     return customer
 
@@ -82,9 +84,28 @@ def redeem_link(request: HttpRequest, token: str) -> HttpResponse:
     if customer is None:
         flash.error(request, _("This sign-in link is invalid, used or expired. Ask for a new one."))
         return redirect("portal-home")
+    _signed_in(request, customer)
+    return redirect("portal-home")
+
+
+def _signed_in(request: HttpRequest, customer: Customer) -> None:
     request.session.cycle_key()
     request.session[SESSION_KEY] = customer.pk
-    return redirect("portal-home")
+    # A customer whose language we do not know yet: the one their browser (or switcher) chose.
+    customer_services.customer_language_set(
+        customer=customer, language=translation.get_language() or "", only_if_unset=True
+    )
+
+
+@require_POST
+def language(request: HttpRequest) -> HttpResponse:
+    """The portal's language switcher: a cookie for everyone, and the customer's own
+    language (automatic messages follow it) when signed in."""
+    code = clean_language(request.POST.get("language", ""))
+    customer = current_customer(request)
+    if customer is not None:
+        customer_services.customer_language_set(customer=customer, language=code)
+    return language_chosen(request, redirect(safe_next(request, "/portal/")), code)
 
 
 @require_POST
@@ -95,8 +116,7 @@ def redeem_code(request: HttpRequest) -> HttpResponse:
         return render(
             request, "portal/sign_in.html", {"step": "code", "address": request.POST.get("address", "")}, status=400
         )
-    request.session.cycle_key()
-    request.session[SESSION_KEY] = customer.pk
+    _signed_in(request, customer)
     return redirect("portal-home")
 
 

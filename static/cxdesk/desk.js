@@ -69,7 +69,7 @@
   let joined = false;
 
   function showLive() {
-    if (status) { status.classList.add("on"); status.title = "Live updates: connected"; }
+    if (status) { status.classList.add("on"); status.title = status.dataset.on; }
   }
 
   function onEvent(data) {
@@ -124,7 +124,7 @@
     };
     socket.onmessage = (msg) => onEvent(JSON.parse(msg.data));
     socket.onclose = (ev) => {
-      if (status) { status.classList.remove("on"); status.title = "Live updates: disconnected"; }
+      if (status) { status.classList.remove("on"); status.title = status.dataset.off; }
       if (ev.code === 4401 || ev.code === 4403) {
         // Signed out or no longer allowed: stop, and let the next page load decide.
         if (ev.code === 4401) location.reload();
@@ -337,7 +337,7 @@
       clearTimeout(timer);
       timer = setTimeout(async () => {
         if (kb.value.trim().length < 2) return;
-        const res = await fetch(`${kb.dataset.url}?q=${encodeURIComponent(kb.value)}`, { credentials: "same-origin" });
+        const res = await fetch(`${kb.dataset.url}?q=${encodeURIComponent(kb.value)}&lang=${encodeURIComponent(kb.dataset.lang || "")}`, { credentials: "same-origin" });
         if (!res.ok) return;
         found = (await res.json()).results || [];
         results.replaceChildren(...found.map((r) => { const o = document.createElement("option"); o.value = r.title; return o; }));
@@ -388,7 +388,9 @@
     }
   });
 
-  // <select data-autosubmit>: submit its form on change (no inline on* handlers: CSP).
+  // <select data-autosubmit>: submit its form on change (no inline on* handlers: CSP);
+  // their "apply" buttons are for browsers without script.
+  document.documentElement.classList.add("js");
   document.addEventListener("change", (ev) => {
     if (ev.target.matches("[data-autosubmit]") && ev.target.form) ev.target.form.submit();
   });

@@ -1,6 +1,11 @@
 // cxdesk portal: small behaviours, no inline script (the Content-Security-Policy forbids it).
 (function () {
   "use strict";
+  // The language switcher applies on change; its button stays for browsers without script.
+  document.documentElement.classList.add("js");
+  document.addEventListener("change", (ev) => {
+    if (ev.target.matches("select[data-autosubmit]") && ev.target.form) ev.target.form.submit();
+  });
   // New request: a visitor who opened a suggested article and leaves without submitting
   // was helped — record a deflection.
   const form = document.getElementById("new-request");

@@ -14,7 +14,10 @@
   const inbox = script.dataset.inbox;
   const server = (script.dataset.server || new URL(script.src).origin).replace(/\/$/, "");
   const storeKey = `cxdesk.chat.${server}.${inbox}`;
-  const lang = (script.dataset.lang || document.documentElement.lang || navigator.language || "en").slice(0, 2);
+  const langKey = `${storeKey}.lang`;
+  // The visitor's own choice (the switcher in the header) sticks; else the page's or browser's.
+  let lang = localStorage.getItem(langKey) ||
+    (script.dataset.lang || document.documentElement.lang || navigator.language || "en").slice(0, 2);
   const params = new URLSearchParams(location.search);
   const linkToken = params.get("cx_t") || "";
 
@@ -32,6 +35,7 @@
   let offlineMode = false;
   let typingSentAt = 0;
   let invitationId = null;
+  let pendingOutcome = null;
   let pending = [];
   let wsFailures = 0;
   const seen = new Set();
@@ -54,7 +58,8 @@
   const title = el("h2", { id: "cx-title" });
   const closeBtn = el("button", { class: "close", type: "button" });
   closeBtn.innerHTML = '<svg viewBox="0 0 24 24" aria-hidden="true" width="18" height="18"><path fill="currentColor" d="M6 6l12 12M18 6L6 18" stroke="currentColor" stroke-width="2"/></svg>';
-  head.append(title, closeBtn);
+  const langPick = el("select", { class: "lang", id: "cx-lang" });
+  head.append(title, langPick, closeBtn);
   const log = el("ol", { class: "log", role: "log", "aria-live": "polite", "aria-relevant": "additions", tabindex: "0" });
   const status = el("p", { class: "status", "aria-live": "polite" });
   const invite = el("div", { class: "invite", role: "alertdialog", hidden: "" });
@@ -80,7 +85,7 @@
 
   const compose = el("form", { class: "compose" });
   const textLabel = el("label", { for: "cx-text", class: "sr" });
-  const text = el("textarea", { id: "cx-text", rows: "2" });
+  const text = el("textarea", { id: "cx-text", rows: "2", dir: "auto" });
   const fileLabel = el("label", { class: "attach", for: "cx-file" });
   fileLabel.innerHTML = '<svg viewBox="0 0 24 24" aria-hidden="true" width="20" height="20"><path fill="none" stroke="currentColor" stroke-width="2" d="M21 12l-8.5 8.5a5 5 0 0 1-7-7L14 5a3.5 3.5 0 0 1 5 5l-8.5 8.5a2 2 0 0 1-3-3L15 8"/></svg><span class="sr"></span>';
   const file = el("input", { id: "cx-file", type: "file", class: "sr" });
@@ -178,7 +183,12 @@
     } else if (f.type === "page") {
       checkRules(f.visits || 1);
     } else if (f.type === "invitation") {
-      invitationId = f.id;
+      if (pendingOutcome !== null) {  // answered before the server told its id
+        send({ type: "invitation_outcome", id: f.id, accepted: pendingOutcome });
+        pendingOutcome = null;
+      } else {
+        invitationId = f.id;
+      }
     } else if (f.type === "error") {
       showStatus(f.message);
     }
@@ -190,7 +200,7 @@
     lastId = Math.max(lastId, m.id);
     const li = el("li", { class: m.from === "agent" ? "agent" : "visitor", id: `m${m.id}` });
     const who = el("span", { class: "who" }, m.from === "agent" ? (m.author || S.agent) : S.you);
-    const body = el("p", { class: "body" }, m.text);
+    const body = el("p", { class: "body", dir: "auto" }, m.text);
     li.append(who, body);
     (m.attachments || []).forEach((a) => {
       li.append(a.url ? el("a", { class: "file", href: a.url, rel: "noopener", target: "_blank" }, a.name) : el("span", { class: "file" }, a.name));
@@ -345,14 +355,22 @@
     if (invite.hidden && invitationId === null) return;
     invite.hidden = true;
     if (invitationId !== null) send({ type: "invitation_outcome", id: invitationId, accepted });
+    else pendingOutcome = accepted;  // the invitation's id is still on its way: sent when it comes
     invitationId = null;
   }
   inviteYes.addEventListener("click", () => { decided(true); open(); });
   inviteNo.addEventListener("click", () => { decided(false); close(); });
 
   // --- start ---------------------------------------------------------------------------
+  let hello = null;
   function applyConfig(data) {
     cfg = data; S = data.strings;
+    langPick.replaceChildren(...(data.languages || []).map(([code, name]) => {
+      const o = el("option", { value: code, lang: code }, name);
+      if (code === data.lang) o.selected = true;
+      return o;
+    }));
+    langPick.setAttribute("aria-label", S.language);
     panel.setAttribute("dir", data.dir); panel.setAttribute("lang", data.lang);
     invite.setAttribute("dir", data.dir);
     panel.setAttribute("aria-labelledby", "cx-title");
@@ -370,20 +388,34 @@
     sendBtn.textContent = S.send;
     typingLine.textContent = S.typing;
     inviteYes.textContent = S.accept; inviteNo.textContent = S.dismiss;
-    const hello = el("li", { class: "agent greeting" });
-    hello.append(el("p", { class: "body" }, S.greeting));
-    log.append(hello);
+    if (!hello) {
+      hello = el("li", { class: "agent greeting" });
+      hello.append(el("p", { class: "body", dir: "auto" }));
+      log.append(hello);
+    }
+    hello.querySelector("p").textContent = S.greeting;
     updateForms();
   }
 
+  function loadConfig() {
+    return fetch(`${server}/chat/${inbox}/config/?lang=${encodeURIComponent(lang)}`, { mode: "cors", credentials: "omit" })
+      .then((r) => r.json());
+  }
+
+  langPick.addEventListener("change", () => {
+    lang = langPick.value;
+    localStorage.setItem(langKey, lang);
+    loadConfig().then((data) => { if (!data.error) applyConfig(data); });
+    if (started) send({ type: "language", lang });
+  });
+
   function boot() {
     document.body.append(host);
-    fetch(`${server}/chat/${inbox}/config/?lang=${encodeURIComponent(lang)}`, { mode: "cors", credentials: "omit" })
-      .then((r) => r.json()).then((data) => {
-        if (data.error) return;
-        applyConfig(data);
-        if (window.WebSocket && !script.hasAttribute("data-http")) connect(); else fallback();
-      });
+    loadConfig().then((data) => {
+      if (data.error) return;
+      applyConfig(data);
+      if (window.WebSocket && !script.hasAttribute("data-http")) connect(); else fallback();
+    });
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot); else boot();
 })();

@@ -195,8 +195,9 @@ def test_desk_reply_is_visible_in_the_portal(client, two_customers, agent, djang
     ("language", "text"),
     [
         ("pl", "Zobacz swoje zgłoszenia"),
-        ("it", "Vedi le tue richieste"),
+        ("it", "Consulti le sue richieste"),  # formal "Lei", as every Italian message
         ("fa", "درخواست‌هایتان را ببینید"),
+        ("ru", "Ваши запросы"),
         ("en", "See your requests"),
     ],
 )

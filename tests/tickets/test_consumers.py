@@ -232,3 +232,33 @@ def test_sign_out_and_lost_access_close_sockets(email_inbox):
         assert await closed(a) == 4403
 
     asyncio.run(scenario())
+
+
+def test_live_fragments_render_in_each_agents_language(email_inbox):
+    from accounts.models import StaffProfile
+
+    ana = AgentFactory(username="ana-ru", first_name="Ana")
+    StaffProfile.objects.create(user=ana, language="ru")
+    ben = AgentFactory(username="ben-en", first_name="Ben")
+    ticket = ingest(email_inbound(email_inbox)).ticket
+
+    async def scenario():
+        sockets = {"ru": communicator(ana), "en": communicator(ben)}
+        for comm in sockets.values():
+            assert (await comm.connect())[0]
+            await comm.send_json_to({"subscribe_ticket": ticket.pk})
+            await until(comm, lambda f: f["event"] == "presence")
+        await db(lambda: services.note_add(ticket=ticket, author=ana, body="VIP"))
+        await db(lambda: services.ticket_update(ticket=ticket, actor=ana, priority="urgent"))
+        html = {}
+        for language, comm in sockets.items():
+            note = await until(comm, lambda f: f["event"] == "message.created")
+            event = await until(comm, lambda f: f["event"] == "ticket.event")
+            html[language] = note["html"] + event["html"]
+            await comm.disconnect()
+        return html
+
+    html = asyncio.run(scenario())
+    assert "Внутренняя заметка" in html["ru"] and "Приоритет изменён" in html["ru"]
+    assert "Internal note" in html["en"] and "Priority changed" in html["en"]
+    assert "Internal note" not in html["ru"]

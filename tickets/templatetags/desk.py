@@ -8,8 +8,10 @@ import zlib
 from django import template
 from django.templatetags.static import static
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.html import escape, format_html, linebreaks
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
 
 from cxdesk.sanitize import block_remote_images, has_remote_images, sanitize_html
 
@@ -73,13 +75,14 @@ def duration(value) -> str:
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
+    # Unit abbreviations are translated (Russian "ч"/"мин", Persian "ساعت"…), numbers localised.
     if days:
-        return f"{days} d {hours} h"
+        return _("%(d)s d %(h)s h") % {"d": number_format(days), "h": number_format(hours)}
     if hours:
-        return f"{hours} h {minutes:02d} m"
+        return _("%(h)s h %(m)s m") % {"h": number_format(hours), "m": f"{minutes:02d}"}
     if minutes:
-        return f"{minutes} m"
-    return f"{secs} s"
+        return _("%(m)s m") % {"m": number_format(minutes)}
+    return _("%(s)s s") % {"s": number_format(secs)}
 
 
 @register.filter
@@ -95,7 +98,7 @@ def percent(value, digits: int = 0) -> str:
     """A rate (0..1) as a percentage: 0.873 → "87 %"."""
     if value is None or value == "":
         return "—"
-    return f"{float(value) * 100:.{int(digits)}f} %"
+    return _("%(n)s %%") % {"n": number_format(float(value) * 100, int(digits), use_l10n=True)}
 
 
 @register.filter
@@ -152,3 +155,19 @@ def querystring_of(mapping) -> str:
     from urllib.parse import urlencode
 
     return urlencode({k: v for k, v in (mapping or {}).items() if v})
+
+
+@register.filter
+def choice_label(value) -> str:
+    """An event's old/new value shown in the reader's language: a status, priority or
+    channel code becomes its label; anything else (names, tags) stays as written."""
+    if value in (None, ""):
+        return ""
+    from channels_app.models import Channel
+
+    from ..models import Ticket
+
+    for choices in (Ticket.Status, Ticket.Priority, Channel):
+        if isinstance(value, str) and value in choices.values:
+            return str(choices(value).label)
+    return value if isinstance(value, str) else str(value)
