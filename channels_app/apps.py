@@ -23,6 +23,7 @@ class ChannelsAppConfig(AppConfig):
         register("auto_ack", "channels_app.automations.auto_ack_handler", queue="inbound")
         register("fetch_media", "channels_app.media.fetch_handler", queue="inbound")
         register("apply_status", "channels_app.services.parked_status_handler", queue="inbound")
+        register("webhook_process", "channels_app.webhook_queue.webhook_process_handler", queue="inbound")
 
         from anymail.signals import inbound
 

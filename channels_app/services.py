@@ -465,8 +465,18 @@ def raw_inbound_retry(*, record: RawInbound) -> IngestResult:
     record.refresh_from_db()
     if record.status == RawInbound.Status.PROCESSED:
         raise ApplicationError("already processed", code="already_processed", status=409)
+    if record.source == "webhook":
+        from .webhook_queue import webhook_process
+
+        webhook_process(record=record)
+        record.refresh_from_db()
+        if record.status != RawInbound.Status.PROCESSED:
+            raise ApplicationError(record.error or "still not processed", code="still_failing")
+        if not record.message_id:
+            raise ApplicationError("processed: it held delivery statuses only", code="no_message")
+        return IngestResult(record.message.ticket, record.message, False, False)
     if record.content_type != "message/rfc822":
-        raise ApplicationError("only mail can be processed again here", code="not_mail")
+        raise ApplicationError("only mail and provider webhooks can be processed again here", code="not_mail")
     if record.inbox is None:
         record.inbox = inbox_for_recipients(_recipients(record.raw))
         if record.inbox is None:

@@ -1,6 +1,8 @@
 """Public provider webhooks: one generic view, the adapter does the provider part.
 
-verify → parse → ingest (commit) → answer. A 2xx only once the delivery is durable;
+verify → parse → ingest (commit) → answer; or, for adapters with `queue_webhooks` when
+CXDESK_WEBHOOKS=queued, verify → parse → store the raw delivery (commit) → answer, and a
+worker ingests it (channels_app/webhook_queue.py). A 2xx only once the delivery is durable;
 a wrong signature is 403 with nothing stored; a malformed body is 400 with a reason;
 an event we do not handle is 200 (logged) so the provider stops retrying."""
 
@@ -13,6 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from cxdesk.errors import ApplicationError
 
+from . import webhook_queue
 from .models import Inbox
 from .services import ingest, status_apply
 from .types import InboundMessage, WebhookError
@@ -74,6 +77,9 @@ def provider_webhook(request: HttpRequest, route: str, inbox_id: int) -> HttpRes
         # A signed body of an unexpected shape ("text": 5, "from": "x"): bad input, not a crash.
         log.warning("%s webhook for inbox %s: malformed payload (%s: %s)", route, inbox.pk, type(exc).__name__, exc)
         return _error(400, f"malformed {route} payload: a field has an unexpected type or is missing")
+    if (inbound or statuses) and webhook_queue.queued(adapter):
+        webhook_queue.webhook_store(request=request, inbox=inbox)  # durable; processed by a worker
+        return adapter.acknowledge(request, inbox, [])
     results = []
     try:
         for item in inbound:

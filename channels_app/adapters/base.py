@@ -35,6 +35,9 @@ class Adapter:
     supports_status: ClassVar[bool] = False
     # The public webhook is /hooks/<route>/<inbox id>/ (several kinds may share a route: meta).
     route: ClassVar[str | None] = None
+    # Its webhooks may be acknowledged once stored and ingested by a worker (CXDESK_WEBHOOKS=
+    # queued): only adapters whose answer does not depend on what ingest did (not voice).
+    queue_webhooks: ClassVar[bool] = False
 
     # --- settings --------------------------------------------------------------
     def validate_settings(self, config: dict, secrets: dict) -> list[str]:

@@ -53,6 +53,7 @@ def _at(ts: Any, millis: bool = False) -> datetime | None:
 
 
 class MetaAdapter(Adapter):
+    queue_webhooks = True
     route = "meta"
     secret_schema = {
         "app_secret": "App secret: verifies X-Hub-Signature-256.",

@@ -28,6 +28,7 @@ TIMEOUT = 15
 
 @register
 class TelegramAdapter(Adapter):
+    queue_webhooks = True
     kind = "telegram"
     route = "telegram"
     channels = (Channel.TELEGRAM,)

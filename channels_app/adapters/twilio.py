@@ -65,6 +65,7 @@ def verify_signature(request: HttpRequest, inbox: Inbox) -> None:
 
 @register
 class TwilioAdapter(Adapter):
+    queue_webhooks = True
     kind = "twilio"
     route = "twilio"
     channels = (Channel.SMS, Channel.WHATSAPP)

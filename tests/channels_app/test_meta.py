@@ -281,3 +281,17 @@ def test_messenger_attachment_from_the_cdn_is_fetched_without_the_page_token(
         assert post(client, fb_inbox, json.dumps(event).encode()).status_code == 200
     assert Attachment.objects.get().file.read() == b"JPEG"
     assert "Authorization" not in responses.calls[0].request.headers
+
+
+def test_queued_whatsapp_json_is_stored_then_ingested(client, wa_inbox, settings, django_capture_on_commit_callbacks):
+    """CXDESK_WEBHOOKS=queued with a JSON provider: the exact bytes are kept and re-parsed."""
+    from channels_app.models import RawInbound
+
+    settings.CXDESK_WEBHOOKS = "queued"
+    raw = (DATA / "webhooks/meta/whatsapp_text.json").read_bytes()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(client, wa_inbox, raw).status_code == 200
+    record = RawInbound.objects.get()
+    assert record.raw == raw and record.content_type == "application/json"
+    message = Message.objects.get()
+    assert record.message_id == message.pk and message.channel == "whatsapp"

@@ -27,20 +27,6 @@ def vectors():
     return {v["name"]: v for v in json.loads((DATA / "webhooks/twilio/vectors.json").read_text())["vectors"]}
 
 
-@pytest.fixture
-def twilio_inbox(settings):
-    settings.PUBLIC_URL = "https://example.com"
-    # The vectors (tests/data/webhooks/twilio/vectors.json) were signed for https://example.com/hooks/twilio/3/
-    return InboxFactory(
-        id=3,
-        kind="twilio",
-        name="Twilio",
-        config={"account_sid": SID, "phone_number": "+15005550006", "default_region": "PL"},
-        transport=Inbox.Transport.LIVE,
-        secrets={"auth_token": "12345"},
-    )
-
-
 def post(client, path, params, signature, **headers):
     return client.post(path, params, HTTP_X_TWILIO_SIGNATURE=signature, **headers)
 
