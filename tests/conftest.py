@@ -8,6 +8,10 @@ def _isolated_files(settings, tmp_path):
     settings.CXDESK_OUTBOX_DIR = tmp_path / "outbox"
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    # Tests run inside a transaction whose commit hooks do not fire, so the webhook tests ingest
+    # in the request; the queued path has its own (tests/channels_app/test_webhook_queue.py,
+    # and the integration tests' real workers run the production default).
+    settings.CXDESK_WEBHOOKS = "inline"
     settings.CXDESK_OUTBOX_EAGER_SWEEP = False  # tests sweep explicitly (tests/outbox)
     from cxdesk.celery import app
 

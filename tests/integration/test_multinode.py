@@ -194,6 +194,14 @@ def _post_sms(
     return requests.post(url, data=params, headers=headers, timeout=10)
 
 
+def _ingested_ticket():
+    """The ticket of the webhook just answered: the cluster runs the production default
+    (CXDESK_WEBHOOKS=queued), so a worker ingests it right after the answer."""
+    from tickets.models import Ticket
+
+    return wait_for(lambda: Ticket.objects.first(), timeout=20, message="the webhook's message ingested by a worker")
+
+
 def _session_cookie(user) -> str:
     from django.test import Client
 
@@ -261,12 +269,11 @@ def test_one_address_through_the_proxy(cluster):
 
 def test_webhook_on_node_a_reaches_agent_on_node_b_and_presence_is_shared(cluster, agent):
     from tests.tickets.factories import AgentFactory
-    from tickets.models import Ticket
 
     inbox = _twilio_inbox(cluster)
     first = _post_sms(cluster, inbox, body="My parcel is late")
     assert first.status_code == 200, first.text
-    ticket = Ticket.objects.get()
+    ticket = _ingested_ticket()
     bob = AgentFactory(username="bob", first_name="Bob")
 
     with _socket(cluster.ws[1], bob) as bob_ws, _socket(cluster.ws[0], agent) as ana_ws:
@@ -302,12 +309,12 @@ def test_webhook_on_node_a_reaches_agent_on_node_b_and_presence_is_shared(cluste
 
 
 def test_each_task_runs_once_and_beat_once(cluster, agent, settings):
-    from tickets.models import Message, Ticket
+    from tickets.models import Message
     from tickets.services import reply
 
     inbox = _twilio_inbox(cluster)
     assert _post_sms(cluster, inbox, body="Hello").status_code == 200
-    ticket = Ticket.objects.get()
+    ticket = _ingested_ticket()
     _use_broker(settings)
     started = time.monotonic()
     beat_from = cluster.redis.llen("cxdesk:beat:runs")
