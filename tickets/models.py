@@ -127,6 +127,7 @@ class Ticket(models.Model):
                 fields=["-last_message_at", "-id"],
                 name="ticket_done_activity_idx",
                 condition=Q(status__in=["solved", "closed"], merged_into=None),
+                include=["assignee", "team", "inbox", "channel"],
             ),
         ]
 

@@ -120,7 +120,8 @@ def _view_q(*, agent, view: str):
     """A built-in view's condition. Each is served by an index in the list's order
     (migration 0012): the open views by partial indexes over open, unmerged tickets
     (activity; assignee for "mine"/"unassigned"; team for "teams"; waiting), "pending" by
-    (status, activity), "solved" by a partial index over solved/closed ones."""
+    (status, activity) or the open one, "solved" by a partial index over solved/closed ones.
+    Merged tickets are in none of them (the ticket they were merged into is)."""
     open_q = Q(status__in=Ticket.OPEN_STATUSES, merged_into=None)
     if view == "mine":
         return open_q & Q(assignee=agent)
@@ -132,7 +133,7 @@ def _view_q(*, agent, view: str):
         # team); the values are an index condition (none: no query at all).
         return open_q & Q(team__in=list(agent.teams.values_list("pk", flat=True)))
     if view == "pending":
-        return Q(status=Ticket.Status.PENDING)
+        return Q(status=Ticket.Status.PENDING, merged_into=None)
     if view == "solved":
         return Q(status__in=[Ticket.Status.SOLVED, Ticket.Status.CLOSED], merged_into=None)
     return open_q
@@ -189,10 +190,19 @@ def _capped_counts(querysets: dict, *, cap: int | None = None) -> dict:
     return {key: CappedCount.of(value, cap) for key, value in zip(querysets, row, strict=True)}
 
 
+def _view_tickets(*, agent, view: str) -> QuerySet[Ticket]:
+    """A built-in view's tickets that the agent may see."""
+    if view in ("mine", "teams") and user_role(agent) is not None:
+        # Tickets assigned to an agent or to one of their teams are theirs to see
+        # (tickets_visible_to's first two rules): the view is then a range of the assignee or
+        # team index, not a walk of every open ticket checking the whole scope.
+        return Ticket.objects.filter(_view_q(agent=agent, view=view))
+    return tickets_visible_to(agent=agent).filter(_view_q(agent=agent, view=view))
+
+
 def inbox_counts_querysets(*, agent) -> dict[str, QuerySet[Ticket]]:
     """Each built-in view as the list reads it (scoped, in its order), for counting."""
-    visible = tickets_visible_to(agent=agent)
-    return {view: _ordered(visible.filter(_view_q(agent=agent, view=view))) for view in INBOX_VIEWS}
+    return {view: _ordered(_view_tickets(agent=agent, view=view)) for view in INBOX_VIEWS}
 
 
 def inbox_counts(*, agent, cap: int | None = None) -> dict[str, CappedCount]:
@@ -242,7 +252,7 @@ def _inbox_filtered(
     *, agent, view: str = "open", channel: str = "", status: str = "", priority: str = "", tag: str = "",
     inbox_id: str = "", q: str = "", sla: str = "",
 ) -> QuerySet[Ticket]:  # fmt: skip
-    qs = tickets_visible_to(agent=agent).filter(_view_q(agent=agent, view=view))
+    qs = _view_tickets(agent=agent, view=view)
     if channel:
         qs = qs.filter(channel=channel)
     if status:

@@ -29,6 +29,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='ticket',
-            index=models.Index(condition=models.Q(('merged_into', None), ('status__in', ['solved', 'closed'])), fields=['-last_message_at', '-id'], name='ticket_done_activity_idx'),
+            index=models.Index(condition=models.Q(('merged_into', None), ('status__in', ['solved', 'closed'])), fields=['-last_message_at', '-id'], include=('assignee', 'team', 'inbox', 'channel'), name='ticket_done_activity_idx'),
         ),
     ]
