@@ -158,3 +158,22 @@ def test_customer_channels_are_one_row_per_channel_not_per_message(email_inbox, 
         cursor.execute(distinct)
         rows = cursor.fetchall()
     assert len(rows) == 2, "DISTINCT over the channel alone, not over every message's ordering columns"
+
+
+def test_the_live_inbox_rerenders_the_same_capped_counts(agent, email_inbox, monkeypatch):
+    """A websocket re-render of the sidebar (tickets/consumers.py) goes through the same two
+    capped count queries as the page."""
+    from tickets.consumers import DeskConsumer
+
+    SavedView.objects.create(owner=agent, name="Mail", filters={"view": "open", "channel": "email"})
+    make_tickets(email_inbox, 5)
+    monkeypatch.setattr(selectors, "INBOX_COUNT_CAP", 3)
+    consumer = DeskConsumer()
+    consumer.user, consumer.saved_active = agent, None
+    consumer.inbox_filters = selectors.inbox_filters_clean({"view": "open"})
+    selectors.user_role(agent)
+    with CaptureQueriesContext(connection) as captured:
+        html = consumer._render_inbox(Ticket.objects.latest("id").pk)
+    assert 'id="view-counts" hx-swap-oob="true"' in html
+    assert html.count('<span class="count">3+</span>') == 3, "All open, Unassigned and the saved view"
+    assert len(_count_queries(captured)) == 2
