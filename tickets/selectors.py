@@ -140,10 +140,12 @@ def _view_q(*, agent, view: str):
 
 
 # The sidebar counts up to this many tickets a view and shows "999+" past it. An exact count
-# reads every matching row (300k open tickets at 1M); a capped one reads at most
-# INBOX_COUNT_CAP + 1 entries of the view's own index, whatever the size of the table, and
-# stays right under team scoping and per-agent views (which a counts table kept per view,
-# per team and per agent would have to maintain on every assignment, team and status change).
+# reads every matching row (300k open tickets at 1M); a capped one walks the view's own index
+# in the list's order and stops at INBOX_COUNT_CAP + 1 matches: cap entries for a plain view,
+# about cap / selectivity when a filter (an agent's scope, a saved view's channel or priority)
+# is checked on the way — bounded, whatever the size of the table. It stays right under team
+# scoping, per-agent views and any saved view's filters, which a counts table would have to
+# keep per view, team and agent and update on every assignment, team and status change.
 INBOX_COUNT_CAP = 999
 
 
@@ -223,8 +225,8 @@ def inbox_filters_clean(params) -> dict[str, str]:
 
 
 def _sort_for(view: str, sort: str) -> str:
-    """ "Waiting longest" orders tickets someone waits on: on solved ones it means nothing
-    (and no index keeps them in that order), so the solved view is always by activity."""
+    """The effective sort. "Waiting longest" orders tickets someone waits on: on solved ones
+    it means nothing (and no index keeps them in that order), so "solved" is by activity."""
     return "waiting" if sort == "waiting" and view != "solved" else "activity"
 
 
