@@ -51,12 +51,13 @@ def customer_stats(*, customer: Customer) -> CustomerStats:
         first_seen=Min("created_at"),
         last_contact=Max("last_customer_message_at"),
     )
+    # order_by() clears Message's default ordering, which DISTINCT would otherwise select
+    # too (one row per message instead of one per channel).
     channels = sorted(
-        set(
-            Message.objects.filter(ticket__customer=customer, direction=Message.Direction.INBOUND)
-            .values_list("channel", flat=True)
-            .distinct()
-        )
+        Message.objects.filter(ticket__customer=customer, direction=Message.Direction.INBOUND)
+        .order_by()
+        .values_list("channel", flat=True)
+        .distinct()
     )
     return CustomerStats(channels=channels, **agg)
 

@@ -155,6 +155,38 @@ class Ticket(models.Model):
             models.Index(fields=["customer", "status", "-last_message_at"], name="ticket_customer_idx"),
             # Incremental sync (updated_since) with a stable tiebreak.
             models.Index(fields=["updated_at", "id"], name="ticket_updated_idx"),
+            # The desk's inbox views (tickets.selectors._view_q), each read in the list's order
+            # and capped counts (the first 1,000 entries). Partial: open, unmerged tickets are
+            # a small share of the table. The included columns are the inbox's common filters
+            # and the agent's scope, checked in the index without visiting the table.
+            models.Index(
+                fields=["-last_message_at", "-id"],
+                name="ticket_open_activity_idx",
+                condition=Q(status__in=["new", "open", "pending"], merged_into=None),
+                include=["assignee", "team", "inbox", "channel", "priority", "status"],
+            ),
+            models.Index(
+                fields=["assignee", "-last_message_at", "-id"],
+                name="ticket_open_assignee_idx",
+                condition=Q(status__in=["new", "open", "pending"], merged_into=None),
+            ),
+            models.Index(
+                fields=["team", "-last_message_at", "-id"],
+                name="ticket_open_team_idx",
+                condition=Q(status__in=["new", "open", "pending"], merged_into=None),
+            ),
+            models.Index(
+                fields=["last_customer_message_at", "id"],
+                name="ticket_open_waiting_idx",
+                condition=Q(status__in=["new", "open", "pending"], merged_into=None),
+                include=["assignee", "team", "inbox", "channel", "priority", "status"],
+            ),
+            models.Index(
+                fields=["-last_message_at", "-id"],
+                name="ticket_done_activity_idx",
+                condition=Q(status__in=["solved", "closed"], merged_into=None),
+                include=["assignee", "team", "inbox", "channel"],
+            ),
         ]
 
     def __str__(self) -> str:

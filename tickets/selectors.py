@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.roles import is_supervisor, user_role
 
-from .models import Message, SavedView, Team, Ticket
+from .models import Inbox, Message, SavedView, Team, Ticket
 
 
 def tickets_visible_to(*, agent) -> QuerySet[Ticket]:
@@ -25,7 +25,10 @@ def tickets_visible_to(*, agent) -> QuerySet[Ticket]:
     if is_supervisor(agent):
         return Ticket.objects.all()
     teams = Team.objects.filter(members=agent).values("pk")
-    return Ticket.objects.filter(Q(assignee=agent) | Q(team__in=teams) | Q(inbox__default_team__in=teams))
+    # The inbox's team by subquery, not by join: three conditions on the ticket row itself, so
+    # an inbox view walks its index in order and filters (no join that loses the order).
+    inboxes = Inbox.objects.filter(default_team__in=teams).values("pk")
+    return Ticket.objects.filter(Q(assignee=agent) | Q(team__in=teams) | Q(inbox__in=inboxes))
 
 
 def ticket_get_for_agent(*, agent, ticket_id: int) -> Ticket | None:
@@ -117,25 +120,99 @@ INBOX_VIEWS = {
 
 
 def _view_q(*, agent, view: str):
-    from django.db.models import Q
-
+    """A built-in view's condition. Each is served by an index in the list's order
+    (migration 0012): the open views by partial indexes over open, unmerged tickets
+    (activity; assignee for "mine"/"unassigned"; team for "teams"; waiting), "pending" by
+    (status, activity) or the open one, "solved" by a partial index over solved/closed ones.
+    Merged tickets are in none of them (the ticket they were merged into is)."""
     open_q = Q(status__in=Ticket.OPEN_STATUSES, merged_into=None)
-    return {
-        "mine": open_q & Q(assignee=agent),
-        "unassigned": open_q & Q(assignee=None),
-        "teams": open_q & Q(team__in=agent.teams.all()),
-        "open": open_q,
-        "pending": Q(status=Ticket.Status.PENDING),
-        "solved": Q(status__in=[Ticket.Status.SOLVED, Ticket.Status.CLOSED], merged_into=None),
-    }.get(view, open_q)
+    if view == "mine":
+        return open_q & Q(assignee=agent)
+    if view == "unassigned":
+        return open_q & Q(assignee=None)
+    if view == "teams":
+        # The agent's teams as values, not a subquery: a semi-join with the teams would walk
+        # every open ticket in order looking for theirs (all of them for an agent without a
+        # team); the values are an index condition (none: no query at all).
+        return open_q & Q(team__in=list(agent.teams.values_list("pk", flat=True)))
+    if view == "pending":
+        return Q(status=Ticket.Status.PENDING, merged_into=None)
+    if view == "solved":
+        return Q(status__in=[Ticket.Status.SOLVED, Ticket.Status.CLOSED], merged_into=None)
+    return open_q
 
 
-def inbox_counts(*, agent) -> dict[str, int]:
-    """Every view's count in one aggregate query."""
-    from django.db.models import Count
+# The sidebar counts up to this many tickets a view and shows "999+" past it. An exact count
+# reads every matching row (300k open tickets at 1M); a capped one walks the view's own index
+# in the list's order and stops at INBOX_COUNT_CAP + 1 matches: cap entries for a plain view,
+# about cap / selectivity when a filter (an agent's scope, a saved view's channel or priority)
+# is checked on the way — bounded, whatever the size of the table. It stays right under team
+# scoping, per-agent views and any saved view's filters, which a counts table would have to
+# keep per view, team and agent and update on every assignment, team and status change.
+INBOX_COUNT_CAP = 999
 
-    qs = tickets_visible_to(agent=agent)
-    return qs.aggregate(**{view: Count("id", filter=_view_q(agent=agent, view=view)) for view in INBOX_VIEWS})
+
+class CappedCount(int):
+    """A view's count, at most the cap; `capped` says there are more (shown as "999+")."""
+
+    capped = False
+
+    @classmethod
+    def of(cls, value: int, cap: int) -> CappedCount:
+        count = cls(min(value, cap))
+        count.capped = value > cap
+        return count
+
+
+def _capped_counts_sql(querysets: dict, *, cap: int | None = None) -> tuple[str, list]:
+    """One statement counting each (ordered) queryset's first cap + 1 rows:
+    SELECT (SELECT COUNT(*) FROM (<view> LIMIT cap + 1) c0), (SELECT …) …"""
+    from django.core.exceptions import EmptyResultSet
+
+    cap = INBOX_COUNT_CAP if cap is None else cap
+    parts, params = [], []
+    for i, qs in enumerate(querysets.values()):
+        try:
+            sql, view_params = qs.values("pk")[: cap + 1].query.sql_with_params()
+        except EmptyResultSet:  # e.g. none() for someone who sees no ticket
+            parts.append("0")
+            continue
+        parts.append(f"(SELECT COUNT(*) FROM ({sql}) AS c{i})")  # noqa: S608 - the ORM's SQL, params apart
+        params.extend(view_params)
+    return "SELECT " + ", ".join(parts), params
+
+
+def _capped_counts(querysets: dict, *, cap: int | None = None) -> dict:
+    from django.db import connections
+
+    cap = INBOX_COUNT_CAP if cap is None else cap
+    if not querysets:
+        return {}
+    sql, params = _capped_counts_sql(querysets, cap=cap)
+    with connections[next(iter(querysets.values())).db].cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return {key: CappedCount.of(value, cap) for key, value in zip(querysets, row, strict=True)}
+
+
+def _view_tickets(*, agent, view: str) -> QuerySet[Ticket]:
+    """A built-in view's tickets that the agent may see."""
+    if view in ("mine", "teams") and user_role(agent) is not None:
+        # Tickets assigned to an agent or to one of their teams are theirs to see
+        # (tickets_visible_to's first two rules): the view is then a range of the assignee or
+        # team index, not a walk of every open ticket checking the whole scope.
+        return Ticket.objects.filter(_view_q(agent=agent, view=view))
+    return tickets_visible_to(agent=agent).filter(_view_q(agent=agent, view=view))
+
+
+def inbox_counts_querysets(*, agent) -> dict[str, QuerySet[Ticket]]:
+    """Each built-in view as the list reads it (scoped, in its order), for counting."""
+    return {view: _ordered(_view_tickets(agent=agent, view=view)) for view in INBOX_VIEWS}
+
+
+def inbox_counts(*, agent, cap: int | None = None) -> dict[str, CappedCount]:
+    """Every built-in view's count, capped (see INBOX_COUNT_CAP), in one query."""
+    return _capped_counts(inbox_counts_querysets(agent=agent), cap=cap)
 
 
 def canned_for_language(*, language: str) -> list:
@@ -161,8 +238,14 @@ def inbox_filters_clean(params) -> dict[str, str]:
     out = {k: str(params.get(k) or "")[:200] for k in (*INBOX_FILTERS, "sort", "before")}
     view = str(params.get("view") or "open")
     out["view"] = view if view in INBOX_VIEWS else "open"
-    out["sort"] = "waiting" if out["sort"] == "waiting" else "activity"
+    out["sort"] = _sort_for(out["view"], out["sort"])
     return out
+
+
+def _sort_for(view: str, sort: str) -> str:
+    """The effective sort. "Waiting longest" orders tickets someone waits on: on solved ones
+    it means nothing (and no index keeps them in that order), so "solved" is by activity."""
+    return "waiting" if sort == "waiting" and view != "solved" else "activity"
 
 
 def inbox_queryset(
@@ -174,7 +257,22 @@ def inbox_queryset(
     from django.db.models import OuterRef, Subquery
     from django.db.models.functions import Substr
 
-    qs = tickets_visible_to(agent=agent).filter(_view_q(agent=agent, view=view))
+    qs = _inbox_filtered(
+        agent=agent, view=view, channel=channel, status=status, priority=priority, tag=tag, inbox_id=inbox_id,
+        q=q, sla=sla,
+    )  # fmt: skip
+    last = Message.objects.filter(ticket=OuterRef("pk")).exclude(direction="note").order_by("-created_at", "-id")
+    return qs.select_related("customer", "assignee", "team").annotate(
+        excerpt=Subquery(last.annotate(short=Substr("body_text", 1, 140)).values("short")[:1]),
+        last_direction=Subquery(last.values("direction")[:1]),
+    )
+
+
+def _inbox_filtered(
+    *, agent, view: str = "open", channel: str = "", status: str = "", priority: str = "", tag: str = "",
+    inbox_id: str = "", q: str = "", sla: str = "",
+) -> QuerySet[Ticket]:  # fmt: skip
+    qs = _view_tickets(agent=agent, view=view)
     if channel:
         qs = qs.filter(channel=channel)
     if status:
@@ -193,11 +291,14 @@ def inbox_queryset(
         qs = filter_by_sla_state(qs, state=sla, now=timezone.now())
     if q.strip():
         qs = qs.filter(_search_q(q.strip()))
-    last = Message.objects.filter(ticket=OuterRef("pk")).exclude(direction="note").order_by("-created_at", "-id")
-    return qs.select_related("customer", "assignee", "team").annotate(
-        excerpt=Subquery(last.annotate(short=Substr("body_text", 1, 140)).values("short")[:1]),
-        last_direction=Subquery(last.values("direction")[:1]),
-    )
+    return qs
+
+
+def _ordered(qs: QuerySet[Ticket], sort: str = "activity") -> QuerySet[Ticket]:
+    """The list's order (the indexes' order): newest activity first, or longest waiting."""
+    if sort == "waiting":
+        return qs.exclude(last_customer_message_at=None).order_by("last_customer_message_at", "id")
+    return qs.order_by("-last_message_at", "-id")
 
 
 def inbox_page(
@@ -208,24 +309,27 @@ def inbox_page(
     Returns (tickets, cursor of the next page or "")."""
     from django.db.models import Q
 
+    sort = _sort_for(view, sort)
     qs = inbox_queryset(
         agent=agent, view=view, channel=channel, status=status, priority=priority, tag=tag, inbox_id=inbox_id,
         q=q, sla=sla,
     )  # fmt: skip
-    order = ("last_customer_message_at", "id") if sort == "waiting" else ("-last_message_at", "-id")
     if before:
         from cxdesk.dates import parse_datetime
 
         stamp, _, pk = before.rpartition("|")
         at = parse_datetime(stamp)
         if at is not None and pk.isdigit():
+            # The first condition starts the index scan at the cursor; the second is the tiebreak.
             if sort == "waiting":
-                qs = qs.filter(Q(last_customer_message_at__gt=at) | Q(last_customer_message_at=at, id__gt=int(pk)))
+                qs = qs.filter(last_customer_message_at__gte=at).filter(
+                    Q(last_customer_message_at__gt=at) | Q(last_customer_message_at=at, id__gt=int(pk))
+                )
             else:
-                qs = qs.filter(Q(last_message_at__lt=at) | Q(last_message_at=at, id__lt=int(pk)))
-    if sort == "waiting":
-        qs = qs.exclude(last_customer_message_at=None)
-    rows = list(qs.order_by(*order)[: limit + 1])
+                qs = qs.filter(last_message_at__lte=at).filter(
+                    Q(last_message_at__lt=at) | Q(last_message_at=at, id__lt=int(pk))
+                )
+    rows = list(_ordered(qs, sort)[: limit + 1])
     cursor = ""
     if len(rows) > limit:
         rows = rows[:limit]
@@ -297,7 +401,7 @@ def ticket_timeline_items(*, ticket: Ticket) -> list[tuple[str, object]]:
     return items
 
 
-# A saved view's count is one COUNT query; the sidebar counts at most this many.
+# The sidebar counts at most this many saved views (all in one query, each capped).
 SAVED_VIEWS_COUNTED = 12
 
 
@@ -318,13 +422,19 @@ def saved_view_filters(view: SavedView) -> dict[str, str]:
     return inbox_filters_clean(view.filters or {})
 
 
-def saved_view_counts(*, agent, views: list[SavedView]) -> dict[int, int]:
-    """Open tickets in each saved view (the first SAVED_VIEWS_COUNTED), as the list shows them."""
-    counts = {}
+def saved_view_counts_querysets(*, agent, views: list[SavedView]) -> dict[int, QuerySet[Ticket]]:
+    out = {}
     for view in views[:SAVED_VIEWS_COUNTED]:
         f = saved_view_filters(view)
-        counts[view.pk] = inbox_queryset(agent=agent, view=f["view"], **{k: f[k] for k in INBOX_FILTERS}).count()
-    return counts
+        qs = _inbox_filtered(agent=agent, view=f["view"], **{k: f[k] for k in INBOX_FILTERS})
+        out[view.pk] = _ordered(qs, f["sort"])
+    return out
+
+
+def saved_view_counts(*, agent, views: list[SavedView], cap: int | None = None) -> dict[int, CappedCount]:
+    """Tickets in each saved view (the first SAVED_VIEWS_COUNTED), as the list shows them,
+    capped like the built-in views' counts, all in one query."""
+    return _capped_counts(saved_view_counts_querysets(agent=agent, views=views), cap=cap)
 
 
 def screen_pop_context(

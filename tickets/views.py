@@ -39,33 +39,42 @@ def _ticket_or_404(request: HttpRequest, ticket_id: int) -> Ticket:
     return ticket
 
 
-def _inbox_context(request: HttpRequest) -> dict:
+def _inbox_list_context(request: HttpRequest) -> dict:
+    """What the list partial shows (the htmx swap of #inbox-list): rows, cursor, filters."""
     filters = selectors.inbox_filters_clean(request.GET)
-    view = filters["view"]
     tickets, cursor = selectors.inbox_page(
         agent=request.user,
-        view=view,
+        view=filters["view"],
         sort=filters["sort"],
         before=filters["before"],
         **{k: filters[k] for k in selectors.INBOX_FILTERS},
     )
-    query_base = urlencode({k: v for k, v in filters.items() if v and k != "before"})
+    saved_id = request.GET.get("saved", "")
+    return {
+        "tickets": tickets,
+        "cursor": cursor,
+        "view": filters["view"],
+        "filters": filters,
+        "query_base": urlencode({k: v for k, v in filters.items() if v and k != "before"}),
+        "live_filters": {**filters, "saved": saved_id if saved_id.isdigit() else ""},
+    }
+
+
+def _inbox_context(request: HttpRequest) -> dict:
+    """The whole page: the list plus the sidebar (views and saved views with capped counts,
+    one query each) and the filter and bulk-action choices."""
+    context = _inbox_list_context(request)
     saved = selectors.saved_views_for(agent=request.user)
     saved_id = request.GET.get("saved", "")
     return {
+        **context,
         "saved_views": saved,
         "saved_counts": selectors.saved_view_counts(agent=request.user, views=saved),
         "saved_active": int(saved_id) if saved_id.isdigit() else None,
         "agents": _agents(),
         "teams": Team.objects.order_by("name"),
-        "tickets": tickets,
-        "cursor": cursor,
-        "view": view,
         "views": selectors.INBOX_VIEWS,
         "counts": selectors.inbox_counts(agent=request.user),
-        "filters": filters,
-        "query_base": query_base,
-        "live_filters": {**filters, "saved": saved_id if saved_id.isdigit() else ""},
         "channels": Channel.choices,
         "statuses": Ticket.Status.choices,
         "priorities": Ticket.Priority.choices,
@@ -89,10 +98,10 @@ def inbox(request: HttpRequest) -> HttpResponse:
             "tickets/_split_rows.html",
             {"tickets": rows, "current_id": int(current) if current.isdigit() else 0},
         )
-    context = _inbox_context(request)
     if request.htmx and request.htmx.target == "inbox-list":
-        return render(request, "tickets/_inbox_list.html", context)
-    return render(request, "tickets/inbox.html", context)
+        # Filters and paging swap the list only: no counts, no sidebar.
+        return render(request, "tickets/_inbox_list.html", _inbox_list_context(request))
+    return render(request, "tickets/inbox.html", _inbox_context(request))
 
 
 def _agents():

@@ -143,7 +143,7 @@ def _visible_text(source: str) -> list[str]:
     source = re.sub(r"\{%\s*(blocktranslate|blocktrans)\b.*?\{%\s*end\1\s*%\}", " ", source, flags=re.S)
     source = re.sub(r"\{%\s*comment\s*%\}.*?\{%\s*endcomment\s*%\}", " ", source, flags=re.S)
     source = re.sub(r"\{%\s*block body_attrs\s*%\}.*?\{%\s*endblock\s*%\}", " ", source, flags=re.S)
-    source = re.sub(r"\{%.*?%\}|\{\{.*?\}\}", " ", source, flags=re.S)
+    source = re.sub(r"\{%.*?%\}|\{\{.*?\}\}|\{#.*?#\}", " ", source, flags=re.S)
     source = re.sub(r"<(script|style)\b.*?</\1>", " ", source, flags=re.S)
     found = [m.group(2) for m in re.finditer(r'\b(placeholder|title|aria-label|alt)="([^"]*)"', source)]
     found += re.sub(r"<[^>]*>", "\n", source).split("\n")
