@@ -41,7 +41,7 @@ def totp_match(*, secret: str, code: str, last_step: int, at: float | None = Non
     """The time step the code belongs to (±1 step of drift), or None; a step at or
     before `last_step` is refused (replay)."""
     code = "".join(code.split())
-    if not code.isdigit() or len(code) != 6:
+    if not code.isdecimal() or len(code) != 6:
         return None
     now = time.time() if at is None else at
     totp = pyotp.TOTP(secret)

@@ -295,7 +295,7 @@ def staff(request: HttpRequest) -> HttpResponse:
         member = User.objects.filter(pk=request.POST.get("user"), is_staff=True).first()
         if member is None:
             raise Http404("no such staff user")
-        team_ids = [int(t) for t in request.POST.getlist("teams") if t.isdigit()]
+        team_ids = [int(t) for t in request.POST.getlist("teams") if t.isdecimal()]
         try:
             services.staff_access_set(
                 user=member, role=request.POST.get("role", ""), team_ids=team_ids, by=request.user

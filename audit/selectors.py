@@ -41,7 +41,7 @@ def audit_entries(
         raise ApplicationError("only administrators can read the audit log", code="permission_denied", status=403)
     qs = AuditEntry.objects.all()
     if actor:
-        qs = qs.filter(actor_id=int(actor)) if actor.isdigit() and len(actor) < 19 else qs.filter(actor_label=actor)
+        qs = qs.filter(actor_id=int(actor)) if actor.isdecimal() and len(actor) < 19 else qs.filter(actor_label=actor)
     if action:
         if action not in AuditEntry.Action.values:
             raise ApplicationError(

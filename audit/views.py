@@ -30,7 +30,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     except ApplicationError as exc:
         error, qs = exc.message, AuditEntry.objects.none()
     before = request.GET.get("before", "")
-    if before.isdigit() and len(before) < 19:
+    if before.isdecimal() and len(before) < 19:
         qs = qs.filter(id__lt=int(before))  # ids grow with created_at: a stable keyset
     entries = list(qs.order_by("-id")[: PAGE + 1])
     more = len(entries) > PAGE

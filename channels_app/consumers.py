@@ -126,6 +126,6 @@ class WebchatConsumer(AsyncWebsocketConsumer):
 
 
 def _webchat_inbox(inbox_id: str) -> Inbox | None:
-    if not inbox_id.isdigit():
+    if not inbox_id.isdecimal():
         return None
     return Inbox.objects.filter(pk=int(inbox_id), kind="webchat", is_active=True).first()

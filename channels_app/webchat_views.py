@@ -165,7 +165,7 @@ def poll(request: HttpRequest, inbox: Inbox) -> JsonResponse:
         return _error(403, "no_session", "unknown or expired visitor token")
     visitor_seen(visitor.visitor_id)
     after = request.GET.get("after", "0")
-    if not after.isdigit():
+    if not after.isdecimal():
         return _error(400, "invalid", "after is a message id", {"after": ["invalid"]})
     return JsonResponse({"frames": chat_history(visitor=visitor, after=int(after))})
 

@@ -47,7 +47,7 @@ def normalize_phone(value: str, region: str | None = None) -> str:
     raw = raw.strip()
     if raw.startswith("00"):
         raw = "+" + raw[2:]
-    elif raw and raw[0].isdigit() and region is None and len(re.sub(r"\D", "", raw)) > 10:
+    elif raw and raw[0].isdecimal() and region is None and len(re.sub(r"\D", "", raw)) > 10:
         raw = "+" + raw  # WhatsApp Cloud API sends wa_id without '+'
     try:
         number = phonenumbers.parse(raw, region)

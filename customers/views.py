@@ -43,7 +43,7 @@ def customer_list(request: HttpRequest) -> HttpResponse:
     q = request.GET.get("q", "")
     context = {"q": q, "results": customer_search(agent=request.user, q=q), "merge_into": None}
     into = request.GET.get("merge_into", "")
-    if into.isdigit():
+    if into.isdecimal():
         context["merge_into"] = _customer_or_404(request, int(into))
     template = "customers/_results.html" if request.htmx else "customers/list.html"
     return render(request, template, context)
@@ -58,7 +58,7 @@ def customer_detail(request: HttpRequest, customer_id: int) -> HttpResponse:
         .order_by("-created_at", "-id")[:100]
     )
     candidate = None
-    if request.GET.get("merge", "").isdigit():
+    if request.GET.get("merge", "").isdecimal():
         candidate = _customer_or_404(request, int(request.GET["merge"]))
     return render(
         request,
@@ -136,7 +136,7 @@ def identity_remove(request: HttpRequest, customer_id: int, identity_id: int) ->
 def customer_merge(request: HttpRequest, customer_id: int) -> HttpResponse:
     keep = _customer_or_404(request, customer_id)
     other_id = request.POST.get("other", "")
-    if not other_id.isdigit():
+    if not other_id.isdecimal():
         raise Http404("no such customer")
     other = _customer_or_404(request, int(other_id))
     if request.POST.get("confirm") != "yes":

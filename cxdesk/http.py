@@ -241,7 +241,7 @@ def safe_request(
 
 def _read_capped(response: requests.Response, *, max_bytes: int, deadline: float) -> None:
     declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    if declared.isdecimal() and int(declared) > max_bytes:
         response.close()
         raise ResponseTooLarge(f"response of {declared} bytes is over the {max_bytes}-byte limit")
     chunks, size = [], 0

@@ -9,7 +9,7 @@ from .services import survey_answer, survey_for_token
 
 
 def _int(value):
-    return int(value) if value and str(value).isdigit() else None
+    return int(value) if value and str(value).isdecimal() else None
 
 
 def answer(request: HttpRequest, token: str) -> HttpResponse:

@@ -44,7 +44,7 @@ def _assignment(v: dict) -> dict:
 def pk_from(kwargs: dict) -> int:
     """The URL's id as an int, or a 404 (never a 500 for `/tickets/abc/`)."""
     value = str(kwargs.get("pk", ""))
-    if not value.isdigit() or len(value) > 18:
+    if not value.isdecimal() or len(value) > 18:
         raise NotFound("no such object")
     return int(value)
 

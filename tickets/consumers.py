@@ -185,7 +185,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 await self._join("inbox")
                 await self.send_json({"event": "inbox.following"})  # from now on, rows arrive live
             saved = str(content["inbox"].get("saved") or "")
-            self.saved_active = int(saved) if saved.isdigit() else None
+            self.saved_active = int(saved) if saved.isdecimal() else None
         if content.get("ping"):
             for ticket_id in self.tickets:
                 await self._touch(ticket_id, typing=False)

@@ -77,14 +77,14 @@ def tickets_for_api(*, agent, params) -> QuerySet[Ticket]:
             qs = qs.filter(assignee=None)
         elif value == "me":
             qs = qs.filter(assignee=agent)
-        elif value.isdigit():
+        elif value.isdecimal():
             qs = qs.filter(assignee_id=int(value))
         else:
             raise ApplicationError(
                 gettext("assignee is an id, 'me' or 'none'"), code="invalid_filter", fields={"assignee": ["invalid"]}
             )
     if params.get("customer"):
-        if not params["customer"].isdigit():
+        if not params["customer"].isdecimal():
             raise ApplicationError(
                 gettext("customer is an id"), code="invalid_filter", fields={"customer": ["invalid"]}
             )
@@ -281,7 +281,7 @@ def _inbox_filtered(
         qs = qs.filter(priority=priority)
     if tag:
         qs = qs.filter(tags__name=tag)
-    if inbox_id.isdigit():
+    if inbox_id.isdecimal():
         qs = qs.filter(inbox_id=int(inbox_id))
     if sla:
         from django.utils import timezone
@@ -319,7 +319,7 @@ def inbox_page(
 
         stamp, _, pk = before.rpartition("|")
         at = parse_datetime(stamp)
-        if at is not None and pk.isdigit():
+        if at is not None and pk.isdecimal():
             # The first condition starts the index scan at the cursor; the second is the tiebreak.
             if sort == "waiting":
                 qs = qs.filter(last_customer_message_at__gte=at).filter(
@@ -375,7 +375,7 @@ def _search_q(q: str):
             Message.objects.filter(ticket=OuterRef("pk"), body_text__icontains=q).exclude(direction="note")
         )
     match = text | people
-    if term.isdigit():
+    if term.isdecimal():
         match |= Q(pk=int(term))
     return match
 

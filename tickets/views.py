@@ -56,7 +56,7 @@ def _inbox_list_context(request: HttpRequest) -> dict:
         "view": filters["view"],
         "filters": filters,
         "query_base": urlencode({k: v for k, v in filters.items() if v and k != "before"}),
-        "live_filters": {**filters, "saved": saved_id if saved_id.isdigit() else ""},
+        "live_filters": {**filters, "saved": saved_id if saved_id.isdecimal() else ""},
     }
 
 
@@ -70,7 +70,7 @@ def _inbox_context(request: HttpRequest) -> dict:
         **context,
         "saved_views": saved,
         "saved_counts": selectors.saved_view_counts(agent=request.user, views=saved),
-        "saved_active": int(saved_id) if saved_id.isdigit() else None,
+        "saved_active": int(saved_id) if saved_id.isdecimal() else None,
         "agents": _agents(),
         "teams": Team.objects.order_by("name"),
         "views": selectors.INBOX_VIEWS,
@@ -96,7 +96,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
         return render(
             request,
             "tickets/_split_rows.html",
-            {"tickets": rows, "current_id": int(current) if current.isdigit() else 0},
+            {"tickets": rows, "current_id": int(current) if current.isdecimal() else 0},
         )
     if request.htmx and request.htmx.target == "inbox-list":
         # Filters and paging swap the list only: no counts, no sidebar.
@@ -273,7 +273,7 @@ def ticket_update(request: HttpRequest, ticket_id: int) -> HttpResponse:
         if field not in post:
             continue
         value = post[field]
-        kwargs[field] = qs.filter(pk=int(value)).first() if value.isdigit() else None
+        kwargs[field] = qs.filter(pk=int(value)).first() if value.isdecimal() else None
         if value and kwargs[field] is None:
             return HttpResponseBadRequest(f"unknown {field}")
     if "tags" in post:
@@ -296,7 +296,7 @@ def ticket_update(request: HttpRequest, ticket_id: int) -> HttpResponse:
 def ticket_merge(request: HttpRequest, ticket_id: int) -> HttpResponse:
     ticket = _ticket_or_404(request, ticket_id)
     ref = request.POST.get("target", "").upper().removeprefix("CX-").strip()
-    target = selectors.ticket_get_for_agent(agent=request.user, ticket_id=int(ref)) if ref.isdigit() else None
+    target = selectors.ticket_get_for_agent(agent=request.user, ticket_id=int(ref)) if ref.isdecimal() else None
     if target is None:
         flash.error(request, _("No such ticket to merge into."))
         return _done(request, ticket)
@@ -315,7 +315,7 @@ def ticket_merge(request: HttpRequest, ticket_id: int) -> HttpResponse:
 @require_POST
 def ticket_split(request: HttpRequest, ticket_id: int) -> HttpResponse:
     ticket = _ticket_or_404(request, ticket_id)
-    ids = [int(i) for i in request.POST.getlist("message") if i.isdigit()]
+    ids = [int(i) for i in request.POST.getlist("message") if i.isdecimal()]
     try:
         move = services.split_ticket(ticket=ticket, message_ids=ids, actor=request.user)
     except ApplicationError as exc:
@@ -355,7 +355,7 @@ def my_status(request: HttpRequest) -> HttpResponse:
 
 
 def _ids(values) -> list[int]:
-    return [int(v) for v in values if str(v).isdigit()][: services.BULK_MAX]
+    return [int(v) for v in values if str(v).isdecimal()][: services.BULK_MAX]
 
 
 @staff_member_required
@@ -371,21 +371,21 @@ def bulk(request: HttpRequest) -> HttpResponse:
         if post.get("action") == "merge":
             target = post.get("merge_into", "")
             results = services.tickets_bulk_merge(
-                actor=request.user, ids=ids, target_id=int(target) if target.isdigit() else ids[0]
+                actor=request.user, ids=ids, target_id=int(target) if target.isdecimal() else ids[0]
             )
         else:
             kwargs: dict = {}
             if post.get("assignee"):
                 value = post["assignee"]
                 kwargs["assignee"] = (
-                    None if value == "none" else _agents().filter(pk=value).first() if value.isdigit() else None
+                    None if value == "none" else _agents().filter(pk=value).first() if value.isdecimal() else None
                 )
                 if value not in ("none",) and kwargs["assignee"] is None:
                     return HttpResponseBadRequest("unknown assignee")
             if post.get("team"):
                 value = post["team"]
                 kwargs["team"] = (
-                    None if value == "none" else Team.objects.filter(pk=value).first() if value.isdigit() else None
+                    None if value == "none" else Team.objects.filter(pk=value).first() if value.isdecimal() else None
                 )
                 if value != "none" and kwargs["team"] is None:
                     return HttpResponseBadRequest("unknown team")

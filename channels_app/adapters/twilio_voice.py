@@ -110,7 +110,7 @@ class TwilioVoiceAdapter(Adapter):
 
     def validate_settings(self, config: dict, secrets: dict) -> list[str]:
         problems = super().validate_settings(config, secrets)
-        if config.get("ring_seconds") and not str(config["ring_seconds"]).isdigit():
+        if config.get("ring_seconds") and not str(config["ring_seconds"]).isdecimal():
             problems.append("ring_seconds is a number of seconds")
         return problems
 

@@ -109,7 +109,7 @@ class WebchatAdapter(Adapter):
         if config.get("prechat", "optional") not in PRECHAT_MODES:
             problems.append(f"prechat must be one of {', '.join(PRECHAT_MODES)}")
         minutes = config.get("offline_after_minutes", "5")
-        if not str(minutes).isdigit() or not 1 <= int(minutes) <= 1440:
+        if not str(minutes).isdecimal() or not 1 <= int(minutes) <= 1440:
             problems.append("offline_after_minutes is a whole number of minutes (1–1440)")
         raw = config.get("invitations")
         if raw:

@@ -123,7 +123,8 @@
       .catch(() => {}).finally(() => { pollTimer = setTimeout(poll, opened ? 3000 : 10000); });
   }
 
-  function startFrame() { return { type: "start", token, link: linkToken, lang }; }
+  let startLang = lang;  // the language the last start frame carried
+  function startFrame() { startLang = lang; return { type: "start", token, link: linkToken, lang }; }
 
   function connect() {
     const wsUrl = server.replace(/^http/, "ws") + `/ws/chat/?inbox=${encodeURIComponent(inbox)}`;
@@ -160,6 +161,8 @@
     if (f.type === "session") {
       token = f.token; localStorage.setItem(storeKey, token);
       started = true;
+      // The language was switched while the session was being set up: tell the server now.
+      if (lang !== startLang) send({ type: "language", lang });
       identified = !!f.identified;
       (f.messages || []).forEach(addMessage);
       if (f.pending) showCode();

@@ -6,6 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection, connections
 from django.utils import timezone
+from rest_framework.exceptions import NotFound
 from rest_framework.test import APIClient
 
 from channels_app.services import ingest
@@ -393,3 +394,15 @@ def test_customer_listing_is_a_constant_number_of_queries(api, email_inbox, djan
     with django_assert_max_num_queries(8) as many:
         assert len(api.get("/api/v1/customers/").json()["results"]) == 15
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+@pytest.mark.parametrize("pk", ["²7", "٣", "1e3", "-1"])
+def test_a_non_ascii_or_odd_id_in_the_url_is_a_404_not_a_500(api, pk):
+    """`str.isdigit()` accepts superscripts that int() refuses: ids are checked with isdecimal."""
+    from tickets.api import pk_from
+
+    response = api.get(f"/api/v1/views/{pk}/")
+    assert response.status_code == 404
+    if not pk.isdecimal():
+        with pytest.raises(NotFound):
+            pk_from({"pk": pk})
