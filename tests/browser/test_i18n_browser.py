@@ -71,6 +71,7 @@ def test_desk_in_polish_then_persian_right_to_left(live_server_url, desk_data, b
     assert page.locator("nav a[href='/desk/']").inner_text().strip() == "Skrzynka"
     page.wait_for_selector(f"#row-{persian.pk}")
     _assert_question_mark_left_of_digits(page, f"#row-{persian.pk} .c-subj bdi")  # isolated in an LTR page too
+    page.wait_for_selector("#live-status.on")  # the server follows this inbox (inbox.following)
     page.screenshot(path=str(SCREENSHOTS / "desk-inbox-pl.png"))
     page.goto(f"{base}/desk/tickets/{persian.pk}/")
     page.wait_for_selector("#live-status.on")
@@ -93,6 +94,7 @@ def test_desk_in_polish_then_persian_right_to_left(live_server_url, desk_data, b
     )
     assert nav[1] > nav[2] / 2, nav
     _assert_question_mark_left_of_digits(page, f"#row-{persian.pk} .c-subj bdi")
+    page.wait_for_selector("#live-status.on")
     page.screenshot(path=str(SCREENSHOTS / "desk-inbox-fa.png"))
     page.goto(f"{base}/desk/tickets/{persian.pk}/")
     page.wait_for_selector("#live-status.on")
