@@ -297,7 +297,7 @@ class TicketViewSet(
             )
         # The creator is answered with what they created, even when routing sent it to a
         # team they cannot see (from then on it is a 404 for them, like any other such ticket).
-        created = selectors.ticket_get_for_agent(agent=request.user, ticket_id=ticket.pk) or ticket
+        created = Ticket.objects.select_related("customer", "assignee", "team", "inbox", "survey").get(pk=ticket.pk)
         return Response(TicketSerializer(created).data, status=201)
 
     @extend_schema(request=TicketUpdateSerializer, responses={200: TicketSerializer})
