@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, QueryDict
 from django.http.request import RawPostDataException
+from django.utils import timezone
 
 from cxdesk.errors import ApplicationError
 from outbox.services import enqueue
@@ -84,17 +85,21 @@ def webhook_process(*, record: RawInbound) -> int:
         adapter = inbox.adapter
         items = adapter.parse(request, inbox)
         statuses = adapter.parse_status(request, inbox)
-        stored = 0
         with transaction.atomic():
+            results = []
             for item in items:
                 item.raw_inbound_id = record.pk
-                ingest(item)
-                stored += 1
+                results.append(ingest(item))
             for update in statuses:
                 status_apply(inbox=inbox, update=update)
-            if not items:
-                RawInbound.objects.filter(pk=record.pk).update(status=RawInbound.Status.PROCESSED, error="")
-        return stored
+            # A repeat of a stored message (or statuses only) is done too, pointing at what it repeated.
+            RawInbound.objects.filter(pk=record.pk, status=RawInbound.Status.PENDING).update(
+                status=RawInbound.Status.PROCESSED,
+                message=results[-1].message if results else None,
+                processed_at=timezone.now(),
+                error="",
+            )
+        return sum(not r.duplicate for r in results)
     except (WebhookError, ApplicationError, LookupError, TypeError, ValueError, KeyError) as exc:
         raw_inbound_failed(raw=record, error=f"{type(exc).__name__}: {exc}")
         return 0
