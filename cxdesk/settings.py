@@ -456,7 +456,7 @@ if not DEBUG:
     if not SECURE_HSTS_PRELOAD:
         # Preloading is a one-way commitment for the whole domain, made by its owner at
         # hstspreload.org; we do not make it for them (set SECURE_HSTS_PRELOAD=1 to opt in).
-        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+        SILENCED_SYSTEM_CHECKS = [*SILENCED_SYSTEM_CHECKS, "security.W021"]
 
 # Outbound: attempts per message before it is marked failed (transient errors retry with backoff).
 CXDESK_SEND_MAX_ATTEMPTS = env.int("CXDESK_SEND_MAX_ATTEMPTS", default=6)
