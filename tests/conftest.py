@@ -103,3 +103,20 @@ def in_memory_layers(settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     cache.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_connections_at_the_end(django_db_setup, django_db_blocker):
+    """Persistent connections (CONN_MAX_AGE, as in production) held by threads the suite
+    started — live servers, asgiref's worker thread — would keep the test database from being
+    dropped at the end; they are ended first."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
