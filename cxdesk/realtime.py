@@ -48,10 +48,18 @@ def broadcast_on_commit(group: str, event: str, **data: Any) -> None:
     # (savepoint ids, callable, robust); an earlier flush is neutralised in place, not
     # removed, so the list keeps its length for anyone counting it.)
     hooks = connection.run_on_commit
-    for i, (sids, func, robust) in enumerate(hooks):
-        if func is _flush:
-            hooks[i] = (sids, _nothing, robust)
+    # Where this thread put the flush last, so a bulk action broadcasting thousands of events in
+    # one transaction does not rescan the list each time.
+    known = getattr(_local, "flush_at", None)
+    if known is not None and known[0] is hooks and known[1] < len(hooks) and hooks[known[1]][1] is _flush:
+        found = [known[1]]
+    else:
+        found = [i for i, hook in enumerate(hooks) if hook[1] is _flush]
+    for i in found:
+        sids, _, robust = hooks[i]
+        hooks[i] = (sids, _nothing, robust)
     hooks.append((set(), _flush, False))
+    _local.flush_at = (hooks, len(hooks) - 1)
 
 
 def group_send(group: str, event: str, **data: Any) -> None:

@@ -88,3 +88,25 @@ def test_batched_keeps_one_message_per_group_in_order():
     assert [group for group, _ in out] == ["a", "b"]
     assert [e["event"] for e in out[0][1]["events"]] == ["1", "3"]
     assert out[1][1] == messages[1], "a lone event goes as it is"
+
+
+@pytest.mark.django_db
+def test_one_publish_per_transaction_and_a_rolled_back_savepoint_publishes_nothing(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    from django.db import transaction
+
+    calls = []
+    monkeypatch.setattr(realtime, "publish", lambda *messages: calls.append([m["event"] for m in messages]))
+    with django_capture_on_commit_callbacks(execute=True):
+        with transaction.atomic():
+            realtime.broadcast_on_commit("g", "kept")
+            try:
+                with transaction.atomic():
+                    realtime.broadcast_on_commit("g", "dropped")
+                    raise RuntimeError("the savepoint rolls back")
+            except RuntimeError:
+                pass
+            for i in range(3):
+                realtime.broadcast_on_commit("g", f"after {i}")
+    assert calls == [["kept", "after 0", "after 1", "after 2"]]
