@@ -77,7 +77,10 @@ def webhook_process(*, record: RawInbound) -> int:
     """Ingest a stored delivery (the outbox task, and the dead-letter retry). Returns the
     number of messages stored. Bad content makes a dead letter; a database or broker outage
     raises, and the outbox retries."""
-    if record.status == RawInbound.Status.PROCESSED or record.inbox is None:
+    if record.status == RawInbound.Status.PROCESSED:
+        return 0
+    if record.inbox is None:
+        raw_inbound_failed(raw=record, error="its inbox was deleted")
         return 0
     inbox = record.inbox
     try:
@@ -93,7 +96,9 @@ def webhook_process(*, record: RawInbound) -> int:
             for update in statuses:
                 status_apply(inbox=inbox, update=update)
             # A repeat of a stored message (or statuses only) is done too, pointing at what it repeated.
-            RawInbound.objects.filter(pk=record.pk, status=RawInbound.Status.PENDING).update(
+            RawInbound.objects.filter(
+                pk=record.pk, status__in=(RawInbound.Status.PENDING, RawInbound.Status.FAILED)
+            ).update(
                 status=RawInbound.Status.PROCESSED,
                 message=results[-1].message if results else None,
                 processed_at=timezone.now(),

@@ -66,3 +66,26 @@ def test_a_delivery_that_cannot_be_ingested_is_a_dead_letter(
     record = RawInbound.objects.get()
     assert record.status == RawInbound.Status.FAILED and record.error
     assert not Message.objects.exists()
+
+
+def test_a_failed_delivery_is_taken_again_from_the_dead_letters(twilio_inbox):
+    """Kept as received (say it failed during a database outage): the desk's retry ingests it."""
+    import zlib
+    from urllib.parse import urlencode
+
+    from channels_app.services import raw_inbound_retry
+
+    body = urlencode(_sms("parcel?", "SMq5")).encode()
+    record = RawInbound.objects.create(
+        inbox=twilio_inbox,
+        source="webhook",
+        content_type="application/x-www-form-urlencoded",
+        payload=zlib.compress(body),
+        sha256="x",
+        status=RawInbound.Status.FAILED,
+        error="OperationalError: the database went away",
+    )
+    result = raw_inbound_retry(record=record)
+    assert result.message.body_text == "parcel?"
+    record.refresh_from_db()
+    assert record.status == RawInbound.Status.PROCESSED and record.message_id == result.message.pk
