@@ -387,7 +387,7 @@ def message_receive(
     if created:
         fields = {
             "priority": Ticket.Priority.NORMAL,
-            "team": inbox.default_team if inbox else None,
+            "team_id": inbox.default_team_id if inbox else None,
             **(new_ticket or {}),
         }
         ticket = Ticket.objects.create(
