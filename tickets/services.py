@@ -378,10 +378,9 @@ def message_receive(
     the portal, the API, the desk on the customer's behalf): into `ticket`, or a new ticket
     (`new_ticket`: subject, priority, team_id — the inbox's team by default) when there is
     none. Stores the message and its attachments (bytes now, provider URLs fetched later),
-    then either announces the new
-    ticket or continues the old one (activity, channel switch, reopen unless `reopen` is
-    False — an automatic reply does not reopen a solved ticket), and tells live clients and
-    subscribers once the transaction commits. Runs in the caller's transaction; the caller
+    then either announces the new ticket or continues the old one (activity, channel switch,
+    reopen unless `reopen` is False — an automatic reply does not reopen a solved ticket), and
+    tells live clients and subscribers once the transaction commits. Runs in the caller's transaction; the caller
     holds the customer (or ticket) lock that makes threading decisions safe."""
     now = timezone.now()
     created = ticket is None
