@@ -111,14 +111,20 @@ def seed_agents(
 ) -> list[tuple[int, str]]:
     """`count` agents in one team attached to the inbox (so they see its tickets), each with
     a database session; returns (user id, session key) pairs."""
-    from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-    from django.contrib.sessions.backends.db import SessionStore
-
     from tickets.models import Team
 
     team, _ = Team.objects.get_or_create(name=f"Bench {prefix}")
     command_json("create_inbox", inbox_kind, inbox_name, "--set", f"default_team={team.name}")
+    return team_agent_sessions(team, count, prefix=prefix)
+
+
+def team_agent_sessions(team, count: int, *, prefix: str = "agent") -> list[tuple[int, str]]:
+    """`count` staff members of `team`, each signed in with a database session; returns
+    (user id, session key) pairs for their cookies."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.contrib.sessions.backends.db import SessionStore
+
     User = get_user_model()
     sessions = []
     for i in range(count):

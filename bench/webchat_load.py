@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import free_port, pct  # noqa: E402
+from bench.common import free_port, pct, team_agent_sessions  # noqa: E402
 from bench.common import recreate_database as recreate  # noqa: E402
 
 ORIGIN = "http://shop.bench.example"
@@ -46,9 +46,6 @@ TEXT = re.compile(r"message (\d+) from (\d+)\b")
 
 
 def setup(agents: int) -> tuple[int, list[tuple[int, str]]]:
-    from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-    from django.contrib.sessions.backends.db import SessionStore
     from django.core.management import call_command
 
     from channels_app.services import inbox_upsert
@@ -61,17 +58,7 @@ def setup(agents: int) -> tuple[int, list[tuple[int, str]]]:
     team = Team.objects.create(name="Chat")
     inbox.default_team = team
     inbox.save(update_fields=["default_team"])
-    User = get_user_model()
-    sessions = []
-    for i in range(agents):
-        user = User.objects.create_user(f"agent{i}", password=None, is_staff=True, first_name=f"Agent{i}")
-        team.members.add(user)
-        store = SessionStore()
-        store[SESSION_KEY] = str(user.pk)
-        store[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
-        store[HASH_SESSION_KEY] = user.get_session_auth_hash()
-        store.create()
-        sessions.append((user.pk, store.session_key))
+    sessions = team_agent_sessions(team, agents)
     return inbox.pk, sessions
 
 
