@@ -174,6 +174,11 @@ def purge(redis_url: str) -> None:
 
     client = redis.Redis.from_url(redis_url)
     client.delete(*common.QUEUES, "unacked", "unacked_index")
+    # A drainer's slot held by a task purged above (an earlier run cut short) would leave
+    # this run's deliveries to the beat sweep, which does not run here.
+    stale = client.keys("*cxdesk:webhook-drainer:*")
+    if stale:
+        client.delete(*stale)
 
 
 def main() -> None:

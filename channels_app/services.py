@@ -152,6 +152,7 @@ def _ingest(inbound: InboundMessage, trimmed: list[str]) -> IngestResult:
         display_name=sender.display_name,
         region=inbox.default_region,
         seen_at=now,
+        caller_retries=True,  # `ingest` runs it all again on the IntegrityError of a race
     )
     if new_customer:
         # Created in this transaction: nobody else can see it, let alone thread into it.

@@ -55,3 +55,20 @@ def poll_imap() -> dict:
     from .imap import poll_all
 
     return poll_all()
+
+
+@shared_task(ignore_result=True)
+def drain_webhooks(slot: int | None = None) -> int:
+    """Ingest the stored webhook deliveries (channels_app/webhook_queue.py). Not acks_late:
+    a drainer that dies leaves its rows pending, and the next delivery or the sweep wakes
+    another."""
+    from .webhook_queue import drain
+
+    return drain(slot=slot)
+
+
+@shared_task(ignore_result=True)
+def drain_stale_webhooks() -> int:
+    from .webhook_queue import drain_stale
+
+    return drain_stale()

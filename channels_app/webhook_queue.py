@@ -1,11 +1,23 @@
-"""Provider webhooks acknowledged once their payload is durable, processed by a worker.
+"""Provider webhooks acknowledged once their payload is durable, processed in batches.
 
 `provider_webhook` (channels_app/webhooks.py) verifies the signature and parses the body in
 the request — a forged or malformed delivery is still a 403/400 with nothing stored — then,
-for an adapter with `queue_webhooks`, commits ONE row (the raw body, in `RawInbound`) and its
-outbox task and answers. The worker re-parses the stored body and ingests it with the same
-idempotency as the inline path (a duplicate delivery is still one message). A delivery that
-cannot be ingested stays a dead letter, visible in the desk and retryable.
+for an adapter with `queue_webhooks`, writes ONE row (the raw body, in `RawInbound`, one
+autocommitted INSERT: durable when it returns), wakes a drainer and answers.
+
+The drainer (`drain`, the Celery task `drain_webhooks`) claims pending rows in batches
+(`FOR UPDATE SKIP LOCKED`, so drainers never take the same row), ingests each with the same
+idempotency as the inline path (a duplicate delivery is still one message) in one
+transaction per batch, and runs the batch's routing right after its commit. A delivery that
+cannot be ingested becomes a dead letter, visible in the desk and retryable.
+
+Waking is cheap and exact: a drainer holds one of `CXDESK_WEBHOOK_DRAINERS` slots (a cache
+key added with NX). An acknowledgement that finds a free slot takes it and queues a drainer;
+one that finds every slot taken queues nothing, because a drainer gives its slot back and
+only then looks for pending rows one last time — so a row committed before that look is
+drained by it, and a row committed after finds the slot free. Should the broker or the cache
+be down at the moment, the row is still durable and the beat sweep (`drain_stale`) queues
+a drainer for rows left pending.
 
 `CXDESK_WEBHOOKS` chooses: "queued" (acknowledge after the raw write) or "inline" (ingest in
 the request, acknowledge after the message's commit). bench/webhook_ingest.py measures both.
@@ -13,51 +25,196 @@ the request, acknowledge after the message's commit). bench/webhook_ingest.py me
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import logging
 import zlib
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db import transaction
+from django.core.cache import cache
+from django.db import InterfaceError, OperationalError, transaction
 from django.http import HttpRequest, QueryDict
 from django.http.request import RawPostDataException
 from django.utils import timezone
 
 from cxdesk.errors import ApplicationError
-from outbox.services import enqueue
+from cxdesk.memo import memo_scope
+from cxdesk.observability import get_request_id, request_id_scope
+from outbox.services import run_here
 
 from .models import Inbox, RawInbound
 from .services import ingest, raw_inbound_failed, status_apply
 from .types import WebhookError
 
 log = logging.getLogger(__name__)
+task_log = logging.getLogger("cxdesk.tasks")
 
 SOURCE = "webhook"
+BATCH = 50  # deliveries per transaction
+SLOT_KEY = "cxdesk:webhook-drainer:{}"
+SLOT_SECONDS = 15  # a drainer that died gives its slot back after this long (it renews it per batch)
+STALE = timedelta(seconds=10)  # pending this long: the sweep wakes a drainer (a lost wake-up)
 
 
 def queued(adapter) -> bool:
     return settings.CXDESK_WEBHOOKS == "queued" and getattr(adapter, "queue_webhooks", False)
 
 
-@transaction.atomic
 def webhook_store(*, request: HttpRequest, inbox: Inbox) -> RawInbound:
-    """The delivery as received (body and content type) and the task that processes it."""
+    """The delivery as received (body and content type), committed, and a drainer woken."""
     content_type = request.content_type or "application/octet-stream"
     try:
         body = request.body
     except RawPostDataException:  # a form already read into request.POST (the input checks)
         body = urlencode(list(request.POST.lists()), doseq=True).encode()
         content_type = "application/x-www-form-urlencoded"
+    # One autocommitted INSERT (outside any transaction the caller may hold: the answer
+    # waits for it to be durable), so nothing else is written in the request.
     record = RawInbound.objects.create(
         inbox=inbox,
         source=SOURCE,
         content_type=content_type[:100],
         payload=zlib.compress(body, 1),
         sha256=hashlib.sha256(body).hexdigest(),
+        request_id=get_request_id()[:64],
     )
-    enqueue("webhook_process", object_id=record.pk)
+    transaction.on_commit(wake)  # now, in autocommit; after the caller's commit otherwise
     return record
+
+
+_turn = itertools.count()
+
+
+def _slots() -> range:
+    return range(max(1, settings.CXDESK_WEBHOOK_DRAINERS))
+
+
+def _shared_cache() -> bool:
+    return "locmem" not in settings.CACHES["default"]["BACKEND"].lower()
+
+
+def wake() -> None:
+    """Queue a drainer if a slot is free. Never raises: the row is durable and the sweep
+    finds it if the cache or the broker is down right now."""
+    from .tasks import drain_webhooks
+
+    try:
+        if not _shared_cache():  # slots need a cache every process sees: wake every time
+            drain_webhooks.delay(None)
+            return
+        # One slot, in turn: correct with any of them (whoever holds it looks again after
+        # giving it back), and spreading the tries lets a burst run every drainer.
+        slot = next(_turn) % len(_slots())
+        if cache.add(SLOT_KEY.format(slot), 1, SLOT_SECONDS):
+            drain_webhooks.delay(slot)
+    except Exception as exc:  # noqa: BLE001 - broker or cache down: the sweep wakes a drainer
+        log.warning("webhook drainer not woken (%s); the sweep will", exc)
+
+
+def drain(*, slot: int | None = None, batch: int = BATCH) -> int:
+    """Ingest pending deliveries until none is left; returns how many messages were stored.
+    Holding `slot`, give it back at the end and look once more (see the module's doc)."""
+    stored = 0
+    while True:
+        try:
+            taken, count = _drain_batch(batch)
+        except (OperationalError, InterfaceError):
+            if slot is not None:
+                cache.delete(SLOT_KEY.format(slot))
+            raise  # the database is away: the rows stay pending; the sweep or the next delivery wakes us
+        except Exception:  # noqa: BLE001 - something broke the batch's transaction: take its rows one by one
+            log.exception("a batch of webhook deliveries failed; taking them one at a time")
+            taken, count = _drain_singly(batch)
+        stored += count
+        if taken == batch:
+            if slot is not None:
+                cache.touch(SLOT_KEY.format(slot), SLOT_SECONDS)
+            continue
+        if slot is None:
+            return stored
+        cache.delete(SLOT_KEY.format(slot))
+        if not _unclaimed_left():
+            return stored
+        if not cache.add(SLOT_KEY.format(slot), 1, SLOT_SECONDS):
+            return stored  # an acknowledgement took the slot: its drainer will take the rows
+
+
+def _unclaimed_left() -> bool:
+    """A pending delivery no drainer holds (rows in another drainer's batch are locked)."""
+    with transaction.atomic():
+        return bool(
+            RawInbound.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(source=SOURCE, status=RawInbound.Status.PENDING)
+            .values_list("pk", flat=True)[:1]
+        )
+
+
+def _drain_batch(batch: int) -> tuple[int, int]:
+    """One transaction: claim up to `batch` pending deliveries and ingest them; the batch's
+    routing runs after the commit, in this process. Returns (claimed, messages stored)."""
+    stored = 0
+    with memo_scope(), run_here():
+        with transaction.atomic():
+            records = list(
+                RawInbound.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("inbox")
+                .filter(source=SOURCE, status=RawInbound.Status.PENDING)
+                .order_by("created_at")[:batch]
+            )
+            for record in records:
+                with request_id_scope(record.request_id or f"raw-{record.pk}"):
+                    stored += webhook_process(record=record, in_batch=True)
+                    task_log.info("webhook delivery #%s processed", record.pk)
+    return len(records), stored
+
+
+def _drain_singly(batch: int) -> tuple[int, int]:
+    """The next `batch` pending deliveries, each in its own transaction (after a batch
+    failed): one that still fails is a dead letter, the others are stored."""
+    stored = 0
+    ids = list(
+        RawInbound.objects.filter(source=SOURCE, status=RawInbound.Status.PENDING)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:batch]
+    )
+    for pk in ids:
+        with memo_scope(), run_here():
+            try:
+                with transaction.atomic():
+                    record = (
+                        RawInbound.objects.select_for_update(skip_locked=True, of=("self",))
+                        .select_related("inbox")
+                        .filter(pk=pk, status=RawInbound.Status.PENDING)
+                        .first()
+                    )
+                    if record is not None:
+                        with request_id_scope(record.request_id or f"raw-{record.pk}"):
+                            stored += webhook_process(record=record, in_batch=True)
+            except (OperationalError, InterfaceError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - recorded on the row, which stops blocking the queue
+                log.exception("webhook delivery #%s failed on its own", pk)
+                RawInbound.objects.filter(pk=pk, status=RawInbound.Status.PENDING).update(
+                    status=RawInbound.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:4000]
+                )
+    return len(ids), stored
+
+
+def drain_stale(*, now=None) -> int:
+    """Beat: queue a drainer when deliveries have waited longer than a wake-up takes
+    (the broker or the cache was down when they came). Returns how many were waiting."""
+    from .tasks import drain_webhooks
+
+    now = now or timezone.now()
+    waiting = RawInbound.objects.filter(
+        source=SOURCE, status=RawInbound.Status.PENDING, created_at__lt=now - STALE
+    ).count()
+    if waiting:
+        drain_webhooks.delay(None)
+    return waiting
 
 
 def _request(record: RawInbound) -> HttpRequest:
@@ -73,10 +230,12 @@ def _request(record: RawInbound) -> HttpRequest:
     return request
 
 
-def webhook_process(*, record: RawInbound) -> int:
-    """Ingest a stored delivery (the outbox task, and the dead-letter retry). Returns the
-    number of messages stored. Bad content makes a dead letter; a database or broker outage
-    raises, and the outbox retries."""
+def webhook_process(*, record: RawInbound, in_batch: bool = False) -> int:
+    """Ingest a stored delivery (a drainer's batch, the outbox task of older rows, the
+    dead-letter retry). Returns the number of messages stored. Bad content makes a dead
+    letter; a lost database connection raises (the row stays pending and is taken again).
+    In a batch, any other error is a dead letter too, logged with its traceback: one
+    poisoned delivery never holds back the ones after it."""
     if record.status == RawInbound.Status.PROCESSED:
         return 0
     if record.inbox is None:
@@ -88,24 +247,36 @@ def webhook_process(*, record: RawInbound) -> int:
         adapter = inbox.adapter
         items = adapter.parse(request, inbox)
         statuses = adapter.parse_status(request, inbox)
-        with transaction.atomic():
+        # One message and nothing else: its ingest is already all-or-nothing (and marks the
+        # row processed); more than that is made all-or-nothing here.
+        whole = contextlib.nullcontext() if len(items) == 1 and not statuses else transaction.atomic()
+        with whole:
             results = []
             for item in items:
                 item.raw_inbound_id = record.pk
                 results.append(ingest(item))
             for update in statuses:
                 status_apply(inbox=inbox, update=update)
-            # A repeat of a stored message (or statuses only) is done too, pointing at what it repeated.
-            RawInbound.objects.filter(
-                pk=record.pk, status__in=(RawInbound.Status.PENDING, RawInbound.Status.FAILED)
-            ).update(
-                status=RawInbound.Status.PROCESSED,
-                message=results[-1].message if results else None,
-                processed_at=timezone.now(),
-                error="",
-            )
+            if statuses or not results or results[-1].duplicate:
+                # A repeat of a stored message (or statuses only) is done too, pointing at what it repeated.
+                RawInbound.objects.filter(
+                    pk=record.pk, status__in=(RawInbound.Status.PENDING, RawInbound.Status.FAILED)
+                ).update(
+                    status=RawInbound.Status.PROCESSED,
+                    message=results[-1].message if results else None,
+                    processed_at=timezone.now(),
+                    error="",
+                )
         return sum(not r.duplicate for r in results)
     except (WebhookError, ApplicationError, LookupError, TypeError, ValueError, KeyError) as exc:
+        raw_inbound_failed(raw=record, error=f"{type(exc).__name__}: {exc}")
+        return 0
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as exc:
+        if not in_batch:
+            raise
+        log.exception("webhook delivery #%s could not be ingested", record.pk)
         raw_inbound_failed(raw=record, error=f"{type(exc).__name__}: {exc}")
         return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -25,17 +27,25 @@ def live_customer(customer: Customer) -> Customer:
 
 
 def identity_resolve(
-    *, kind: str, address: str, display_name: str = "", region: str | None = None, seen_at=None
+    *,
+    kind: str,
+    address: str,
+    display_name: str = "",
+    region: str | None = None,
+    seen_at=None,
+    caller_retries: bool = False,
 ) -> tuple[Identity, bool]:
     """The identity for (kind, address), creating it and a new customer if unknown (seen at
     `seen_at`). Returns (identity, created). Safe under concurrency: the unique (kind,
-    address) constraint decides the race."""
+    address) constraint decides the race — here (a savepoint, and theirs is returned), or,
+    with `caller_retries`, by the IntegrityError reaching a caller that runs its whole
+    transaction again (inbound ingest: one savepoint less per new customer)."""
     address = normalize_address(kind, address, region)
     identity = Identity.objects.select_related("customer").filter(kind=kind, address=address).first()
     if identity is not None:
         return identity, False
     try:
-        with transaction.atomic():
+        with transaction.atomic() if not caller_retries else contextlib.nullcontext():
             customer = Customer.objects.create(
                 name=display_name[:200] or "", organization=_organization_for(kind, address)
             )
@@ -44,6 +54,8 @@ def identity_resolve(
             )
             return identity, True
     except IntegrityError:
+        if caller_retries:
+            raise
         # Someone created it in the meantime: use theirs.
         return Identity.objects.select_related("customer").get(kind=kind, address=address), False
 

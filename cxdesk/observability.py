@@ -10,12 +10,13 @@ sends the reply. Logs are one JSON object per line (`LOG_FORMAT=json`).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from django.http import HttpRequest, HttpResponse
@@ -29,6 +30,17 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 
 def get_request_id() -> str:
     return request_id_var.get()
+
+
+@contextlib.contextmanager
+def request_id_scope(request_id: str) -> Iterator[None]:
+    """Log lines written in the block carry `request_id` (work done later for a request:
+    a stored webhook delivery taken by a drainer)."""
+    token = request_id_var.set(request_id if _VALID.match(request_id) else "-")
+    try:
+        yield
+    finally:
+        request_id_var.reset(token)
 
 
 def new_request_id() -> str:

@@ -328,6 +328,16 @@ CXDESK_MAX_BODY_CHARS = env.int("CXDESK_MAX_BODY_CHARS", default=1_000_000)
 CXDESK_WEBHOOKS = env.str("CXDESK_WEBHOOKS", default="inline" if CELERY_TASK_ALWAYS_EAGER else "queued")
 if CXDESK_WEBHOOKS not in ("inline", "queued"):
     raise ImproperlyConfigured("CXDESK_WEBHOOKS must be 'inline' or 'queued'")
+# Queued deliveries are ingested by at most this many drainers at once (Celery tasks that
+# each take batches of pending rows); more use more worker processes at a burst.
+CXDESK_WEBHOOK_DRAINERS = env.int("CXDESK_WEBHOOK_DRAINERS", default=2)
+# Celery's worker processes run at this nice level: where web and workers share the cores,
+# requests (providers' webhooks, agents' pages) come first and the backlog drains after.
+CXDESK_WORKER_NICE = env.int("CXDESK_WORKER_NICE", default=10)
+CELERY_BEAT_SCHEDULE["webhook-drain-sweep"] = {
+    "task": "channels_app.tasks.drain_stale_webhooks",
+    "schedule": env.float("CXDESK_OUTBOX_SWEEP_SECONDS", default=30.0),
+}
 CXDESK_MAX_MAIL_BYTES = env.int("CXDESK_MAX_MAIL_BYTES", default=64 * 1024 * 1024)
 CXDESK_OUTBOX_DIR = VAR_DIR / "outbox"
 # Attachment virus scanning (tickets/scanning.py): "" (off) or "clamd" (CLAMD_SOCKET, or CLAMD_HOST:CLAMD_PORT).

@@ -16,6 +16,7 @@ from django.utils import timezone
 from audit import services as audit
 from cxdesk.errors import ApplicationError
 from cxdesk.http import UnsafeTarget, check_url, excerpt, safe_request
+from cxdesk.memo import memoized
 
 from .models import ApiKey, WebhookDelivery, WebhookSubscription
 
@@ -105,7 +106,10 @@ def sign(secret: str, body: bytes, timestamp: int) -> str:
 
 def webhook_enqueue(*, event: str, data: dict[str, Any]) -> list[int]:
     """Create a delivery per active subscription to `event`; sent by Celery after commit."""
-    subs = [s for s in WebhookSubscription.objects.filter(is_active=True) if event in s.events]
+    active = memoized(
+        "integrations.active_subscriptions", lambda: list(WebhookSubscription.objects.filter(is_active=True))
+    )
+    subs = [s for s in active if event in s.events]
     if not subs:
         return []
     payload = {"event": event, "created_at": timezone.now().isoformat(), "data": data}

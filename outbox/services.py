@@ -15,8 +15,11 @@ Message-ID and records `sending` before it talks to the provider)."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -76,8 +79,45 @@ def enqueue(
         next_attempt_at=now + timedelta(seconds=delay),
         dispatched_at=now,
     )
+    here = _here.get()
+    if here is not None and kind in here.kinds and not delay:
+        here.tasks.append(task)  # run by this process when the `run_here` block ends
+        return task
     transaction.on_commit(lambda: (dispatch([task], countdown=delay or None), _embedded_sweep()))
     return task
+
+
+@dataclass
+class _Here:
+    kinds: frozenset[str]
+    tasks: list[OutboxTask] = field(default_factory=list)
+
+
+_here: contextvars.ContextVar[_Here | None] = contextvars.ContextVar("outbox_run_here", default=None)
+
+
+@contextlib.contextmanager
+def run_here(kinds: Iterable[str] = ("route",)) -> Iterator[None]:
+    """Rows of `kinds` enqueued in the block are run by this process as the block ends
+    (after the transaction inside it committed), not handed to Celery: a worker that just
+    stored a batch of messages routes them itself, without a broker round trip and a task
+    each. Rows are written as usual, so a crash before they run leaves them to the sweeper;
+    if the block raises, they go to Celery (a row that was rolled back is skipped there)."""
+    here = _Here(frozenset(kinds))
+    token = _here.set(here)
+    try:
+        yield
+    except BaseException:
+        _here.reset(token)
+        dispatch(here.tasks)
+        raise
+    _here.reset(token)
+    results = {}
+    for task in claim_many([task.pk for task in here.tasks]):
+        outcome, result = _execute(task)
+        if outcome == "done":
+            results[task.pk] = result
+    _done(results)
 
 
 _last_embedded_sweep = 0.0
@@ -129,18 +169,26 @@ def _lease() -> timedelta:
 
 def claim(task_id: int) -> OutboxTask | None:
     """Claim a due, unclaimed (or lease-expired) row for this worker; None if not ours."""
+    return next(iter(claim_many([task_id])), None)
+
+
+def claim_many(task_ids: list[int]) -> list[OutboxTask]:
+    """Claim the rows of `task_ids` that are due and unclaimed (or lease-expired), in one
+    statement: the conditional UPDATE decides who holds each row and RETURNING hands them
+    over (PostgreSQL, and SQLite >= 3.35 for the embedded run)."""
+    if not task_ids:
+        return []
     now = timezone.now()
-    # One statement: the conditional UPDATE decides who holds the row and RETURNING hands it
-    # over (PostgreSQL, and SQLite >= 3.35 for the embedded run).
     table = OutboxTask._meta.db_table
     at = connection.ops.adapt_datetimefield_value
+    ids = ", ".join(["%s"] * len(task_ids))
     claimed = OutboxTask.objects.raw(
         f"UPDATE {table} SET claimed_until = %s, attempts = attempts + 1, updated_at = %s "  # noqa: S608 - table name from the model
-        f"WHERE id = %s AND status = %s AND next_attempt_at <= %s AND (claimed_until IS NULL OR claimed_until < %s) "
-        f"RETURNING *",
-        [at(now + _lease()), at(now), task_id, P.PENDING, at(now), at(now)],
+        f"WHERE id IN ({ids}) AND status = %s AND next_attempt_at <= %s "
+        f"AND (claimed_until IS NULL OR claimed_until < %s) RETURNING *",
+        [at(now + _lease()), at(now), *task_ids, P.PENDING, at(now), at(now)],
     )
-    return next(iter(claimed), None)
+    return sorted(claimed, key=lambda task: task.pk)
 
 
 def _backoff(attempts: int) -> float:
@@ -152,10 +200,19 @@ def run(task_id: int) -> str:
     task = claim(task_id)
     if task is None:
         return "skipped"
+    outcome, result = _execute(task)
+    if outcome == "done":
+        _done({task.pk: result})
+    return outcome
+
+
+def _execute(task: OutboxTask) -> tuple[str, str]:
+    """Run a claimed row's handler: ("done", its result) for the caller to record, or the
+    retry/failure already recorded on the row."""
     try:
         result = _handler(task.kind)(task)
     except Retry as exc:
-        return _reschedule(task, countdown=exc.countdown, error=str(exc) or "retry")
+        return _reschedule(task, countdown=exc.countdown, error=str(exc) or "retry"), ""
     except Exception as exc:  # noqa: BLE001 - any failure of a handler is recorded on its row
         error = f"{type(exc).__name__}: {exc}"
         log.exception("outbox %s #%s (%s) failed", task.kind, task.pk, task.object_id or task.ref)
@@ -163,12 +220,19 @@ def run(task_id: int) -> str:
             OutboxTask.objects.filter(pk=task.pk).update(
                 status=P.FAILED, claimed_until=None, last_error=error[:4000], done_at=timezone.now()
             )
-            return "failed"
-        return _reschedule(task, countdown=_backoff(task.attempts), error=error)
-    OutboxTask.objects.filter(pk=task.pk).update(
-        status=P.DONE, claimed_until=None, done_at=timezone.now(), result=str(result or "")[:100]
-    )
-    return "done"
+            return "failed", ""
+        return _reschedule(task, countdown=_backoff(task.attempts), error=error), ""
+    return "done", str(result or "")[:100]
+
+
+def _done(results: dict[int, str]) -> None:
+    """Record rows as done: one UPDATE per distinct result."""
+    by_result: dict[str, list[int]] = {}
+    for pk, result in results.items():
+        by_result.setdefault(result, []).append(pk)
+    now = timezone.now()
+    for result, pks in by_result.items():
+        OutboxTask.objects.filter(pk__in=pks).update(status=P.DONE, claimed_until=None, done_at=now, result=result)
 
 
 def _reschedule(task: OutboxTask, *, countdown: float, error: str) -> str:

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from cxdesk.memo import memoized
 from tickets.models import Message, Team, Ticket
 from tickets.services import ticket_assign, ticket_set_tags, ticket_update
 
@@ -54,7 +55,8 @@ def rules_apply(
     """Run the active rules for `trigger`; returns the names of the rules that fired."""
     now = now or timezone.now()
     fired = []
-    for rule in Rule.objects.filter(trigger=trigger, is_active=True):
+    rules = memoized(f"routing.rules.{trigger}", lambda: list(Rule.objects.filter(trigger=trigger, is_active=True)))
+    for rule in rules:
         if not rule_matches(rule, ticket, message, now):
             continue
         a = rule.actions or {}
@@ -94,11 +96,14 @@ def agent_loads(user_ids: list[int]) -> dict[int, int]:
 
 
 def _config_for(ticket: Ticket) -> RoutingConfig | None:
-    if ticket.inbox_id:
+    """The inbox's routing config, else the team's; locked (round robin moves its cursor).
+    Which inboxes and teams have one is asked once per batch of routings."""
+    configured = memoized("routing.configured", lambda: list(RoutingConfig.objects.values_list("inbox_id", "team_id")))
+    if ticket.inbox_id and any(inbox_id == ticket.inbox_id for inbox_id, _ in configured):
         cfg = RoutingConfig.objects.select_for_update().filter(inbox_id=ticket.inbox_id).first()
         if cfg:
             return cfg
-    if ticket.team_id:
+    if ticket.team_id and any(team_id == ticket.team_id for _, team_id in configured):
         return RoutingConfig.objects.select_for_update().filter(team_id=ticket.team_id).first()
     return None
 
@@ -134,7 +139,7 @@ def route_ticket(
     if ticket.team_id is None:
         # The inbox's team, else the desk's default team: every entry point gets routed.
         team = ticket.inbox.default_team if ticket.inbox_id else None
-        team = team or Team.objects.filter(is_default=True).first()
+        team = team or memoized("routing.default_team", lambda: Team.objects.filter(is_default=True).first())
         if team:
             ticket_assign(ticket=ticket, assignee=ticket.assignee, team=team)
     # Continuity: the agent who owns the conversation keeps it, unless away → their team.

@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from cxdesk.i18n import agent_language
+from cxdesk.memo import memoized
 from tickets import events
 from tickets.models import Notification, Ticket
 from tickets.notifications import notify
@@ -25,13 +25,17 @@ ESCALATE_PRIORITY = {"low": "normal", "normal": "high", "high": "urgent", "urgen
 
 def policy_for(ticket: Ticket) -> SlaPolicy | None:
     """The most specific active policy: organisation > channel > priority."""
-    qs = SlaPolicy.objects.filter(is_active=True).filter(
-        Q(channel="") | Q(channel=ticket.channel),
-        Q(priority="") | Q(priority=ticket.priority),
-        Q(organization=None) | Q(organization_id=ticket.customer.organization_id),
+    organization_id = ticket.customer.organization_id
+    active = memoized(
+        "sla.active_policies",
+        lambda: list(SlaPolicy.objects.filter(is_active=True).select_related("calendar", "escalate_to")),
     )
     best, best_score = None, -1
-    for p in qs.select_related("calendar", "escalate_to"):
+    for p in active:
+        if p.channel not in ("", ticket.channel) or p.priority not in ("", ticket.priority):
+            continue
+        if p.organization_id is not None and p.organization_id != organization_id:
+            continue
         score = (4 if p.organization_id else 0) + (2 if p.channel else 0) + (1 if p.priority else 0)
         if score > best_score:
             best, best_score = p, score

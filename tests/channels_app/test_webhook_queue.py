@@ -1,39 +1,57 @@
-"""CXDESK_WEBHOOKS=queued: a provider webhook is answered once its raw delivery is stored;
-a worker (here: the outbox task, run eagerly at commit) ingests it with the same
-idempotency as the inline path."""
+"""CXDESK_WEBHOOKS=queued: a provider webhook is answered once its raw delivery is stored
+(one INSERT); a drainer (channels_app/webhook_queue.py, the Celery task run eagerly here)
+ingests pending deliveries in batches with the same idempotency as the inline path."""
+
+import logging
 
 import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from channels_app import webhook_queue
 from channels_app.models import RawInbound
 from outbox.models import OutboxTask
 from tests.channels_app.test_twilio import _signed, _sms, post
-from tickets.models import Message
+from tickets.models import Message, Team, Ticket
 
 pytestmark = pytest.mark.django_db
+
+
+def _free_slots():
+    cache.delete_many([webhook_queue.SLOT_KEY.format(slot) for slot in range(8)])
 
 
 @pytest.fixture
 def queued(settings):
     settings.CXDESK_WEBHOOKS = "queued"
+    settings.CXDESK_WEBHOOK_DRAINERS = 1
+    _free_slots()
+    yield
+    _free_slots()
 
 
-def test_answered_after_one_durable_write_and_ingested_by_the_worker(
+def test_answered_after_one_durable_write_and_ingested_by_the_drainer(
     client, twilio_inbox, queued, django_capture_on_commit_callbacks
 ):
     params = _sms("Where is my parcel?", "SMq1")
-    with django_capture_on_commit_callbacks(execute=False) as pending:
-        answer = post(client, "/hooks/twilio/3/", params, _signed(params))
+    with CaptureQueriesContext(connection) as ctx, django_capture_on_commit_callbacks(execute=False) as pending:
+        answer = post(client, "/hooks/twilio/3/", params, _signed(params), HTTP_X_REQUEST_ID="req-parcel-0001")
     assert answer.status_code == 200 and b"<Response/>" in answer.content
+    writes = [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(("SELECT", "SAVEPOINT", "RELEASE"))]
+    assert len(writes) == 1 and writes[0].startswith('INSERT INTO "channels_app_rawinbound"'), writes
     record = RawInbound.objects.get()
     assert record.source == "webhook" and record.status == RawInbound.Status.PENDING
-    assert OutboxTask.objects.filter(kind="webhook_process", object_id=record.pk).exists()
+    assert record.request_id == "req-parcel-0001"
+    assert not OutboxTask.objects.exists(), "no task row per delivery: the pending row is the queue"
     assert not Message.objects.exists(), "acknowledged before it is ingested"
-    for callback in pending:  # the commit: the outbox hands the row to the worker
+    for callback in pending:  # the wake-up: a drainer takes the pending rows
         callback()
     message = Message.objects.get()
     assert message.body_text == "Where is my parcel?" and message.provider_message_id == "SMq1"
     record.refresh_from_db()
     assert record.status == RawInbound.Status.PROCESSED and record.message_id == message.pk
+    assert cache.get(webhook_queue.SLOT_KEY.format(0)) is None, "the drainer gave its slot back"
 
 
 def test_a_duplicate_delivery_is_still_one_message(client, twilio_inbox, queued, django_capture_on_commit_callbacks):
@@ -55,6 +73,107 @@ def test_forged_or_malformed_deliveries_store_nothing(client, twilio_inbox, queu
     broken = {"From": "+48600100200", "Body": "no MessageSid"}
     assert post(client, "/hooks/twilio/3/", broken, _signed(broken)).status_code == 400
     assert not RawInbound.objects.exists() and not OutboxTask.objects.exists()
+
+
+def _store(client, body, sid, sender="+48600100200"):
+    params = _sms(body, sid, sender=sender)
+    assert post(client, "/hooks/twilio/3/", params, _signed(params)).status_code == 200
+
+
+def test_a_delivery_that_arrives_while_the_slot_is_held_is_taken_by_its_holder(
+    client, twilio_inbox, queued, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The wake-up protocol: an acknowledgement that finds the slot taken queues nothing; the
+    drainer holding it gives it back and then looks once more, so the row is not left behind."""
+    woken = []
+    monkeypatch.setattr("channels_app.tasks.drain_webhooks.delay", lambda slot: woken.append(slot))
+    assert cache.add(webhook_queue.SLOT_KEY.format(0), 1, 60)  # a drainer is at work
+    with django_capture_on_commit_callbacks(execute=True):
+        _store(client, "first", "SMs1")
+    assert woken == [] and RawInbound.objects.filter(status="pending").count() == 1
+    assert webhook_queue.drain(slot=0) == 1
+    assert Message.objects.get().body_text == "first"
+    assert cache.get(webhook_queue.SLOT_KEY.format(0)) is None
+    with django_capture_on_commit_callbacks(execute=True):
+        _store(client, "second", "SMs2")  # the slot is free again: this one wakes a drainer
+    assert woken == [0]
+
+
+def test_a_batch_survives_a_delivery_that_breaks(client, twilio_inbox, queued, monkeypatch, caplog):
+    """An unexpected error in one delivery makes it a dead letter; the rest of the batch is stored."""
+    from channels_app.adapters.twilio import TwilioAdapter
+
+    monkeypatch.setattr("channels_app.tasks.drain_webhooks.delay", lambda slot: None)
+    for k in range(3):
+        _store(client, f"message {k}", f"SMb{k}", sender=f"+4860010030{k}")
+    parse = TwilioAdapter.parse
+
+    def breaking(self, request, inbox):
+        items = parse(self, request, inbox)
+        if items and items[0].text == "message 1":
+            raise RuntimeError("a bug met this one")
+        return items
+
+    monkeypatch.setattr(TwilioAdapter, "parse", breaking)
+    with caplog.at_level(logging.ERROR):
+        assert webhook_queue.drain() == 2
+    assert sorted(Message.objects.values_list("body_text", flat=True)) == ["message 0", "message 2"]
+    failed = RawInbound.objects.get(status=RawInbound.Status.FAILED)
+    assert "RuntimeError: a bug met this one" in failed.error
+    assert RawInbound.objects.filter(status=RawInbound.Status.PROCESSED).count() == 2
+
+
+def test_the_batch_routes_its_new_tickets_itself(client, twilio_inbox, queued, monkeypatch):
+    """Routing rows written with the batch are run by the drainer after the commit (one
+    claim for the batch), not sent to Celery one by one."""
+    team = Team.objects.create(name="Support", is_default=True)
+    sent = []
+    monkeypatch.setattr("channels_app.tasks.drain_webhooks.delay", lambda slot: None)
+    monkeypatch.setattr("outbox.services.dispatch", lambda tasks, **kw: sent.extend(t.kind for t in tasks))
+    for k in range(3):
+        _store(client, f"hello {k}", f"SMr{k}", sender=f"+4860010040{k}")
+    with CaptureQueriesContext(connection) as ctx:
+        assert webhook_queue.drain() == 3
+    assert "route" not in sent
+    assert set(Ticket.objects.values_list("team_id", flat=True)) == {team.pk}
+    assert set(OutboxTask.objects.filter(kind="route").values_list("status", flat=True)) == {"done"}
+    claims = [q for q in ctx.captured_queries if q["sql"].startswith("UPDATE outbox_outboxtask SET claimed_until")]
+    assert len(claims) == 1, "one claim for the batch's routing rows"
+    # What a new conversation costs in a batch, transaction control aside: 8 statements to
+    # store it, 3 to route it; once per batch: the claim of the deliveries and of the routing
+    # rows, their completion, and the settings asked once (webhook subscriptions, SLA
+    # policies, routing rules, the default team, which inboxes have a routing config).
+    control = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", "BEGIN", "COMMIT")
+    sql = [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(control)]
+    assert len(sql) <= 3 * (8 + 3) + 3 + 5, "\n".join(sql)
+
+
+def test_a_lost_wake_up_is_caught_by_the_sweep(client, twilio_inbox, queued, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    monkeypatch.setattr("channels_app.tasks.drain_webhooks.delay", lambda slot: None)  # the broker was down
+    _store(client, "still here", "SMl1")
+    monkeypatch.undo()
+    assert webhook_queue.drain_stale() == 0, "not stale yet: a wake-up may be on its way"
+    assert webhook_queue.drain_stale(now=timezone.now() + timedelta(minutes=1)) == 1
+    assert Message.objects.get().body_text == "still here"
+
+
+def test_the_drainer_logs_each_delivery_with_the_request_that_stored_it(
+    client, twilio_inbox, queued, monkeypatch, caplog
+):
+    monkeypatch.setattr("channels_app.tasks.drain_webhooks.delay", lambda slot: None)
+    params = _sms("trace me", "SMt1")
+    post(client, "/hooks/twilio/3/", params, _signed(params), HTTP_X_REQUEST_ID="req-trace-0001")
+    from cxdesk.observability import RequestIdFilter
+
+    caplog.handler.addFilter(RequestIdFilter())  # as the console handler in settings.LOGGING
+    with caplog.at_level(logging.INFO, logger="cxdesk.tasks"):
+        webhook_queue.drain()
+    lines = [r for r in caplog.records if r.name == "cxdesk.tasks"]
+    assert [r.request_id for r in lines] == ["req-trace-0001"]
 
 
 def test_a_delivery_that_cannot_be_ingested_is_a_dead_letter(
