@@ -104,10 +104,16 @@ def run_one(args, run: int, worker_class: str, inbox_id: int, base: str, redis_u
         assert not warm_load.errors(), warm_load.errors()
         wait_drained(inbox_id, before + warm, redis_url, timeout=120)
         tickets_before = tickets_count(inbox_id)
+        if args.drain_after:
+            hold_slots()
         started = time.perf_counter()
         load = asyncio.run(common.http_load(timed_requests, args.clients))
+        drain_started = time.perf_counter()
+        if args.drain_after:
+            release_slots()
         drained = wait_drained(inbox_id, before + warm + args.messages, redis_url, timeout=args.timeout)
     e2e = args.messages / (drained - started)
+    drain_rate = args.messages / (drained - drain_started) if args.drain_after else None
     return {
         "worker_class": worker_class,
         "threads": threads,
@@ -120,6 +126,7 @@ def run_one(args, run: int, worker_class: str, inbox_id: int, base: str, redis_u
         "ack_p50_ms": common.pct(load.latencies, 50) * 1000,
         "ack_p95_ms": common.pct(load.latencies, 95) * 1000,
         "e2e_per_s": e2e,
+        "drain_per_s": drain_rate,
         "bare_per_s": bare.rate,
         "bare_p50_ms": common.pct(bare.latencies, 50) * 1000,
         "bare_p95_ms": common.pct(bare.latencies, 95) * 1000,
@@ -128,6 +135,31 @@ def run_one(args, run: int, worker_class: str, inbox_id: int, base: str, redis_u
         "new_tickets": tickets_count(inbox_id) - tickets_before,
         "expected_new_tickets": args.messages - args.messages // 2,
     }
+
+
+def hold_slots() -> None:
+    """--drain-after: every drainer slot taken, as if drainers were busy (or on other hosts):
+    the timed webhooks are only stored, and the acknowledgements have the cores to themselves."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    from channels_app.webhook_queue import SLOT_KEY
+
+    for slot in range(settings.CXDESK_WEBHOOK_DRAINERS):
+        cache.set(SLOT_KEY.format(slot), 1, 3600)
+
+
+def release_slots() -> None:
+    """Give the slots back and queue a drainer for each, as drainers finishing their batch would."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    from channels_app.tasks import drain_webhooks
+    from channels_app.webhook_queue import SLOT_KEY
+
+    for slot in range(settings.CXDESK_WEBHOOK_DRAINERS):
+        cache.delete(SLOT_KEY.format(slot))
+        drain_webhooks.delay(None)
 
 
 def tickets_count(inbox_id: int) -> int:
@@ -194,6 +226,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the background to drain")
     parser.add_argument("--profile", action="store_true", help="cProfile in-process ingests")
     parser.add_argument("--in-process-only", action="store_true", help="only the query count (and --profile)")
+    parser.add_argument(
+        "--drain-after",
+        action="store_true",
+        help="hold the drainers while the webhooks come (acknowledgements alone), then time the drain",
+    )
     args = parser.parse_args()
     url, redis_url = common.require_env()
     broker = os.environ.get("CELERY_BROKER_URL", redis_url)
@@ -228,6 +265,7 @@ def main() -> None:
                 f"{name:<9} {r['ack_per_s']:>18.1f}  {r['ack_p50_ms']:>6.1f} / {r['ack_p95_ms']:>6.1f}    "
                 f"{r['e2e_per_s']:>16.1f}   {r['bare_per_s']:>8.0f} ({r['bare_p95_ms']:.1f})   "
                 f"{r['ack_ratio']:>10.3f}  {r['e2e_ratio']:>10.3f}"
+                + (f"   drained alone {r['drain_per_s']:.1f} msg/s" if r["drain_per_s"] else "")
                 + (f"   errors {r['errors']}" if r["errors"] else "")
                 + (f"   new tickets {r['new_tickets']}/{r['expected_new_tickets']}")
             )

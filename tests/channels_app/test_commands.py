@@ -81,3 +81,25 @@ def test_ingest_mail_takes_the_sender_from_the_mbox_envelope(email_inbox, tmp_pa
     assert message.identity.address == "printer@office.example"
     assert message.metadata["sender_header"] == "envelope"
     assert message.identity.display_name == "Printer Room"
+
+
+def test_ingest_mail_routes_each_chunk_itself(email_inbox, tmp_path, monkeypatch):
+    """A chunk's routing rows are claimed together and run by the command after the chunk,
+    not handed to Celery one by one; the tickets get the default team all the same."""
+    import shutil
+
+    from outbox.models import OutboxTask
+    from tickets.models import Team, Ticket
+
+    team = Team.objects.create(name="Support", is_default=True)
+    sent = []
+    monkeypatch.setattr("outbox.services.dispatch", lambda tasks, **kw: sent.extend(t.kind for t in tasks))
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    for path in (DATA / "email" / "django-helpdesk").glob("*.eml"):
+        shutil.copy(path, folder)
+    lines = run("ingest_mail", str(folder))
+    assert len(lines) == 6 and "route" not in sent
+    assert set(Ticket.objects.values_list("team_id", flat=True)) == {team.pk}
+    routes = OutboxTask.objects.filter(kind="route")
+    assert routes.count() == Ticket.objects.count() and set(routes.values_list("status", flat=True)) == {"done"}
