@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import itertools
 import logging
+import time
 import zlib
 from datetime import timedelta
 from urllib.parse import urlencode
@@ -56,6 +57,7 @@ SOURCE = "webhook"
 BATCH = 50  # deliveries per transaction
 SLOT_KEY = "cxdesk:webhook-drainer:{}"
 SLOT_SECONDS = 15  # a drainer that died gives its slot back after this long (it renews it per batch)
+DRAIN_SECONDS = 60  # then a drainer hands its slot to a new task (Celery's time limits)
 STALE = timedelta(seconds=10)  # pending this long: the sweep wakes a drainer (a lost wake-up)
 
 
@@ -118,6 +120,7 @@ def drain(*, slot: int | None = None, batch: int = BATCH) -> int:
     """Ingest pending deliveries until none is left; returns how many messages were stored.
     Holding `slot`, give it back at the end and look once more (see the module's doc)."""
     stored = 0
+    deadline = time.monotonic() + DRAIN_SECONDS
     while True:
         try:
             taken, count = _drain_batch(batch)
@@ -132,6 +135,12 @@ def drain(*, slot: int | None = None, batch: int = BATCH) -> int:
         if taken == batch:
             if slot is not None:
                 cache.touch(SLOT_KEY.format(slot), SLOT_SECONDS)
+            if time.monotonic() > deadline:
+                # A long flood: hand the slot to a fresh task, well inside Celery's time limit.
+                from .tasks import drain_webhooks
+
+                drain_webhooks.delay(slot)
+                return stored
             continue
         if slot is None:
             return stored

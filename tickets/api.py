@@ -11,6 +11,7 @@ from customers import services as customer_services
 from customers.models import Customer, Identity
 from customers.selectors import customers_visible_to
 from cxdesk.errors import ApplicationError
+from cxdesk.memo import memo_scope
 from integrations.idempotency import idempotent
 
 from . import selectors, services
@@ -224,6 +225,14 @@ def _customer_for(data: dict, *, agent) -> tuple[Customer, Identity | None]:
         )
     region = settings.CXDESK_DEFAULT_REGION
     normalized = [(k, normalize_address(k, v, region)) for k, v in pairs]
+    if len(normalized) == 1:
+        # One address: found, or created with its customer (the unique constraint settles a
+        # simultaneous create of the same address: both requests get the one customer).
+        (kind, address) = normalized[0]
+        identity, _created = customer_services.identity_resolve(
+            kind=kind, address=address, display_name=data.get("name", "")
+        )
+        return customer_services.live_customer(identity.customer), identity
     for attempt in range(2):
         existing = [
             Identity.objects.select_related("customer").filter(kind=k, address=a).first() for k, a in normalized
@@ -285,7 +294,7 @@ class TicketViewSet(
         data = TicketCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        with transaction.atomic():
+        with memo_scope(), transaction.atomic():
             customer, identity = _customer_for(v["customer"], agent=request.user)
             ticket = services.ticket_open(
                 customer=customer,

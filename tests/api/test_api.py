@@ -94,6 +94,24 @@ def test_create_api_key_command_prints_the_key_once(db):
 # --- tickets ------------------------------------------------------------------------
 
 
+def test_create_for_a_new_email_is_a_bounded_number_of_statements(api, django_capture_on_commit_callbacks):
+    """Auth, the customer found or created with its identity (one savepoint), the ticket,
+    its first message and event, the outbox row for routing, the settings asked once per
+    request (webhook subscriptions, SLA policies), and the answer's read-back."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    payload = {"subject": "Where is it?", "body": "Order 77.", "customer": {"email": "first@example.com"}}
+    with CaptureQueriesContext(connection) as ctx, django_capture_on_commit_callbacks(execute=False):
+        response = api.post("/api/v1/tickets/", payload, format="json")
+    assert response.status_code == 201, response.content
+    control = ("SAVEPOINT", "RELEASE SAVEPOINT", "BEGIN", "COMMIT")
+    sql = [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(control)]
+    assert len(sql) <= 14, "\n".join(sql)
+    customer = Customer.objects.get(pk=response.json()["customer"]["id"])
+    assert list(customer.identities.values_list("kind", "address")) == [("email", "first@example.com")]
+
+
 def test_create_ticket_for_a_new_customer(api):
     payload = {
         "subject": "Order 1042 missing",

@@ -208,3 +208,19 @@ def test_a_failed_delivery_is_taken_again_from_the_dead_letters(twilio_inbox):
     assert result.message.body_text == "parcel?"
     record.refresh_from_db()
     assert record.status == RawInbound.Status.PROCESSED and record.message_id == result.message.pk
+
+
+def test_a_long_flood_is_handed_to_a_fresh_task_with_the_slot(client, twilio_inbox, queued, monkeypatch):
+    """A drainer stops after DRAIN_SECONDS (well inside Celery's time limit) and queues its
+    successor for the same slot, which it keeps; nothing pending is dropped."""
+    woken = []
+    monkeypatch.setattr("channels_app.tasks.drain_webhooks.delay", lambda slot: woken.append(slot))
+    for k in range(3):
+        _store(client, f"flood {k}", f"SMf{k}", sender=f"+4860010050{k}")
+    monkeypatch.setattr(webhook_queue, "DRAIN_SECONDS", -1)  # already past its time
+    assert cache.add(webhook_queue.SLOT_KEY.format(0), 1, 60)
+    assert webhook_queue.drain(slot=0, batch=2) == 2
+    assert woken == [0] and cache.get(webhook_queue.SLOT_KEY.format(0)) is not None
+    assert RawInbound.objects.filter(status=RawInbound.Status.PENDING).count() == 1
+    assert webhook_queue.drain(slot=0, batch=2) == 1  # the successor
+    assert cache.get(webhook_queue.SLOT_KEY.format(0)) is None
