@@ -12,8 +12,10 @@ from .models import AuditEntry
 
 
 def can_view_audit(user) -> bool:
-    """Admins only. The one place that decides; roles will plug in here."""
-    return bool(user is not None and user.is_authenticated and user.is_active and user.is_superuser)
+    """Admins only (the admin role or a superuser). The one place that decides."""
+    from accounts.roles import is_admin
+
+    return is_admin(user)
 
 
 def _day(value: str, name: str) -> date:

@@ -54,8 +54,11 @@ def can_export_customer(user) -> bool:
 
 
 def can_erase_customer(user) -> bool:
-    """Administrators (and, once roles exist, supervisors). The one place that decides."""
-    return bool(user is not None and user.is_authenticated and user.is_active and user.is_superuser)
+    """Administrators (the admin role or a superuser): erasing is irreversible. The one
+    place that decides."""
+    from accounts.roles import is_admin
+
+    return is_admin(user)
 
 
 def _same_person(customer: Customer) -> list[Customer]:

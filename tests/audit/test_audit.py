@@ -202,3 +202,15 @@ def test_desk_page_for_admins_with_filters_and_pages(admin_user, agent, django_a
     rest = client.get("/desk/audit/" + older)
     assert len(rest.context["entries"]) == 5 and not rest.context["older"]
     assert client.get("/desk/audit/", {"since": "soon"}).status_code == 400
+
+
+def test_the_log_is_for_the_admin_role_not_only_superusers():
+    from audit.selectors import can_view_audit
+    from tests.tickets.factories import AgentFactory
+
+    ada = AgentFactory(username="ada", role="admin")
+    assert can_view_audit(ada)
+    assert not can_view_audit(AgentFactory(username="sue", role="supervisor"))
+    desk = Client()
+    desk.force_login(ada)
+    assert desk.get("/desk/audit/").status_code == 200

@@ -216,3 +216,11 @@ def test_erase_removes_personal_data_and_keeps_measures(history, agent, django_c
     again = api.post(f"/api/v1/customers/{history.pk}/erase/")
     assert again.status_code == 200 and again.json()["counts"]["identities"] == 0
     assert "Erased on" in desk.get(f"/desk/customers/{history.pk}/").content.decode()
+
+
+def test_erasing_is_for_the_admin_role_not_only_superusers():
+    from customers.gdpr import can_erase_customer
+
+    assert can_erase_customer(AgentFactory(username="ada", role="admin"))
+    assert not can_erase_customer(AgentFactory(username="sue", role="supervisor"))
+    assert not can_erase_customer(AgentFactory(username="al", role="agent"))
