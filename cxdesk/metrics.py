@@ -8,7 +8,7 @@ Two kinds of series:
   set by deploy/serve.py), so a scrape sums every worker of the node.
 - the desk's own figures, computed at scrape time from PostgreSQL and Redis (so they are
   the same whichever node is scraped, and nothing is lost when a process restarts):
-  cxdesk_messages_ingested_total{channel}, cxdesk_dead_letters{source},
+  cxdesk_messages_ingested_total{channel}, cxdesk_dead_letters{source}, cxdesk_inbound_pending{source},
   cxdesk_outbound_failed_total{channel}, cxdesk_webhook_deliveries{status},
   cxdesk_celery_queue_depth{queue}, cxdesk_websocket_connections,
   cxdesk_sla_breaches_total{target}, cxdesk_beat_heartbeat_age_seconds.
@@ -79,6 +79,9 @@ def _db_counts() -> dict:
         "dead_letters": dict(
             raw.objects.filter(status="failed").values_list("source").annotate(n=Count("id")).order_by()
         ),
+        "inbound_pending": dict(
+            raw.objects.filter(status="pending").values_list("source").annotate(n=Count("id")).order_by()
+        ),
         "webhook_deliveries": dict(delivery.objects.values_list("status").annotate(n=Count("id")).order_by()),
         "sla_breaches": {
             "first_response": ticket_sla.objects.filter(first_response_breached_at__isnull=False).count(),
@@ -105,6 +108,13 @@ class DeskCollector:
             ("ingested", CounterMetricFamily, "cxdesk_messages_ingested", "Inbound messages stored", "channel"),
             ("outbound_failed", CounterMetricFamily, "cxdesk_outbound_failed", "Outbound messages failed", "channel"),
             ("dead_letters", GaugeMetricFamily, "cxdesk_dead_letters", "Inbound deliveries that failed", "source"),
+            (
+                "inbound_pending",
+                GaugeMetricFamily,
+                "cxdesk_inbound_pending",
+                "Inbound deliveries stored and not yet ingested (queued webhooks waiting for a drainer)",
+                "source",
+            ),
             ("webhook_deliveries", GaugeMetricFamily, "cxdesk_webhook_deliveries", "Webhook deliveries", "status"),
             ("sla_breaches", CounterMetricFamily, "cxdesk_sla_breaches", "Tickets with a breached SLA", "target"),
         ]

@@ -78,11 +78,13 @@ def test_metrics_count_the_desk(client, settings, sms_inbox):
     settings.CXDESK_METRICS_CACHE_SECONDS = 0
     ingest(inbound(sms_inbox))
     RawInbound.objects.create(source="webhook", payload=b"", sha256="x", status="failed")
+    RawInbound.objects.create(source="webhook", payload=b"", sha256="y", status="pending")
     response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token")
     assert response.status_code == 200
     text = response.content.decode()
     assert 'cxdesk_messages_ingested_total{channel="sms"} 1.0' in text
     assert 'cxdesk_dead_letters{source="webhook"} 1.0' in text
+    assert 'cxdesk_inbound_pending{source="webhook"} 1.0' in text
     assert "cxdesk_sla_breaches_total" in text
     assert "cxdesk_webhook_deliveries" in text
     assert "django_http_requests_total_by_method_total" in text  # django-prometheus
