@@ -111,7 +111,11 @@ def wake() -> None:
         # giving it back), and spreading the tries lets a burst run every drainer.
         slot = next(_turn) % len(_slots())
         if cache.add(SLOT_KEY.format(slot), 1, SLOT_SECONDS):
-            drain_webhooks.delay(slot)
+            try:
+                drain_webhooks.delay(slot)
+            except Exception:
+                cache.delete(SLOT_KEY.format(slot))  # nobody holds it: the next delivery may try
+                raise
     except Exception as exc:  # noqa: BLE001 - broker or cache down: the sweep wakes a drainer
         log.warning("webhook drainer not woken (%s); the sweep will", exc)
 
@@ -121,13 +125,24 @@ def drain(*, slot: int | None = None, batch: int = BATCH) -> int:
     Holding `slot`, give it back at the end and look once more (see the module's doc)."""
     stored = 0
     deadline = time.monotonic() + DRAIN_SECONDS
+    conflicts = 0
     while True:
         try:
             taken, count = _drain_batch(batch)
-        except (OperationalError, InterfaceError):
+        except OperationalError as exc:
+            if _transient(exc) and conflicts < 5:
+                # Two drainers met on the same new customers in opposite order: PostgreSQL
+                # rolled this batch back to let the other through. Take it again.
+                conflicts += 1
+                log.info("webhook batch rolled back (%s); taking it again", exc)
+                continue
             if slot is not None:
                 cache.delete(SLOT_KEY.format(slot))
             raise  # the database is away: the rows stay pending; the sweep or the next delivery wakes us
+        except InterfaceError:
+            if slot is not None:
+                cache.delete(SLOT_KEY.format(slot))
+            raise
         except Exception:  # noqa: BLE001 - something broke the batch's transaction: take its rows one by one
             log.exception("a batch of webhook deliveries failed; taking them one at a time")
             taken, count = _drain_singly(batch)
@@ -149,6 +164,11 @@ def drain(*, slot: int | None = None, batch: int = BATCH) -> int:
             return stored
         if not cache.add(SLOT_KEY.format(slot), 1, SLOT_SECONDS):
             return stored  # an acknowledgement took the slot: its drainer will take the rows
+
+
+def _transient(exc: OperationalError) -> bool:
+    """A deadlock or serialization failure: the transaction may simply be run again."""
+    return getattr(exc.__cause__, "sqlstate", None) in ("40P01", "40001")
 
 
 def _unclaimed_left() -> bool:

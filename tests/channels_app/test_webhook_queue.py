@@ -224,3 +224,38 @@ def test_a_long_flood_is_handed_to_a_fresh_task_with_the_slot(client, twilio_inb
     assert RawInbound.objects.filter(status=RawInbound.Status.PENDING).count() == 1
     assert webhook_queue.drain(slot=0, batch=2) == 1  # the successor
     assert cache.get(webhook_queue.SLOT_KEY.format(0)) is None
+
+
+def test_a_batch_chosen_as_a_deadlock_victim_is_taken_again(client, twilio_inbox, queued, monkeypatch):
+    import psycopg
+    from django.db import OperationalError
+
+    monkeypatch.setattr("channels_app.tasks.drain_webhooks.delay", lambda slot: None)
+    _store(client, "after the deadlock", "SMd1")
+    real = webhook_queue._drain_batch
+    calls = []
+
+    def once_a_victim(batch):
+        calls.append(batch)
+        if len(calls) == 1:
+            error = OperationalError("deadlock detected")
+            error.__cause__ = psycopg.errors.DeadlockDetected("deadlock detected")
+            raise error
+        return real(batch)
+
+    monkeypatch.setattr(webhook_queue, "_drain_batch", once_a_victim)
+    assert webhook_queue.drain() == 1 and len(calls) == 2
+    assert Message.objects.get().body_text == "after the deadlock"
+
+
+def test_a_database_outage_gives_the_slot_back_and_raises(client, twilio_inbox, queued, monkeypatch):
+    from django.db import OperationalError
+
+    def down(batch):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(webhook_queue, "_drain_batch", down)
+    assert cache.add(webhook_queue.SLOT_KEY.format(0), 1, 60)
+    with pytest.raises(OperationalError):
+        webhook_queue.drain(slot=0)
+    assert cache.get(webhook_queue.SLOT_KEY.format(0)) is None, "the next delivery can wake a drainer"
