@@ -70,7 +70,8 @@ class Customer360Serializer(CustomerSerializer):
         fields = [*CustomerSerializer.Meta.fields, "stats", "open_tickets", "tickets"]
 
     def get_stats(self, obj) -> dict:
-        return StatsSerializer(selectors.customer_stats(customer=obj).__dict__).data
+        agent = self.context["request"].user
+        return StatsSerializer(selectors.customer_stats(customer=obj, agent=agent).__dict__).data
 
     def get_open_tickets(self, obj) -> list[dict]:
         return TicketBriefSerializer([t for t in obj.tickets.all() if t.is_open], many=True).data
@@ -176,7 +177,10 @@ class CustomerViewSet(
         org = Organization.objects.get_or_create(name=v["organization"])[0] if v.get("organization") else None
         customer = services.customer_create(name=v.get("name", ""), identities=identities, organization=org)
         return Response(
-            Customer360Serializer(selectors.customer_360(agent=request.user, customer_id=customer.pk)).data, status=201
+            Customer360Serializer(
+                selectors.customer_360(agent=request.user, customer_id=customer.pk), context={"request": request}
+            ).data,
+            status=201,
         )
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
@@ -235,7 +239,11 @@ class CustomerViewSet(
         if merge is None:
             raise ApplicationError(_("no such merge of this customer"), code="not_found", status=404)
         other = services.unmerge_customers(merge=merge, actor=request.user)
-        return Response(Customer360Serializer(selectors.customer_360(agent=request.user, customer_id=other.pk)).data)
+        return Response(
+            Customer360Serializer(
+                selectors.customer_360(agent=request.user, customer_id=other.pk), context={"request": request}
+            ).data
+        )
 
     @extend_schema(
         responses={(200, "application/zip"): OpenApiTypes.BINARY},

@@ -60,7 +60,7 @@ def customer_panel(*, customer: Customer, current: Ticket | None = None, agent=N
         customer=customer,
         identities=list(customer.identities.order_by("kind", "address")),
         tickets=tickets,
-        stats=customer_stats(customer=customer),
+        stats=customer_stats(customer=customer, agent=agent),
         merges=list(CustomerMerge.objects.filter(kept=customer, undone_at=None).select_related("other")[:10]),
         satisfaction=customer_satisfaction(customer=customer),
         trail=web_trail(customer=customer),

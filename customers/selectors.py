@@ -44,8 +44,14 @@ class CustomerStats:
     last_contact: datetime | None
 
 
-def customer_stats(*, customer: Customer) -> CustomerStats:
-    agg = Ticket.objects.filter(customer=customer).aggregate(
+def customer_stats(*, customer: Customer, agent=None) -> CustomerStats:
+    """The customer's figures; with `agent`, over the tickets the agent may see (a team's
+    agent is not told of other teams' tickets, not even how many there are)."""
+    tickets = Ticket.objects.all() if agent is None else tickets_visible_to(agent=agent)
+    messages = Message.objects.filter(ticket__customer=customer, direction=Message.Direction.INBOUND)
+    if agent is not None and not is_supervisor(agent):
+        messages = messages.filter(ticket__in=tickets)
+    agg = tickets.filter(customer=customer).aggregate(
         tickets=Count("id"),
         open_tickets=Count("id", filter=Q(status__in=Ticket.OPEN_STATUSES)),
         first_seen=Min("created_at"),
@@ -53,12 +59,7 @@ def customer_stats(*, customer: Customer) -> CustomerStats:
     )
     # order_by() clears Message's default ordering, which DISTINCT would otherwise select
     # too (one row per message instead of one per channel).
-    channels = sorted(
-        Message.objects.filter(ticket__customer=customer, direction=Message.Direction.INBOUND)
-        .order_by()
-        .values_list("channel", flat=True)
-        .distinct()
-    )
+    channels = sorted(messages.order_by().values_list("channel", flat=True).distinct())
     return CustomerStats(channels=channels, **agg)
 
 

@@ -197,3 +197,25 @@ def test_scoped_inbox_query_count_is_constant(world, django_assert_max_num_queri
         page = desk.get("/desk/?view=open")
     assert len(many.captured_queries) == len(few.captured_queries)
     assert b"A 14" in page.content and b"B 14" not in page.content
+
+
+def test_the_customer_figures_count_only_what_the_agent_may_see(world):
+    """Alice also wrote to team B's inbox: Ana (team A) is not told that ticket exists, not
+    even as a number in the 360 figures, on the desk or through the API."""
+    from rest_framework.test import APIClient
+
+    from customers.selectors import customer_stats
+
+    ana, boss, ta = world["ana"], world["boss"], world["ta"]
+    other = ingest(
+        email_inbound(world["inbox_b"], address="alice@example.com", subject="Second, for B", text="b")
+    ).ticket
+    Ticket.objects.filter(pk=other.pk).update(team=world["inbox_b"].default_team, assignee=None)
+    customer = ta.customer
+    assert customer_stats(customer=customer, agent=boss).tickets == 2
+    mine = customer_stats(customer=customer, agent=ana)
+    assert (mine.tickets, mine.open_tickets) == (1, 1)
+    api = APIClient()
+    api.force_authenticate(ana)
+    body = api.get(f"/api/v1/customers/{customer.pk}/").json()
+    assert body["stats"]["tickets"] == 1 and [t["id"] for t in body["tickets"]] == [ta.pk]
