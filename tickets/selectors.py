@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext
@@ -350,11 +350,10 @@ def inbox_row(*, agent, ticket_id: int, filters: dict[str, str]) -> InboxTicket 
     return next(iter(_inbox_tickets(qs[:1])), None)
 
 
-@dataclass(slots=True)
-class InboxTicket:
+class InboxTicket(NamedTuple):
     """What an inbox row reads of a ticket and its customer, assignee and team: plain values
-    (`.values()`), not four model instances a row — building those was most of the page's
-    time in Python. `tickets.inbox_rows` turns them into what the row shows."""
+    (`values_list`), not four model instances a row — building those was most of the page's
+    time in Python. `tickets.inbox_rows` renders them (a tuple: the key of its row cache)."""
 
     pk: int
     subject: str
