@@ -39,9 +39,14 @@ class Customer(models.Model):
         indexes = [models.Index(fields=["updated_at", "id"], name="customer_updated_idx")]
 
     def __str__(self) -> str:
-        if self.erased_at:
-            return f"Erased customer #{self.pk}"
-        return self.name or f"Customer #{self.pk}"
+        return self.display_name(self.pk, self.name, self.erased_at)
+
+    @staticmethod
+    def display_name(pk: int | None, name: str, erased_at) -> str:
+        """How a customer is shown, from their columns alone (lists that read `.values()`)."""
+        if erased_at:
+            return f"Erased customer #{pk}"
+        return name or f"Customer #{pk}"
 
     @property
     def is_merged(self) -> bool:

@@ -340,6 +340,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
     def _render_inbox(self, ticket_ids: list[int]) -> list[tuple[int, str]]:
         """(ticket id, HTML) for each changed ticket this agent may see: its row placed (top of
         the list, in place, or removed from the view); the view counts once, with the last."""
+        from .inbox_rows import inbox_rows_html
         from .selectors import (
             INBOX_VIEWS,
             inbox_counts,
@@ -359,7 +360,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 html = f'<div id="row-{ticket_id}" hx-swap-oob="delete"></div>'
             elif filters.get("sort") == "activity" and not filters.get("before"):
                 # Newest activity first: the row moves to the top.
-                item = render_to_string("tickets/_inbox_list.html#row", {"t": row})
+                item = inbox_rows_html([row])[0]
                 html = (
                     f'<div id="row-{ticket_id}" hx-swap-oob="delete"></div>'
                     f'<p id="inbox-empty" hx-swap-oob="delete"></p>'
@@ -367,9 +368,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 )
             else:
                 # Another order or a later page: update the row in place if it is shown.
-                html = render_to_string("tickets/_inbox_list.html#row", {"t": row}).replace(
-                    'id="row-', 'hx-swap-oob="true" id="row-', 1
-                )
+                html = inbox_rows_html([row])[0].replace('id="row-', 'hx-swap-oob="true" id="row-', 1)
             frames.append((ticket_id, html))
         if not frames:
             return []

@@ -211,7 +211,11 @@ class Ticket(models.Model):
 
     @property
     def reference(self) -> str:
-        return f"{settings.CXDESK_TICKET_PREFIX}-{self.pk}"
+        return self.reference_of(self.pk)
+
+    @staticmethod
+    def reference_of(pk: int) -> str:
+        return f"{settings.CXDESK_TICKET_PREFIX}-{pk}"
 
     @property
     def is_open(self) -> bool:

@@ -29,6 +29,7 @@ from sla.selectors import ticket_sla
 from surveys.selectors import survey_for_ticket
 
 from . import notifications, selectors, services
+from .inbox_rows import inbox_rows_html
 from .models import Channel, Inbox, Team, Ticket, TicketMove
 
 
@@ -52,6 +53,7 @@ def _inbox_list_context(request: HttpRequest) -> dict:
     saved_id = request.GET.get("saved", "")
     return {
         "tickets": tickets,
+        "rows": inbox_rows_html(tickets),
         "cursor": cursor,
         "view": filters["view"],
         "filters": filters,
@@ -96,7 +98,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
         return render(
             request,
             "tickets/_split_rows.html",
-            {"tickets": rows, "current_id": int(current) if current.isdecimal() else 0},
+            {"rows": inbox_rows_html(rows, current_id=int(current) if current.isdecimal() else 0)},
         )
     if request.htmx and request.htmx.target == "inbox-list":
         # Filters and paging swap the list only: no counts, no sidebar.

@@ -1,0 +1,114 @@
+"""Inbox rows rendered from precomputed values and kept per process (tickets/inbox_rows.py,
+issue 12): the same HTML the row template made with its filters and tags, and a cached row
+never shows anything stale."""
+
+from datetime import timedelta
+
+import pytest
+from django.template import engines
+from django.utils import timezone, translation
+
+from channels_app.services import ingest
+from tests.channels_app.factories import email_inbound
+from tests.tickets.factories import AgentFactory, TeamFactory
+from tickets import inbox_rows, selectors
+from tickets.models import Message, Ticket
+
+pytestmark = pytest.mark.django_db
+
+# The row partial as it was before issue 12 (filters, tags and translations per row): the
+# reference the precomputed rows must equal.
+BEFORE = """{% load desk i18n %}<div class="row{% if t.last_direction == 'inbound' %} awaiting{% endif %}{% if current and current.pk == t.pk %} current{% endif %}" id="row-{{ t.pk }}" data-ticket="{{ t.pk }}" data-href="{% url 'desk-ticket' t.pk %}" role="row">
+  <span class="c-check"><input type="checkbox" name="ids" value="{{ t.pk }}" form="bulkbar" aria-label="{% blocktranslate with ref=t.reference %}Select {{ ref }}{% endblocktranslate %}"></span>
+  {% channel_icon t.channel t.get_channel_display %}
+  <span class="c-cust">{{ t.customer|avatar:"sm" }}<span dir="auto">{{ t.customer }}</span></span>
+  <span class="c-subj"><a href="{% url 'desk-ticket' t.pk %}"><span class="ref">{{ t.reference }}</span> <bdi>{{ t.subject|default:_("(no subject)") }}</bdi></a>
+    <span class="excerpt" dir="auto">{% if t.last_direction == "outbound" %}{% icon "undo-2" "flip-rtl" %} {% endif %}{{ t.excerpt|default:""|truncatechars:120 }}</span></span>
+  {% if t.last_direction == 'inbound' and t.last_customer_message_at %}<span class="c-wait" title="{% translate 'Waiting since the customer’s last message' %}">{{ t.last_customer_message_at|since }}</span>{% else %}<span class="c-wait none">—</span>{% endif %}
+  <span class="c-asg">{% if t.assignee %}{{ t.assignee|avatar:"sm" }}<span>{{ t.assignee|person }}</span>{% elif t.team %}{% icon "users" %}<span>{{ t.team }}</span>{% else %}<span>{% translate "Unassigned" %}</span>{% endif %}</span>
+  <span class="c-prio prio {{ t.priority }}">{{ t.get_priority_display }}</span>
+</div>"""
+
+
+def _before(agent, current_id=0):
+    """Every open row as the old template rendered it (model instances, filters)."""
+    template = engines["django"].from_string(BEFORE)
+    tickets = selectors._ordered(selectors.inbox_queryset(agent=agent, view="open"))
+    return [template.render({"t": t, "current": t if t.pk == current_id else None}) for t in tickets]
+
+
+def _after(agent, current_id=0):
+    rows, _cursor = selectors.inbox_page(agent=agent, view="open")
+    return [str(html) for html in inbox_rows.inbox_rows_html(rows, current_id=current_id)]
+
+
+@pytest.fixture
+def varied(email_inbox, agent, monkeypatch):
+    """Rows of every shape: assigned, team only, unassigned; answered (outbound last);
+    no subject; a long excerpt; markup in names; an erased customer."""
+    texts = ["short", "x" * 200, "<b>bold</b> & co", "é" * 130]
+    for i, text in enumerate(texts):
+        ingest(email_inbound(email_inbox, address=f"r{i}@example.com", subject=f"<Row {i}>" if i else "", text=text))
+    tickets = list(Ticket.objects.order_by("pk").select_related("customer"))
+    tickets[0].customer.name = 'Ann <script>"O\'Neil"</script>'
+    tickets[0].customer.save()
+    tickets[1].assignee = AgentFactory(username="bo", first_name="Bo", last_name="Øster & Co")
+    tickets[1].save()
+    tickets[2].team = TeamFactory(name="Tier <2>")
+    tickets[2].save()
+    tickets[3].assignee = agent
+    tickets[3].priority = "urgent"
+    tickets[3].save()
+    Message.objects.filter(ticket=tickets[3]).update(direction="outbound")
+    tickets[2].customer.erased_at = timezone.now()
+    tickets[2].customer.save()
+    # One clock for the old and the new rendering (the waiting time is shown to the second).
+    frozen = timezone.now() + timedelta(minutes=5)
+    monkeypatch.setattr(timezone, "now", lambda: frozen)
+    return tickets
+
+
+@pytest.mark.parametrize("language", ["en", "pl", "fa"])
+def test_rows_are_the_html_the_row_template_made(varied, agent, language):
+    with translation.override(language):
+        before, after = _before(agent, current_id=varied[1].pk), _after(agent, current_id=varied[1].pk)
+    assert len(after) == 4
+    assert after == before
+    html = "".join(after)
+    assert "Ann &lt;script&gt;&quot;O&#x27;Neil&quot;&lt;/script&gt;" in html
+    assert "Tier &lt;2&gt;" in html and "Erased customer #" in html
+    assert f'class="row awaiting current" id="row-{varied[1].pk}"' in html
+
+
+def test_a_cached_row_changes_with_what_it_shows(varied, agent, monkeypatch):
+    first = _after(agent)
+
+    def no_render(name):
+        raise AssertionError(f"rendered {name} again: the row was not taken from the cache")
+
+    # Nothing changed: every row comes from the cache.
+    with monkeypatch.context() as m:
+        m.setattr(inbox_rows, "get_template", no_render)
+        assert _after(agent) == first
+    # The customer's name, the assignee's, the language and the time waited all show.
+    customer = varied[0].customer
+    customer.name = "Renamed"
+    customer.save()
+    varied[1].assignee.first_name = "Bob"
+    varied[1].assignee.save()
+    changed = "".join(_after(agent))
+    assert "Renamed" in changed and "<span>Bob Øster &amp; Co</span>" in changed
+    with translation.override("pl"):
+        assert "".join(_after(agent)) != changed
+    later = timezone.now() + timedelta(hours=3)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    assert "3 h 05 m" in "".join(_after(agent))  # created 5 minutes before the frozen clock
+    assert _after(agent) == _before(agent)
+
+
+def test_the_live_inbox_row_is_the_page_row(varied, agent):
+    """The consumer's row (selectors.inbox_row) renders to the same HTML as the page's."""
+    page = {html.split('id="row-', 1)[1].split('"', 1)[0]: html for html in _after(agent)}
+    for ticket in varied:
+        row = selectors.inbox_row(agent=agent, ticket_id=ticket.pk, filters={"view": "open"})
+        assert str(inbox_rows.inbox_rows_html([row])[0]) == page[str(ticket.pk)]
