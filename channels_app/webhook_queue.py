@@ -195,8 +195,9 @@ def _drain_batch(batch: int) -> tuple[int, int]:
             )
             for record in records:
                 with request_id_scope(record.request_id or f"raw-{record.pk}"):
-                    stored += webhook_process(record=record, in_batch=True)
-                    task_log.info("webhook delivery #%s processed", record.pk)
+                    count = webhook_process(record=record, in_batch=True)
+                    task_log.info("webhook delivery #%s taken: %s new message(s)", record.pk, count)
+                    stored += count
     return len(records), stored
 
 
