@@ -159,3 +159,26 @@ def send_stored_message(message_id: int) -> str:
 def send_handler(task) -> str:
     """Outbox handler for `send_message` rows."""
     return send_stored_message(task.object_id)
+
+
+def system_sms_send(*, to: str, text: str) -> bool:
+    """A text that belongs to no conversation (a sign-in or verification code), sent at once
+    through the first active inbox that sends SMS. Not stored as a message; a failure is
+    logged. Returns whether a provider took it."""
+    from tickets.models import Channel, Inbox
+
+    for inbox in Inbox.objects.filter(is_active=True).order_by("pk"):
+        try:
+            adapter = inbox.adapter
+        except LookupError:
+            continue
+        if Channel.SMS not in adapter.channels:
+            continue
+        try:
+            adapter.deliver(OutboundMessage(message_id=0, inbox=inbox, channel=Channel.SMS, to=to, text=text))
+        except SendError as exc:
+            log.warning("system SMS to %s failed: %s", to, exc)
+            return False
+        return True
+    log.warning("no SMS inbox to send a system SMS")
+    return False

@@ -383,10 +383,9 @@ def _send_code(kind: str, address: str, code: str, *, language: str = "") -> Non
     if kind == "email":
         transaction.on_commit(lambda: send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, [address]))
         return
-    from customers.portal.services import _send_code as send_sms_code
+    from .outbound import system_sms_send
 
-    # The portal's SMS code sender (first active SMS inbox) takes an identity-shaped object.
-    transaction.on_commit(lambda: send_sms_code(Identity(kind="phone", address=address), code, text=text))
+    transaction.on_commit(lambda: system_sms_send(to=address, text=text))
 
 
 @transaction.atomic

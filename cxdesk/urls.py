@@ -23,7 +23,7 @@ urlpatterns = [
     path("hooks/anymail/", include(esp_webhooks.urlpatterns())),
     path("hooks/", include("channels_app.urls")),
     path("chat/", include("channels_app.webchat_urls")),
-    path("portal/", include("customers.portal.urls")),
+    path("portal/", include("portal.urls")),
     path("kb/", include("kb.urls")),
     path("survey/<str:token>/", survey_answer_view, name="survey-answer"),
     path("desk/reports/", include("sla.urls")),

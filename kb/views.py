@@ -66,7 +66,7 @@ def suggest(request: HttpRequest) -> HttpResponse:
 @require_POST
 def deflected(request: HttpRequest, slug: str) -> HttpResponse:
     """sendBeacon from the portal: the visitor read a suggestion and left without submitting."""
-    from customers.portal.views import current_customer
+    from portal.views import current_customer
 
     item = selectors.published().filter(slug=slug).first()
     if item is None:

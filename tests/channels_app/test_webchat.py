@@ -63,6 +63,23 @@ def test_known_address_needs_the_code_before_anything_is_linked(
     assert Message.objects.get().ticket.customer_id == known.customer_id
 
 
+def test_a_known_phone_gets_its_code_by_sms(chat_inbox, settings, django_capture_on_commit_callbacks):
+    """The code goes out through the first active SMS inbox (channels_app.outbound.system_sms_send,
+    which the portal's sign-in uses too), in the widget's words; no message is stored for it."""
+    from customers.models import Customer
+
+    InboxFactory(kind="twilio", name="SMS", config={"phone_number": "+48500000000"}, transport="file")
+    Identity.objects.create(customer=Customer.objects.create(name="Piotr"), kind="phone", address="+48600100777")
+    session, _ = started(chat_inbox)
+    with django_capture_on_commit_callbacks(execute=True):
+        [frame] = dispatch(session, {"type": "identify", "name": "Piotr", "address": "+48 600 100 777"})
+    assert frame == {"type": "identify", "status": "code_sent"}
+    [sent] = list((settings.CXDESK_OUTBOX_DIR / "twilio").glob("*.json"))
+    body = json.loads(sent.read_text())
+    assert body["to"] == "+48600100777" and "Your code to continue the chat" in body["text"]
+    assert not Message.objects.filter(direction="outbound").exists()
+
+
 def test_unknown_address_is_added_without_a_code(chat_inbox):
     session, _ = started(chat_inbox)
     [frame] = dispatch(session, {"type": "identify", "name": "New", "address": "new@example.com"})

@@ -15,10 +15,10 @@ from channels_app.models import RawInbound
 from channels_app.services import ingest, ingest_raw_email
 from channels_app.types import InboundAttachment
 from customers.models import Customer
-from customers.portal.views import SESSION_KEY
 from customers.services import identity_add, merge_customers
 from integrations.models import WebhookDelivery
 from integrations.services import webhook_subscribe
+from portal.views import SESSION_KEY
 from sla.metrics import measures
 from surveys.models import SurveyResponse
 from tests.channels_app.factories import email_inbound, inbound

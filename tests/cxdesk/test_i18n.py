@@ -14,7 +14,6 @@ from django.utils.translation import ngettext
 from accounts.models import StaffProfile
 from channels_app.services import ingest, ingest_raw_email
 from customers.models import Customer, Identity
-from customers.portal.services import portal_request_sign_in
 from cxdesk.i18n import (
     agent_language_for_scope,
     clean_language,
@@ -24,6 +23,7 @@ from cxdesk.i18n import (
     language_from_scope,
     resolve_language,
 )
+from portal.services import portal_request_sign_in
 from tests.channels_app.factories import inbound
 from tests.tickets.factories import CustomerFactory, TicketFactory
 from tickets.models import CannedResponse, Message

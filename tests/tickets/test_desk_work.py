@@ -87,7 +87,7 @@ def test_undo_is_offered_on_both_tickets_and_on_the_timeline_event(desk, agent, 
 
 
 def test_emptied_split_and_merged_tickets_are_hidden_from_the_portal(agent, email_inbox):
-    from customers.portal.selectors import portal_tickets
+    from portal.selectors import portal_tickets
 
     t = ingest(email_inbound(email_inbox, message_id="<p1@x>")).ticket
     ingest(email_inbound(email_inbox, message_id="<p2@x>", in_reply_to="<p1@x>"))

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from channels_app.services import ingest
 from channels_app.types import InboundAttachment
-from customers.portal.views import SESSION_KEY
+from portal.views import SESSION_KEY
 from tests.channels_app.factories import email_inbound
 from tests.tickets.clamd import FOUND_NAME, MARKER, STREAM_MAX
 from tickets.models import Attachment, Message, TicketEvent

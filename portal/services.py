@@ -16,11 +16,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from customers.models import Customer, Identity, PortalToken
+from customers.normalize import normalize_address
 from cxdesk.errors import ApplicationError
 from cxdesk.i18n import for_customer
-
-from ..models import Customer, Identity, PortalToken
-from ..normalize import normalize_address
 
 log = logging.getLogger(__name__)
 TTL = timedelta(minutes=15)
@@ -86,33 +85,12 @@ def _store(identity: Identity, kind: str, secret: str) -> PortalToken:
     )
 
 
-def _send_code(identity: Identity, code: str, *, text: str | None = None) -> None:
-    from channels_app.types import OutboundMessage, SendError
-    from tickets.models import Channel, Inbox
+def _send_code(identity: Identity, code: str) -> None:
+    from channels_app.outbound import system_sms_send
 
-    if text is None:
-        with for_customer(identity.customer):
-            text = _("Your sign-in code: %(code)s") % {"code": code}
-    for inbox in Inbox.objects.filter(is_active=True).order_by("pk"):
-        try:
-            adapter = inbox.adapter
-        except LookupError:
-            continue
-        if Channel.SMS in adapter.channels:
-            try:
-                adapter.deliver(
-                    OutboundMessage(
-                        message_id=0,
-                        inbox=inbox,
-                        channel=Channel.SMS,
-                        to=identity.address,
-                        text=text,
-                    )
-                )
-            except SendError as exc:
-                log.warning("portal code to %s failed: %s", identity.address, exc)
-            return
-    log.warning("no SMS inbox to send a portal code")
+    with for_customer(identity.customer):
+        text = _("Your sign-in code: %(code)s") % {"code": code}
+    system_sms_send(to=identity.address, text=text)
 
 
 @transaction.atomic
@@ -155,6 +133,6 @@ def _redeem(record: PortalToken | None) -> Customer | None:
         return None
     record.used_at = timezone.now()
     record.save(update_fields=["used_at"])
-    from ..services import live_customer
+    from customers.services import live_customer
 
     return live_customer(record.identity.customer)

@@ -11,6 +11,8 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from customers import services as customer_services
+from customers.models import Customer
 from cxdesk.errors import ApplicationError
 from cxdesk.i18n import clean_language, language_chosen, resolve_language, safe_next
 from cxdesk.uploads import uploaded_files
@@ -18,8 +20,6 @@ from tickets import services as ticket_services
 from tickets.models import Ticket
 from tickets.scanning import download_refusal
 
-from .. import services as customer_services
-from ..models import Customer
 from . import selectors, services
 
 SESSION_KEY = "portal_customer_id"

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from customers.models import Customer
 from tickets.models import Attachment, Message, Ticket
-
-from ..models import Customer
 
 
 def portal_tickets(*, customer: Customer) -> QuerySet[Ticket]:
