@@ -36,18 +36,19 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.http import HttpRequest, QueryDict
 from django.http.request import RawPostDataException
 from django.utils import timezone
 
+from customers.services import senders_batch
 from cxdesk.errors import ApplicationError
 from cxdesk.memo import memo_scope
 from cxdesk.observability import get_request_id, request_id_scope
-from outbox.services import run_here
+from outbox.services import batch as outbox_batch
 
 from .models import Inbox, RawInbound
-from .services import ingest, raw_inbound_failed, status_apply
+from .services import ingest, raw_inbound_failed, raw_inbound_processed, raw_marks_batched, status_apply
 from .types import WebhookError
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,11 @@ def drain(*, slot: int | None = None, batch: int = BATCH) -> int:
             if slot is not None:
                 cache.delete(SLOT_KEY.format(slot))
             raise
+        except IntegrityError as exc:
+            # A repeat of a stored message (a provider's retry), or a customer another
+            # drainer created first: each delivery alone knows what to do with it.
+            log.info("a batch of webhook deliveries met a stored row (%s); taking them one at a time", exc)
+            taken, count = _drain_singly(batch)
         except Exception:  # noqa: BLE001 - something broke the batch's transaction: take its rows one by one
             log.exception("a batch of webhook deliveries failed; taking them one at a time")
             taken, count = _drain_singly(batch)
@@ -185,17 +191,32 @@ def _drain_batch(batch: int) -> tuple[int, int]:
     """One transaction: claim up to `batch` pending deliveries and ingest them; the batch's
     routing runs after the commit, in this process. Returns (claimed, messages stored)."""
     stored = 0
-    with memo_scope(), run_here():
-        with transaction.atomic():
-            records = list(
-                RawInbound.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("inbox")
-                .filter(source=SOURCE, status=RawInbound.Status.PENDING)
-                .order_by("created_at")[:batch]
-            )
-            for record in records:
+    with memo_scope(), outbox_batch():
+        records = list(
+            RawInbound.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("inbox")
+            .filter(source=SOURCE, status=RawInbound.Status.PENDING)
+            .order_by("created_at")[:batch]
+        )
+        # Parsed first (bad content is a dead letter, nothing written), so the batch's
+        # senders are read in one statement; then stored with no savepoint each: anything
+        # that goes wrong from here rolls the batch back, and `drain` takes its deliveries
+        # again one at a time.
+        parsed = []
+        for record in records:
+            with request_id_scope(record.request_id or f"raw-{record.pk}"):
+                found = _parse(record)
+            if found is not None:
+                parsed.append((record, *found))
+        senders = [
+            (item.sender.kind, item.sender.address, record.inbox.default_region)
+            for record, items, _statuses in parsed
+            for item in items
+        ]
+        with senders_batch(senders), raw_marks_batched():
+            for record, items, statuses in parsed:
                 with request_id_scope(record.request_id or f"raw-{record.pk}"):
-                    count = webhook_process(record=record, in_batch=True)
+                    count = _store(record, items, statuses, in_batch=True)
                     task_log.info("webhook delivery #%s taken: %s new message(s)", record.pk, count)
                     stored += count
     return len(records), stored
@@ -211,9 +232,9 @@ def _drain_singly(batch: int) -> tuple[int, int]:
         .values_list("pk", flat=True)[:batch]
     )
     for pk in ids:
-        with memo_scope(), run_here():
+        with memo_scope():
             try:
-                with transaction.atomic():
+                with outbox_batch():
                     record = (
                         RawInbound.objects.select_for_update(skip_locked=True, of=("self",))
                         .select_related("inbox")
@@ -260,45 +281,26 @@ def _request(record: RawInbound) -> HttpRequest:
     return request
 
 
+BAD_CONTENT = (WebhookError, ApplicationError, LookupError, TypeError, ValueError, KeyError)
+
+
 def webhook_process(*, record: RawInbound, in_batch: bool = False) -> int:
-    """Ingest a stored delivery (a drainer's batch, the outbox task of older rows, the
-    dead-letter retry). Returns the number of messages stored. Bad content makes a dead
-    letter; a lost database connection raises (the row stays pending and is taken again).
-    In a batch, any other error is a dead letter too, logged with its traceback: one
-    poisoned delivery never holds back the ones after it."""
-    if record.status == RawInbound.Status.PROCESSED:
-        return 0
-    if record.inbox is None:
-        raw_inbound_failed(raw=record, error="its inbox was deleted")
-        return 0
-    inbox = record.inbox
+    """Ingest a stored delivery (a drainer taking deliveries one at a time, the outbox task
+    of older rows, the dead-letter retry). Returns the number of messages stored. Bad
+    content makes a dead letter; a lost database connection raises (the row stays pending
+    and is taken again). `in_batch`: any other error is a dead letter too, logged with its
+    traceback — one poisoned delivery never holds back the ones after it."""
     try:
-        request = _request(record)
-        adapter = inbox.adapter
-        items = adapter.parse(request, inbox)
-        statuses = adapter.parse_status(request, inbox)
+        parsed = _parse(record)
+        if parsed is None:
+            return 0
+        items, statuses = parsed
         # One message and nothing else: its ingest is already all-or-nothing (and marks the
         # row processed); more than that is made all-or-nothing here.
         whole = contextlib.nullcontext() if len(items) == 1 and not statuses else transaction.atomic()
         with whole:
-            results = []
-            for item in items:
-                item.raw_inbound_id = record.pk
-                results.append(ingest(item))
-            for update in statuses:
-                status_apply(inbox=inbox, update=update)
-            if statuses or not results or results[-1].duplicate:
-                # A repeat of a stored message (or statuses only) is done too, pointing at what it repeated.
-                RawInbound.objects.filter(
-                    pk=record.pk, status__in=(RawInbound.Status.PENDING, RawInbound.Status.FAILED)
-                ).update(
-                    status=RawInbound.Status.PROCESSED,
-                    message=results[-1].message if results else None,
-                    processed_at=timezone.now(),
-                    error="",
-                )
-        return sum(not r.duplicate for r in results)
-    except (WebhookError, ApplicationError, LookupError, TypeError, ValueError, KeyError) as exc:
+            return _store(record, items, statuses)
+    except BAD_CONTENT as exc:
         raw_inbound_failed(raw=record, error=f"{type(exc).__name__}: {exc}")
         return 0
     except (OperationalError, InterfaceError):
@@ -309,6 +311,37 @@ def webhook_process(*, record: RawInbound, in_batch: bool = False) -> int:
         log.exception("webhook delivery #%s could not be ingested", record.pk)
         raw_inbound_failed(raw=record, error=f"{type(exc).__name__}: {exc}")
         return 0
+
+
+def _parse(record: RawInbound) -> tuple[list, list] | None:
+    """(messages, status updates) of a stored delivery, or None when there is nothing to do
+    (already processed) or it cannot be parsed (then a dead letter: nothing was written)."""
+    if record.status == RawInbound.Status.PROCESSED:
+        return None
+    if record.inbox is None:
+        raw_inbound_failed(raw=record, error="its inbox was deleted")
+        return None
+    try:
+        request = _request(record)
+        adapter = record.inbox.adapter
+        return adapter.parse(request, record.inbox), adapter.parse_status(request, record.inbox)
+    except BAD_CONTENT as exc:
+        raw_inbound_failed(raw=record, error=f"{type(exc).__name__}: {exc}")
+        return None
+
+
+def _store(record: RawInbound, items: list, statuses: list, *, in_batch: bool = False) -> int:
+    """Ingest a parsed delivery and mark it processed; returns the messages stored."""
+    results = []
+    for item in items:
+        item.raw_inbound_id = record.pk
+        results.append(ingest(item, in_batch=in_batch))
+    for update in statuses:
+        status_apply(inbox=record.inbox, update=update)
+    if statuses or not results or results[-1].duplicate:
+        # A repeat of a stored message (or statuses only) is done too, pointing at what it repeated.
+        raw_inbound_processed(raw_id=record.pk, message=results[-1].message if results else None, only_open=True)
+    return sum(not r.duplicate for r in results)
 
 
 def webhook_process_handler(task) -> str:

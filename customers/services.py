@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -41,7 +45,10 @@ def identity_resolve(
     with `caller_retries`, by the IntegrityError reaching a caller that runs its whole
     transaction again (inbound ingest: one savepoint less per new customer)."""
     address = normalize_address(kind, address, region)
-    identity = Identity.objects.select_related("customer").filter(kind=kind, address=address).first()
+    batch = _batch.get()  # a batch's senders, read ahead (`senders_batch`)
+    identity = batch.known.get((kind, address), _UNREAD) if batch else _UNREAD
+    if identity is _UNREAD:
+        identity = Identity.objects.select_related("customer").filter(kind=kind, address=address).first()
     if identity is not None:
         return identity, False
     try:
@@ -52,12 +59,70 @@ def identity_resolve(
             identity = Identity.objects.create(
                 customer=customer, kind=kind, address=address, display_name=display_name[:200], last_seen_at=seen_at
             )
+            if batch:  # this transaction's own: the rest of the batch finds them here
+                batch.known[(kind, address)] = identity
+                batch.locked[customer.pk] = customer
             return identity, True
     except IntegrityError:
         if caller_retries:
             raise
         # Someone created it in the meantime: use theirs.
         return Identity.objects.select_related("customer").get(kind=kind, address=address), False
+
+
+@dataclass
+class _Batch:
+    known: dict[tuple[str, str], Identity | None] = field(default_factory=dict)
+    locked: dict[int, Customer] = field(default_factory=dict)
+
+
+_batch: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("customers_batch", default=None)
+_UNREAD = object()
+
+
+@contextlib.contextmanager
+def senders_batch(senders: Iterable[tuple[str, str, str | None]]) -> Iterator[None]:
+    """Inside ONE transaction that is all or nothing (a drainer's batch): read the
+    identities of these (kind, address, region) senders in one statement and lock their
+    customers in one more, in id order — so `identity_resolve` and `customer_lock` ask
+    nothing more of them in the block, and two batches lock common customers in the same
+    order. An address that does not parse is left to `identity_resolve`, which says why."""
+    batch = _Batch()
+    token = _batch.set(batch)
+    try:
+        pairs = set()
+        for kind, address, region in senders:
+            with contextlib.suppress(ApplicationError):
+                pairs.add((kind, normalize_address(kind, address, region)))
+        if pairs:
+            wanted = Q()
+            for kind, address in pairs:
+                wanted |= Q(kind=kind, address=address)
+            found = {(i.kind, i.address): i for i in Identity.objects.filter(wanted)}
+            owners = sorted({i.customer_id for i in found.values()})
+            if owners:
+                rows = Customer.objects.select_for_update(no_key=True).filter(pk__in=owners).order_by("pk")
+                batch.locked.update({c.pk: c for c in rows})
+            for pair in pairs:
+                identity = found.get(pair)
+                if identity is not None and identity.customer_id in batch.locked:
+                    identity.customer = batch.locked[identity.customer_id]
+                batch.known[pair] = identity
+        yield
+    finally:
+        _batch.reset(token)
+
+
+def customer_lock(customer_id: int) -> Customer:
+    """The customer, row-locked for the rest of the transaction (one ingest per customer at
+    a time: threading decisions see what a concurrent message just did)."""
+    batch = _batch.get()
+    if batch and customer_id in batch.locked:
+        return batch.locked[customer_id]
+    customer = Customer.objects.select_for_update(no_key=True).get(pk=customer_id)
+    if batch:
+        batch.locked[customer_id] = customer
+    return customer
 
 
 def _organization_for(kind: str, address: str) -> Organization | None:

@@ -46,11 +46,17 @@ class Retry(Exception):
 
 # kind → (dotted path of `handler(task) -> str | None`, Celery queue)
 _HANDLERS: dict[str, tuple[str, str]] = {}
+# kind → dotted path of `handler(tasks) -> {task id: result}`: runs many rows in one go
+_MANY: dict[str, str] = {}
 
 
-def register(kind: str, handler: str, *, queue: str = "default") -> None:
-    """Called from an app's `ready()`: `handler` is a dotted path, imported when first run."""
+def register(kind: str, handler: str, *, queue: str = "default", many: str = "") -> None:
+    """Called from an app's `ready()`: `handler` is a dotted path, imported when first run.
+    `many`, if given, runs a batch's rows of `kind` together (see `batch`); it must be
+    all-or-nothing (one transaction), because when it raises each row runs alone."""
     _HANDLERS[kind] = (handler, queue)
+    if many:
+        _MANY[kind] = many
 
 
 def _handler(kind: str) -> Callable[[OutboxTask], Any]:
@@ -71,7 +77,7 @@ def enqueue(
     if kind not in _HANDLERS:
         raise LookupError(f"no outbox handler for {kind!r}")
     now = timezone.now()
-    task = OutboxTask.objects.create(
+    task = OutboxTask(
         kind=kind,
         object_id=object_id,
         ref=ref[:255],
@@ -80,7 +86,16 @@ def enqueue(
         dispatched_at=now,
     )
     here = _here.get()
-    if here is not None and kind in here.kinds and not delay:
+    runs_here = here is not None and kind in here.kinds and not delay
+    if here is not None and here.batching and connection.in_atomic_block:
+        if runs_here:  # written already held by this process, which runs it after the commit
+            task.claimed_until, task.attempts = now + _lease(), 1
+        # Written with the rest of the batch's rows as its transaction ends (`_flush`); the
+        # hook stays only if the savepoint it was made in is not rolled back.
+        transaction.on_commit(_Deferred(here, task, runs_here, delay))
+        return task
+    task.save(force_insert=True)
+    if runs_here:
         here.tasks.append(task)  # run by this process when the `run_here` block ends
         return task
     transaction.on_commit(lambda: (dispatch([task], countdown=delay or None), _embedded_sweep()))
@@ -91,9 +106,95 @@ def enqueue(
 class _Here:
     kinds: frozenset[str]
     tasks: list[OutboxTask] = field(default_factory=list)
+    batching: bool = False
 
 
 _here: contextvars.ContextVar[_Here | None] = contextvars.ContextVar("outbox_run_here", default=None)
+
+
+@dataclass(eq=False)
+class _Deferred:
+    """A row enqueued in a `batch`: inserted by `_flush` before the commit; this commit hook
+    then hands it over (to this process or to Celery)."""
+
+    here: _Here
+    task: OutboxTask
+    runs_here: bool
+    delay: float
+    written: bool = False
+
+    def __call__(self) -> None:
+        if not self.written:  # not flushed (a bug): better late than lost
+            log.error("outbox %s row enqueued in a batch was not flushed; writing it now", self.task.kind)
+            self.task.claimed_until, self.task.attempts = None, 0
+            self.task.save(force_insert=True)
+            self.runs_here = False
+        if not self.runs_here:  # a row this process runs was handed over by `_flush`
+            dispatch([self.task], countdown=self.delay or None)
+
+
+def _flush(here: _Here) -> int:
+    """Insert the rows `here` deferred whose savepoints still stand: one statement."""
+    pending = [
+        hook for _sids, hook, _robust in connection.run_on_commit
+        if isinstance(hook, _Deferred) and hook.here is here and not hook.written
+    ]  # fmt: skip
+    if pending:
+        OutboxTask.objects.bulk_create([hook.task for hook in pending])
+        for hook in pending:
+            hook.written = True
+            if hook.runs_here:
+                here.tasks.append(hook.task)
+    return len(pending)
+
+
+def flush_pending() -> None:
+    """Write the current batch's deferred rows now (before reading outbox rows back)."""
+    here = _here.get()
+    if here is not None and here.batching and connection.in_atomic_block:
+        _flush(here)
+
+
+@contextlib.contextmanager
+def batch(kinds: Iterable[str] = ("route",)) -> Iterator[None]:
+    """One transaction for a batch of work (a drainer's deliveries): the outbox rows it
+    enqueues are written together as it ends — one INSERT, not one each — and rows of
+    `kinds` are written already claimed by this process, which runs them right after the
+    commit (a kind with a `many` handler all at once). If the block raises, nothing was
+    written and nothing runs. A crash after the commit leaves the claimed rows to the
+    sweeper once their lease ends."""
+    here = _Here(frozenset(kinds), batching=True)
+    token = _here.set(here)
+    try:
+        with transaction.atomic():
+            yield
+            _flush(here)
+    finally:
+        _here.reset(token)
+    _run(here.tasks)
+
+
+def _run(tasks: list[OutboxTask]) -> None:
+    """Run claimed rows in this process and record them done: a kind with a `many` handler
+    in one call (each row alone if that raises), the others one by one."""
+    results: dict[int, str] = {}
+    by_kind: dict[str, list[OutboxTask]] = {}
+    for task in tasks:
+        by_kind.setdefault(task.kind, []).append(task)
+    for kind, group in by_kind.items():
+        if kind in _MANY and len(group) > 1:
+            try:
+                done = import_string(_MANY[kind])(group)
+            except Exception:  # noqa: BLE001 - one bad row: run them one at a time
+                log.exception("outbox: %s rows failed together; running them one by one", kind)
+            else:
+                results.update({pk: str(result or "")[:100] for pk, result in done.items()})
+                continue
+        for task in group:
+            outcome, result = _execute(task)
+            if outcome == "done":
+                results[task.pk] = result
+    _done(results)
 
 
 @contextlib.contextmanager
@@ -112,12 +213,7 @@ def run_here(kinds: Iterable[str] = ("route",)) -> Iterator[None]:
         dispatch(here.tasks)
         raise
     _here.reset(token)
-    results = {}
-    for task in claim_many([task.pk for task in here.tasks]):
-        outcome, result = _execute(task)
-        if outcome == "done":
-            results[task.pk] = result
-    _done(results)
+    _run(claim_many([task.pk for task in here.tasks]))
 
 
 _last_embedded_sweep = 0.0
@@ -253,6 +349,7 @@ def release(kind: str, ref: str) -> int:
     just appeared); dispatched after commit."""
     if not ref:
         return 0
+    flush_pending()  # a row this batch parked is among those to release
     now = timezone.now()
     tasks = list(OutboxTask.objects.filter(kind=kind, ref=ref[:255], status=P.PENDING))
     if not tasks:

@@ -11,4 +11,4 @@ class RoutingConfig(AppConfig):
 
         from outbox.services import register
 
-        register("route", "routing.tasks.route_handler", queue="default")
+        register("route", "routing.tasks.route_handler", queue="default", many="routing.tasks.route_many_handler")

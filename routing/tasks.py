@@ -16,3 +16,13 @@ def route_handler(task) -> str:
         ticket_id=task.object_id, trigger=task.payload.get("trigger", ""), message_id=task.payload.get("message_id")
     )
     return str(result or "")
+
+
+def route_many_handler(tasks) -> dict[int, str]:
+    """Outbox handler for a batch's `route` rows: all in one transaction."""
+    from .services import route_tickets
+
+    results = route_tickets(
+        [(task.object_id, task.payload.get("trigger", ""), task.payload.get("message_id")) for task in tasks]
+    )
+    return {task.pk: str(result or "") for task, result in zip(tasks, results, strict=True)}

@@ -7,6 +7,8 @@ from datetime import timedelta
 
 import pytest
 import responses
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from channels_app.models import Inbox
@@ -266,3 +268,36 @@ def test_embedded_mode_sweeps_on_the_next_write(email_inbox, agent, settings, dj
         reply(ticket=ticket, author=agent, body="the next write")
     waiting.refresh_from_db()
     assert waiting.status == "sent"
+
+
+def test_a_batch_writes_its_rows_in_one_insert_and_drops_those_of_a_rolled_back_savepoint(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    """`outbox.services.batch`: the rows enqueued in it are written as it ends, in one
+    statement; a row enqueued in a savepoint that was rolled back is not written; rows of
+    the kinds it runs are run here after the commit, the others go to Celery after it."""
+    from django.db import transaction
+
+    from outbox.services import batch
+
+    ran, sent = [], []
+    monkeypatch.setattr("routing.tasks.route_many_handler", lambda tasks: ran.append(len(tasks)) or {})
+    monkeypatch.setattr("routing.tasks.route_handler", lambda task: ran.append(task.object_id))
+    monkeypatch.setattr("outbox.services.dispatch", lambda tasks, **kw: sent.extend(t.kind for t in tasks))
+    with CaptureQueriesContext(connection) as ctx, django_capture_on_commit_callbacks(execute=True):
+        with batch():
+            enqueue("route", object_id=1, payload={"trigger": "ticket_created"})
+            enqueue("send_survey", object_id=7)
+            try:
+                with transaction.atomic():
+                    enqueue("route", object_id=2, payload={"trigger": "ticket_created"})
+                    raise RuntimeError("rolled back")
+            except RuntimeError:
+                pass
+            assert not OutboxTask.objects.exists(), "nothing written before the batch ends"
+    inserts = [q for q in ctx.captured_queries if q["sql"].startswith('INSERT INTO "outbox_outboxtask"')]
+    assert len(inserts) == 1
+    assert sorted(OutboxTask.objects.values_list("kind", "object_id")) == [("route", 1), ("send_survey", 7)]
+    assert ran == [1] and sent == ["send_survey"]
+    route = OutboxTask.objects.get(kind="route")
+    assert route.status == "done" and route.attempts == 1
