@@ -17,6 +17,15 @@ class ChannelsAppConfig(AppConfig):
 
         message_created.connect(on_message_created, dispatch_uid="channels_app.auto_ack")
 
+        from django.db.models.signals import post_delete, post_save
+
+        from tickets.models import Inbox
+
+        from .selectors import inbox_forget
+
+        post_save.connect(inbox_forget, sender=Inbox, dispatch_uid="channels_app.inbox_forget")
+        post_delete.connect(inbox_forget, sender=Inbox, dispatch_uid="channels_app.inbox_forget_deleted")
+
         from outbox.services import register
 
         register("send_message", "channels_app.outbound.send_handler", queue="outbound")

@@ -1,12 +1,40 @@
-"""Reads for the channels side of the desk: dead letters, web-chat invitation measures."""
+"""Reads for the channels side of the desk: dead letters, web-chat invitation measures,
+the inbox a provider webhook names."""
 
 from __future__ import annotations
 
+import copy
+import time
 from datetime import datetime
 
 from django.db.models import Count, Q, QuerySet
 
-from .models import ChatInvitation, RawInbound
+from .models import ChatInvitation, Inbox, RawInbound
+
+# A flood of deliveries names the same inbox every time: each process remembers it briefly.
+WEBHOOK_INBOX_SECONDS = 5.0
+_webhook_inboxes: dict[int, tuple[float, Inbox | None]] = {}
+
+
+def webhook_inbox(inbox_id: int) -> Inbox | None:
+    """The active inbox `inbox_id`, or None. Remembered by this process for
+    WEBHOOK_INBOX_SECONDS: a change saved in this process is seen at once (`inbox_forget`),
+    one saved elsewhere — a rotated token, a deactivated inbox — within that time."""
+    now = time.monotonic()
+    hit = _webhook_inboxes.get(inbox_id)
+    if hit is None or now - hit[0] >= WEBHOOK_INBOX_SECONDS:
+        if len(_webhook_inboxes) >= 1000:  # ids probed at random: stay small
+            _webhook_inboxes.clear()
+        hit = (now, Inbox.objects.filter(pk=inbox_id, is_active=True).first())
+        _webhook_inboxes[inbox_id] = hit
+    return copy.copy(hit[1])  # a caller may change its copy; the remembered one stays as read
+
+
+def inbox_forget(sender=None, instance=None, **kwargs) -> None:
+    """post_save / post_delete of an Inbox: forget what this process remembered of it."""
+    if instance is not None:
+        _webhook_inboxes.pop(instance.pk, None)
+
 
 DEAD_LETTER_STATUSES = (RawInbound.Status.FAILED, RawInbound.Status.IGNORED)
 

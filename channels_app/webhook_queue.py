@@ -36,7 +36,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.http import HttpRequest, QueryDict
 from django.http.request import RawPostDataException
 from django.utils import timezone
@@ -66,8 +66,9 @@ def queued(adapter) -> bool:
     return settings.CXDESK_WEBHOOKS == "queued" and getattr(adapter, "queue_webhooks", False)
 
 
-def webhook_store(*, request: HttpRequest, inbox: Inbox) -> RawInbound:
-    """The delivery as received (body and content type), committed, and a drainer woken."""
+def webhook_store(*, request: HttpRequest, inbox: Inbox) -> int:
+    """The delivery as received (body and content type), committed, and a drainer woken.
+    Returns the stored row's id."""
     content_type = request.content_type or "application/octet-stream"
     try:
         body = request.body
@@ -75,17 +76,29 @@ def webhook_store(*, request: HttpRequest, inbox: Inbox) -> RawInbound:
         body = urlencode(list(request.POST.lists()), doseq=True).encode()
         content_type = "application/x-www-form-urlencoded"
     # One autocommitted INSERT (outside any transaction the caller may hold: the answer
-    # waits for it to be durable), so nothing else is written in the request.
-    record = RawInbound.objects.create(
-        inbox=inbox,
-        source=SOURCE,
-        content_type=content_type[:100],
-        payload=zlib.compress(body, 1),
-        sha256=hashlib.sha256(body).hexdigest(),
-        request_id=get_request_id()[:64],
-    )
+    # waits for it to be durable), so nothing else is written in the request. Written as
+    # SQL: on the path every delivery takes, the ORM's INSERT cost as much as the database.
+    values = {
+        "inbox_id": inbox.pk,
+        "source": SOURCE,
+        "content_type": content_type[:100],
+        "payload": zlib.compress(body, 1),
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "status": RawInbound.Status.PENDING,
+        "error": "",
+        "attempts": 0,
+        "request_id": get_request_id()[:64],
+        "created_at": connection.ops.adapt_datetimefield_value(timezone.now()),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {RawInbound._meta.db_table} ({', '.join(values)}) "  # noqa: S608 - names from the model and this code
+            f"VALUES ({', '.join(['%s'] * len(values))}) RETURNING id",
+            list(values.values()),
+        )
+        pk = cursor.fetchone()[0]
     transaction.on_commit(wake)  # now, in autocommit; after the caller's commit otherwise
-    return record
+    return pk
 
 
 _turn = itertools.count()

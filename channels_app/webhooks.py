@@ -16,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from cxdesk.errors import ApplicationError
 
 from . import webhook_queue
-from .models import Inbox
+from .selectors import webhook_inbox
 from .services import ingest, status_apply
 from .types import InboundMessage, WebhookError
 
@@ -47,7 +47,7 @@ def _check_types(item: InboundMessage) -> None:
 
 @csrf_exempt
 def provider_webhook(request: HttpRequest, route: str, inbox_id: int) -> HttpResponse:
-    inbox = Inbox.objects.filter(pk=inbox_id, is_active=True).first()
+    inbox = webhook_inbox(inbox_id)
     try:
         adapter = inbox.adapter if inbox else None
     except LookupError:

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from channels_app import webhook_queue
-from channels_app.models import RawInbound
+from channels_app.models import Inbox, RawInbound
 from outbox.models import OutboxTask
 from tests.channels_app.test_twilio import _signed, _sms, post
 from tickets.models import Message, Team, Ticket
@@ -39,7 +39,7 @@ def test_answered_after_one_durable_write_and_ingested_by_the_drainer(
         answer = post(client, "/hooks/twilio/3/", params, _signed(params), HTTP_X_REQUEST_ID="req-parcel-0001")
     assert answer.status_code == 200 and b"<Response/>" in answer.content
     writes = [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(("SELECT", "SAVEPOINT", "RELEASE"))]
-    assert len(writes) == 1 and writes[0].startswith('INSERT INTO "channels_app_rawinbound"'), writes
+    assert len(writes) == 1 and writes[0].startswith("INSERT INTO channels_app_rawinbound "), writes
     record = RawInbound.objects.get()
     assert record.source == "webhook" and record.status == RawInbound.Status.PENDING
     assert record.request_id == "req-parcel-0001"
@@ -318,3 +318,29 @@ def test_a_database_outage_gives_the_slot_back_and_raises(client, twilio_inbox, 
     with pytest.raises(OperationalError):
         webhook_queue.drain(slot=0)
     assert cache.get(webhook_queue.SLOT_KEY.format(0)) is None, "the next delivery can wake a drainer"
+
+
+def test_the_webhook_inbox_is_remembered_briefly_and_forgotten_when_saved(client, twilio_inbox, queued, monkeypatch):
+    """A flood asks for the same inbox every time: each process remembers it a few seconds.
+    A change saved in this process counts at once; one made elsewhere (here an UPDATE that
+    sends no signal) counts once the memory is older than WEBHOOK_INBOX_SECONDS."""
+    from channels_app import selectors
+
+    monkeypatch.setattr("channels_app.tasks.drain_webhooks.delay", lambda slot: None)
+    params = _sms("one", "SMm1")
+    assert post(client, "/hooks/twilio/3/", params, _signed(params)).status_code == 200
+    with CaptureQueriesContext(connection) as ctx:
+        params = _sms("two", "SMm2")
+        assert post(client, "/hooks/twilio/3/", params, _signed(params)).status_code == 200
+    assert not [q for q in ctx.captured_queries if "channels_app_inbox" in q["sql"]], "remembered"
+
+    twilio_inbox.is_active = False
+    twilio_inbox.save()  # in this process: forgotten at once
+    params = _sms("three", "SMm3")
+    assert post(client, "/hooks/twilio/3/", params, _signed(params)).status_code == 404
+
+    Inbox.objects.filter(pk=twilio_inbox.pk).update(is_active=True)  # "elsewhere": no signal here
+    params = _sms("four", "SMm4")
+    assert post(client, "/hooks/twilio/3/", params, _signed(params)).status_code == 404, "still remembered"
+    monkeypatch.setattr(selectors, "WEBHOOK_INBOX_SECONDS", 0.0)
+    assert post(client, "/hooks/twilio/3/", params, _signed(params)).status_code == 200
