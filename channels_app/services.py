@@ -16,16 +16,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _lazy
 
 from customers.models import Customer, Identity
-from customers.services import customer_language_set, customer_lock, identity_resolve
+from customers.services import customer_language_set, customer_lock, identity_resolve, senders_batch
 from cxdesk.errors import ApplicationError
 from cxdesk.sanitize import html_to_text, sanitize_html
 from outbox.services import Retry, enqueue
+from outbox.services import batch as outbox_batch
 from tickets import events
 from tickets.models import Message, Ticket
 from tickets.services import message_receive, message_set_status
@@ -487,6 +488,69 @@ def ingest_raw_email(*, raw: bytes, inbox: Inbox, source: str) -> IngestResult:
     error (visible in the admin and the desk, retryable) and raises ApplicationError."""
     record = raw_inbound_store(raw=raw, source=source, inbox=inbox)
     return raw_inbound_process(record=record)
+
+
+def ingest_raw_emails(*, raws: list[bytes], inbox: Inbox, source: str) -> list[IngestResult | ApplicationError]:
+    """`ingest_raw_email` for many mails (an `ingest_mail` chunk), each one's result or its
+    error, in order. The raw mails are stored first, in one INSERT (durable whatever comes
+    next); then the plain ones — not a delivery report, not our own mail, parsed — are
+    ingested in ONE transaction without a savepoint each, their senders read once, their
+    outbox rows, routing and processed marks written together. If anything goes wrong in it,
+    nothing of it stays and every mail is taken alone, as `ingest_raw_email` does; the
+    others (reports, loops, mail that does not parse) are always taken alone, after."""
+    import hashlib
+
+    from .adapters.email import parse_raw
+    from .email_inbound import delivery_report
+
+    records = RawInbound.objects.bulk_create(
+        [
+            RawInbound(
+                inbox=inbox,
+                source=source,
+                content_type="message/rfc822",
+                payload=zlib.compress(raw),
+                sha256=hashlib.sha256(raw).hexdigest(),
+            )
+            for raw in raws
+        ]
+    )
+    plain: list[tuple[int, InboundMessage]] = []
+    for k, (record, raw) in enumerate(zip(records, raws, strict=True)):
+        if delivery_report(raw) is not None:
+            continue
+        try:
+            inbound = parse_raw(raw, inbox)
+        except (ApplicationError, ValueError, LookupError):
+            continue  # a dead letter, with its reason, when taken alone
+        if not _is_own_address(inbox, inbound.sender.address):
+            inbound.raw_inbound_id = record.pk
+            plain.append((k, inbound))
+    results: list[IngestResult | ApplicationError | None] = [None] * len(records)
+    if plain:
+        try:
+            with outbox_batch():
+                senders = [(i.sender.kind, i.sender.address, inbox.default_region) for _k, i in plain]
+                with senders_batch(senders), raw_marks_batched():
+                    done = [(k, ingest(inbound, in_batch=True)) for k, inbound in plain]
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a repeat, a race, a bug: each mail alone knows
+            log.info("a chunk of %s mails is taken one at a time (%s: %s)", len(plain), type(exc).__name__, exc)
+        else:
+            for k, result in done:
+                results[k] = result
+    for k, record in enumerate(records):
+        if results[k] is None:
+            try:
+                results[k] = raw_inbound_process(record=record)
+            except ApplicationError as exc:
+                results[k] = exc
+            except (OperationalError, InterfaceError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - kept as a dead letter by raw_inbound_process; go on
+                results[k] = ApplicationError(f"{type(exc).__name__}: {exc}", code="unprocessable_email")
+    return results  # type: ignore[return-value]
 
 
 def inbox_for_recipients(addresses: list[str]) -> Inbox | None:

@@ -103,3 +103,50 @@ def test_ingest_mail_routes_each_chunk_itself(email_inbox, tmp_path, monkeypatch
     assert set(Ticket.objects.values_list("team_id", flat=True)) == {team.pk}
     routes = OutboxTask.objects.filter(kind="route")
     assert routes.count() == Ticket.objects.count() and set(routes.values_list("status", flat=True)) == {"done"}
+
+
+def _mail(n: int, sender: str = "", reply_to: str = "") -> bytes:
+    head = f"From: {sender or f'c{n}@example.com'}\r\nSubject: chunk {n}\r\nMessage-ID: <chunk{n}@x>\r\n"
+    if reply_to:
+        head += f"In-Reply-To: <{reply_to}>\r\nReferences: <{reply_to}>\r\n"
+    return f"{head}\r\nbody {n}\r\n".encode()
+
+
+def test_a_chunk_of_mail_is_stored_in_one_transaction_without_a_savepoint_each(email_inbox):
+    """`ingest_raw_emails`: the raw mails in one INSERT, the plain ones ingested together —
+    a reply arriving in the same chunk as its parent still joins its ticket."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from channels_app.services import IngestResult, ingest_raw_emails
+
+    raws = [_mail(1), _mail(2, reply_to="chunk1@x", sender="c1@example.com"), _mail(3)]
+    with CaptureQueriesContext(connection) as ctx:
+        results = ingest_raw_emails(raws=raws, inbox=email_inbox, source="test")
+    assert all(isinstance(r, IngestResult) and not r.duplicate for r in results)
+    assert results[1].ticket == results[0].ticket and results[2].ticket != results[0].ticket
+    sql = [q["sql"] for q in ctx.captured_queries]
+    assert len([q for q in sql if q.startswith('INSERT INTO "channels_app_rawinbound"')]) == 1
+    # The test runs inside a transaction of its own, so the chunk's transaction and its
+    # routing's show as the only two savepoints: none per mail.
+    assert len([q for q in sql if q.startswith("SAVEPOINT")]) == 2
+    assert set(RawInbound.objects.values_list("status", flat=True)) == {RawInbound.Status.PROCESSED}
+
+
+def test_a_chunk_with_a_repeat_a_loop_and_a_mail_without_sender_takes_those_alone(email_inbox):
+    """A repeat rolls the chunk's transaction back and every mail is taken alone (the
+    repeat reported as one); our own mail and one without a sender never enter the
+    chunk's transaction, and end as the single path ends them."""
+    from channels_app.services import IngestResult, ingest_raw_emails
+    from cxdesk.errors import ApplicationError
+
+    first = ingest_raw_emails(raws=[_mail(1)], inbox=email_inbox, source="test")[0]
+    raws = [_mail(2), _mail(1), _mail(3, sender="support@example.com"), b"Subject: who?\r\n\r\nbody\r\n", _mail(4)]
+    results = ingest_raw_emails(raws=raws, inbox=email_inbox, source="test")
+    assert isinstance(results[0], IngestResult) and isinstance(results[4], IngestResult)
+    assert results[1].duplicate and results[1].message == first.message
+    assert isinstance(results[2], ApplicationError) and results[2].code == "own_address"
+    assert isinstance(results[3], ApplicationError)
+    assert Message.objects.count() == 3
+    statuses = list(RawInbound.objects.order_by("pk").values_list("status", flat=True))
+    assert statuses == ["processed", "processed", "ignored", "ignored", "failed", "processed"]

@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from channels_app.models import Inbox
-from channels_app.services import ingest_raw_email
+from channels_app.services import ingest_raw_emails
 from cxdesk.errors import ApplicationError
 from cxdesk.memo import memo_scope
 from outbox.services import run_here
@@ -51,25 +51,22 @@ def iter_messages(path: Path) -> Iterator[tuple[str, bytes]]:
     yield str(path), path.read_bytes()
 
 
-def ingest_one(inbox: Inbox, label: str, raw: bytes) -> dict:
-    """One message → its JSON line (a dict); never raises."""
-    try:
-        return ingest_raw_email(raw=raw, inbox=inbox, source="ingest_mail").as_dict()
-    except ApplicationError as exc:
-        return {"error": exc.message, "path": label}
-    except Exception as exc:  # noqa: BLE001 - report and go on; the raw mail is kept as a dead letter
-        return {"error": f"{type(exc).__name__}: {exc}", "path": label}
-
-
 CHUNK = 50  # messages that share one memo scope and run their routing together
 
 
 def ingest_chunk(inbox: Inbox, items: list[tuple[str, bytes]]) -> list[dict]:
-    """Messages ingested one by one (each its own transaction), with what they all ask
-    (SLA policies, routing rules…) asked once and their routing run here at the end of the
-    chunk, one claim for all, instead of a Celery task each."""
+    """A chunk of messages ingested together (`ingest_raw_emails`: one transaction, each
+    mail alone if that fails), what they all ask (SLA policies, routing rules…) asked once,
+    and their routing run here after the commit instead of a Celery task each."""
     with memo_scope(), run_here():
-        return [ingest_one(inbox, label, raw) for label, raw in items]
+        try:
+            results = ingest_raw_emails(raws=[raw for _label, raw in items], inbox=inbox, source="ingest_mail")
+        except Exception as exc:  # noqa: BLE001 - the database went away: report each, go on
+            return [{"error": f"{type(exc).__name__}: {exc}", "path": label} for label, _raw in items]
+    return [
+        {"error": result.message, "path": label} if isinstance(result, ApplicationError) else result.as_dict()
+        for (label, _raw), result in zip(items, results, strict=True)
+    ]
 
 
 def _chunks(items: Iterator[tuple[str, bytes] | dict]) -> Iterator[list[tuple[str, bytes]] | dict]:
