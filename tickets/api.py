@@ -289,12 +289,15 @@ class TicketViewSet(
         return idempotent(request, lambda: self._create(request))
 
     def _create(self, request):
-        from django.db import transaction
+        from outbox.services import batch as outbox_batch
 
         data = TicketCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        with memo_scope(), transaction.atomic():
+        # One transaction whose outbox rows are written in one INSERT, and the new ticket
+        # routed by this request right after the commit (not a Celery task): the answer
+        # shows the team or agent it went to.
+        with memo_scope(), outbox_batch():
             customer, identity = _customer_for(v["customer"], agent=request.user)
             ticket = services.ticket_open(
                 customer=customer,
