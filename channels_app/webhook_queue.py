@@ -59,6 +59,8 @@ BATCH = 50  # deliveries per transaction
 SLOT_KEY = "cxdesk:webhook-drainer:{}"
 SLOT_SECONDS = 15  # a drainer that died gives its slot back after this long (it renews it per batch)
 DRAIN_SECONDS = 60  # then a drainer hands its slot to a new task (Celery's time limits)
+LINGER_SECONDS = 0.02  # after a short batch, wait this long for more before taking the next
+MEMO_SECONDS = 1.0  # settings every message asks about, asked again at most this often
 STALE = timedelta(seconds=10)  # pending this long: the sweep wakes a drainer (a lost wake-up)
 
 
@@ -137,10 +139,23 @@ def wake() -> None:
 def drain(*, slot: int | None = None, batch: int = BATCH) -> int:
     """Ingest pending deliveries until none is left; returns how many messages were stored.
     Holding `slot`, give it back at the end and look once more (see the module's doc)."""
+    with contextlib.ExitStack() as settings_memo:
+        return _drain(slot, batch, settings_memo)
+
+
+def _drain(slot: int | None, batch: int, settings_memo: contextlib.ExitStack) -> int:
     stored = 0
     deadline = time.monotonic() + DRAIN_SECONDS
     conflicts = 0
+    memo_until = 0.0
     while True:
+        if time.monotonic() >= memo_until:
+            # What every message asks of the settings (SLA policies, routing rules…), asked
+            # again at most every MEMO_SECONDS: a flood of small batches does not ask it each
+            # time, and an admin's change counts within a second.
+            settings_memo.close()
+            settings_memo.enter_context(memo_scope())
+            memo_until = time.monotonic() + MEMO_SECONDS
         try:
             taken, count = _drain_batch(batch)
         except OperationalError as exc:
@@ -166,9 +181,14 @@ def drain(*, slot: int | None = None, batch: int = BATCH) -> int:
             log.exception("a batch of webhook deliveries failed; taking them one at a time")
             taken, count = _drain_singly(batch)
         stored += count
-        if taken == batch:
+        if taken == batch or (taken and slot is not None):
             if slot is not None:
                 cache.touch(SLOT_KEY.format(slot), SLOT_SECONDS)
+            if taken < batch:
+                # Deliveries are coming in, fewer than a batch at a time: wait a moment for
+                # more rather than give the slot back and be woken again — fuller batches,
+                # fewer tasks, and the acknowledgements get the CPU meanwhile.
+                time.sleep(LINGER_SECONDS)
             if time.monotonic() > deadline:
                 # A long flood: hand the slot to a fresh task, well inside Celery's time limit.
                 from .tasks import drain_webhooks

@@ -281,7 +281,28 @@ def test_a_long_flood_is_handed_to_a_fresh_task_with_the_slot(client, twilio_inb
     assert webhook_queue.drain(slot=0, batch=2) == 2
     assert woken == [0] and cache.get(webhook_queue.SLOT_KEY.format(0)) is not None
     assert RawInbound.objects.filter(status=RawInbound.Status.PENDING).count() == 1
-    assert webhook_queue.drain(slot=0, batch=2) == 1  # the successor
+    monkeypatch.setattr(webhook_queue, "DRAIN_SECONDS", 60)  # the successor's own time
+    assert webhook_queue.drain(slot=0, batch=2) == 1  # takes the rest, looks again, gives the slot back
+    assert cache.get(webhook_queue.SLOT_KEY.format(0)) is None and woken == [0]
+
+
+def test_a_drainer_holding_a_slot_waits_briefly_after_a_short_batch_for_more(client, twilio_inbox, queued, monkeypatch):
+    """Deliveries arriving fewer than a batch at a time: the slot's holder takes what is
+    there, waits LINGER_SECONDS and takes what came meanwhile, instead of giving the slot
+    back after every short batch (and being woken again through the broker)."""
+    monkeypatch.setattr("channels_app.tasks.drain_webhooks.delay", lambda slot: None)
+    _store(client, "early", "SMl1", sender="+48600100701")
+    sleeps = []
+
+    def meanwhile(seconds):  # a delivery comes while the drainer waits
+        sleeps.append(seconds)
+        if len(sleeps) == 1:
+            _store(client, "meanwhile", "SMl2", sender="+48600100702")
+
+    monkeypatch.setattr(webhook_queue.time, "sleep", meanwhile)
+    assert cache.add(webhook_queue.SLOT_KEY.format(0), 1, 60)
+    assert webhook_queue.drain(slot=0, batch=5) == 2
+    assert sleeps == [webhook_queue.LINGER_SECONDS] * 2, "one wait per short batch, none after an empty one"
     assert cache.get(webhook_queue.SLOT_KEY.format(0)) is None
 
 
