@@ -9,6 +9,10 @@
   attempt cap), or failed.
 - `sweep()` (beat, every CXDESK_OUTBOX_SWEEP_SECONDS) re-enqueues due rows that are not
   claimed (or whose lease expired) and were not dispatched recently.
+- `batch()`: one transaction for a batch of work (a webhook drainer's deliveries, an
+  `ingest_mail` chunk, an API create) whose rows are written together as it ends, one
+  INSERT; rows of the kinds it runs (routing) are written already claimed and run by the
+  same process right after the commit, all at once when the kind has a `many` handler.
 
 A handler's side effect must be idempotent per row (the send path fixes the
 Message-ID and records `sending` before it talks to the provider)."""

@@ -1,5 +1,7 @@
 """Routing runs after the ticket or message is committed: an outbox row written with
-it, run by Celery (eager in `make run`)."""
+it, run by Celery (eager in `make run`) — or, inside an `outbox.services.batch` (a webhook
+drainer's batch, an `ingest_mail` chunk, an API create), by the same process right after
+the commit, a batch's rows together (`routing.services.route_tickets`)."""
 
 from __future__ import annotations
 
