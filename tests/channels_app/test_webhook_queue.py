@@ -365,3 +365,25 @@ def test_the_webhook_inbox_is_remembered_briefly_and_forgotten_when_saved(client
     assert post(client, "/hooks/twilio/3/", params, _signed(params)).status_code == 404, "still remembered"
     monkeypatch.setattr(selectors, "WEBHOOK_INBOX_SECONDS", 0.0)
     assert post(client, "/hooks/twilio/3/", params, _signed(params)).status_code == 200
+
+
+def test_a_batch_costs_four_or_five_statements_a_message(client, twilio_inbox, queued, monkeypatch):
+    """Ten deliveries in one batch — five numbers writing again, five new ones — cost 4
+    statements a continuing message (its open ticket locked, the message, the previous
+    channel, the ticket's activity), 5 a new one (customer, identity, ticket, message,
+    event), plus what a batch costs once (claim, senders and their customers, processed
+    marks, outbox rows, routing's read and completion, settings asked once)."""
+    monkeypatch.setattr("channels_app.tasks.drain_webhooks.delay", lambda slot: None)
+    for k in range(5):
+        _store(client, f"hello {k}", f"SMs{k}", sender=f"+4860010080{k}")
+    assert webhook_queue.drain() == 5  # their customers and tickets exist now
+    for k in range(5):
+        _store(client, f"hello again {k}", f"SMs{k}b", sender=f"+4860010080{k}")
+    for k in range(5, 10):
+        _store(client, f"hello {k}", f"SMs{k}", sender=f"+4860010080{k}")
+    with CaptureQueriesContext(connection) as ctx:
+        assert webhook_queue.drain() == 10
+    control = ("SAVEPOINT", "RELEASE SAVEPOINT", "BEGIN", "COMMIT")
+    sql = [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(control)]
+    assert len(sql) <= 5 * 4 + 5 * 5 + 12, "\n".join(sql)
+    assert Ticket.objects.count() == 10 and Message.objects.count() == 15
