@@ -29,6 +29,7 @@ from sla.selectors import ticket_sla
 from surveys.selectors import survey_for_ticket
 
 from . import notifications, selectors, services
+from .inbox_cache import sidebar_counts
 from .inbox_rows import inbox_rows_html
 from .models import Channel, Inbox, Team, Ticket, TicketMove
 
@@ -64,19 +65,21 @@ def _inbox_list_context(request: HttpRequest) -> dict:
 
 def _inbox_context(request: HttpRequest) -> dict:
     """The whole page: the list plus the sidebar (views and saved views with capped counts,
-    one query each) and the filter and bulk-action choices."""
+    one query each, kept briefly per agent: tickets.inbox_cache) and the filter and
+    bulk-action choices."""
     context = _inbox_list_context(request)
     saved = selectors.saved_views_for(agent=request.user)
     saved_id = request.GET.get("saved", "")
+    counts, saved_counts = sidebar_counts(agent=request.user, views=saved)
     return {
         **context,
         "saved_views": saved,
-        "saved_counts": selectors.saved_view_counts(agent=request.user, views=saved),
+        "saved_counts": saved_counts,
         "saved_active": int(saved_id) if saved_id.isdecimal() else None,
         "agents": _agents(),
         "teams": Team.objects.order_by("name"),
         "views": selectors.INBOX_VIEWS,
-        "counts": selectors.inbox_counts(agent=request.user),
+        "counts": counts,
         "channels": Channel.choices,
         "statuses": Ticket.Status.choices,
         "priorities": Ticket.Priority.choices,

@@ -1,0 +1,210 @@
+"""The inbox sidebar's counts, cached briefly per agent (issue 12).
+
+The counts (built-in views and saved views, capped, see `selectors.INBOX_COUNT_CAP`) cost two
+statements and the ORM work of some twenty querysets on every page. They are kept in the
+cache (Redis in production, shared by every process) per agent, under a **generation**: one
+integer in the cache that moves after every committed write to the tables the counts read.
+A page whose generation is still the one its agent's counts were read under shows them;
+after any change it counts again. `CXDESK_INBOX_COUNTS_TTL` (seconds) bounds an entry's life
+whatever happens: it is the backstop for what no write announces — time (a saved view of
+tickets whose SLA falls due within the hour), writes made outside this code (psql, another
+application), a Redis outage during a bump. `0` turns the cache off.
+
+How the generation moves: every database connection gets an execute wrapper (installed by
+`tickets.apps`) that looks at each statement; an INSERT, UPDATE, DELETE or TRUNCATE of a
+watched table (tickets, their tags, messages, SLA clocks, customers and identities — what
+the views' filters and search read — and teams, their members and inboxes — what an agent's
+scope reads; the agent's role is part of the entry's key) bumps the generation **after the transaction
+commits** (right away in autocommit), once per transaction. Never before the commit: a
+reader counting between the bump and the commit would store the old counts under the new
+generation. Every write path is covered, `QuerySet.update()` and raw SQL included, because
+the wrapper sees the SQL rather than model signals.
+
+The list rows are never cached here: they are read on every request (`tickets.inbox_rows`
+caches only the HTML of a row, keyed by everything the row shows).
+
+Reads inside a transaction (`atomic`) bypass the cache both ways: a transaction may see its
+own uncommitted writes, which must not be stored for others, and may hold an older snapshot.
+The live inbox (`tickets.consumers`) counts afresh after each change and stores what it read.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connections
+from django.db.backends.signals import connection_created
+
+from accounts.roles import user_role
+
+log = logging.getLogger(__name__)
+
+GENERATION_KEY = "cxdesk:inbox-counts:generation"
+ENTRY_KEY = "cxdesk:inbox-counts:agent:{}"
+DEFAULT_TTL = 15  # seconds (settings.CXDESK_INBOX_COUNTS_TTL)
+
+
+def ttl() -> int:
+    return int(getattr(settings, "CXDESK_INBOX_COUNTS_TTL", DEFAULT_TTL))
+
+
+# --- the generation ---------------------------------------------------------------------
+
+
+def generation() -> int:
+    """The current generation (created when missing: a fresh value, never one used before)."""
+    value = cache.get(GENERATION_KEY)
+    if value is None:
+        cache.add(GENERATION_KEY, time.time_ns(), timeout=None)
+        value = cache.get(GENERATION_KEY)
+    return value
+
+
+def generation_bump() -> None:
+    """Move the generation: every cached count is from now on out of date. Runs as a commit
+    hook of the writer's transaction, so it never raises (a failed bump leaves entries to
+    their TTL)."""
+    try:
+        try:
+            cache.incr(GENERATION_KEY)
+        except ValueError:  # missing (evicted, or never read): any fresh value will do
+            cache.set(GENERATION_KEY, time.time_ns(), timeout=None)
+    except Exception:
+        log.exception("inbox counts: the generation could not be bumped (entries expire in %ss)", ttl())
+
+
+def _watched_tables() -> list[str]:
+    """The tables the counts read. Not the users and their groups: an agent's role is part of
+    the entry's signature, read with the request's user (a sign-in writes `last_login`)."""
+    from customers.models import Customer, Identity
+    from sla.models import TicketSla
+
+    from .models import Inbox, Message, Tag, Team, Ticket
+
+    models = (Ticket, Ticket.tags.through, Tag, Message, TicketSla, Team, Team.members.through, Inbox, Customer)
+    return [m._meta.db_table for m in (*models, Identity)]
+
+
+_WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "TRUNCA")
+_writes_watched = None  # a compiled regex, built on the first connection (the apps are ready)
+
+
+def writes_watched_table(sql) -> bool:
+    """Whether a statement writes a table the counts read (conservative: a watched table's
+    name anywhere in an INSERT/UPDATE/DELETE/TRUNCATE counts)."""
+    global _writes_watched
+    if not isinstance(sql, str) or sql.lstrip()[:6].upper() not in _WRITE_VERBS:
+        return False
+    if _writes_watched is None:
+        names = "|".join(re.escape(name) for name in _watched_tables())
+        _writes_watched = re.compile(rf"\b(?:{names})\b", re.IGNORECASE)
+    return _writes_watched.search(sql) is not None
+
+
+def _bump_after_commit(connection) -> None:
+    if not connection.in_atomic_block:
+        generation_bump()  # autocommit: the statement is committed already
+        return
+    # Once per transaction: look for our hook among the commit hooks (where it was last seen
+    # first; the list is replaced when a savepoint rolls back or the transaction ends, which
+    # also drops a hook registered inside a rolled-back savepoint, so it is registered again).
+    hooks = connection.run_on_commit
+    seen = getattr(connection, "_cxdesk_counts_hook", None)
+    if seen is not None and seen[0] is hooks and seen[1] < len(hooks) and hooks[seen[1]][1] is generation_bump:
+        return
+    for i, hook in enumerate(hooks):
+        if hook[1] is generation_bump:
+            connection._cxdesk_counts_hook = (hooks, i)
+            return
+    connection.on_commit(generation_bump, robust=True)
+    connection._cxdesk_counts_hook = (connection.run_on_commit, len(connection.run_on_commit) - 1)
+
+
+def _watch(execute, sql, params, many, context):
+    result = execute(sql, params, many, context)
+    if writes_watched_table(sql):
+        _bump_after_commit(context["connection"])
+    return result
+
+
+def _install_on(connection, **kwargs) -> None:
+    if _watch not in connection.execute_wrappers:
+        connection.execute_wrappers.insert(0, _watch)
+
+
+def install() -> None:
+    """Watch every database connection's writes (called from `tickets.apps.ready`)."""
+    connection_created.connect(_install_on, dispatch_uid="tickets.inbox_cache.watch")
+    for alias in connections:  # connections opened before (e.g. by a check at start-up)
+        connection = connections[alias]
+        if connection.connection is not None:
+            _install_on(connection)
+
+
+# --- the counts -------------------------------------------------------------------------
+
+
+def _signature(agent, views, cap) -> tuple:
+    """What an agent's counts depend on besides the data: their role (scope), the saved
+    views counted (id and filters) and the cap."""
+    from . import selectors
+
+    counted = views[: selectors.SAVED_VIEWS_COUNTED]
+    return (user_role(agent), cap, tuple((v.pk, tuple(sorted((v.filters or {}).items()))) for v in counted))
+
+
+def _raw(counts: dict) -> dict:
+    return {key: (int(value), value.capped) for key, value in counts.items()}
+
+
+def _cooked(raw: dict) -> dict:
+    from .selectors import CappedCount
+
+    out = {}
+    for key, (value, capped) in raw.items():
+        out[key] = count = CappedCount(value)
+        count.capped = capped
+    return out
+
+
+def sidebar_counts(*, agent, views: list, fresh: bool = False) -> tuple[dict, dict]:
+    """(built-in views' counts, saved views' counts) as `selectors.inbox_counts` and
+    `selectors.saved_view_counts` give them, from the cache when nothing was written since
+    they were read. `fresh`: count in any case (and store what was read)."""
+    from . import selectors
+
+    cap = selectors.INBOX_COUNT_CAP
+    seconds = ttl()
+    connection = connections["default"]
+    usable = seconds > 0 and not connection.in_atomic_block and getattr(agent, "pk", None) is not None
+    if not usable:
+        return selectors.inbox_counts(agent=agent, cap=cap), selectors.saved_view_counts(
+            agent=agent, views=views, cap=cap
+        )
+    key = ENTRY_KEY.format(agent.pk)
+    signature = _signature(agent, views, cap)
+    try:
+        found = cache.get_many([GENERATION_KEY, key])
+        current = found.get(GENERATION_KEY)
+        if current is None:
+            current = generation()
+    except Exception:
+        log.exception("inbox counts: cache unavailable, counting")
+        current, found = None, {}
+    entry = found.get(key)
+    if not fresh and current is not None and entry is not None and entry[:2] == (current, signature):
+        return _cooked(entry[2]), _cooked(entry[3])
+    # Counted after the generation was read: if a write commits meanwhile, the bump moves the
+    # generation past the one stored here, and the next page counts again.
+    counts = selectors.inbox_counts(agent=agent, cap=cap)
+    saved = selectors.saved_view_counts(agent=agent, views=views, cap=cap)
+    if current is not None:
+        try:
+            cache.set(key, (current, signature, _raw(counts), _raw(saved)), timeout=seconds)
+        except Exception:
+            log.exception("inbox counts: could not store")
+    return counts, saved
