@@ -340,9 +340,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
     def _render_inbox(self, ticket_ids: list[int]) -> list[tuple[int, str]]:
         """(ticket id, HTML) for each changed ticket this agent may see: its row placed (top of
         the list, in place, or removed from the view); the view counts once, with the last."""
-        from .inbox_cache import sidebar_counts
+        from .inbox_cache import sidebar_counts, view_counts_html
         from .inbox_rows import inbox_rows_html
-        from .selectors import INBOX_VIEWS, inbox_row, saved_views_for, tickets_visible_to
+        from .selectors import inbox_row, saved_views_for, tickets_visible_to
 
         filters = self.inbox_filters or {}
         frames = []
@@ -369,17 +369,13 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         saved = saved_views_for(agent=self.user)
         # Counted afresh (something changed), and stored for this agent's next page.
         view_counts, saved_counts = sidebar_counts(agent=self.user, views=saved, fresh=True)
-        counts = render_to_string(
-            "tickets/_view_counts.html",
-            {
-                "views": INBOX_VIEWS,
-                "counts": view_counts,
-                "view": filters.get("view", "open"),
-                "saved_views": saved,
-                "saved_counts": saved_counts,
-                "saved_active": self.saved_active,
-                "oob": True,
-            },
+        counts = view_counts_html(
+            counts=view_counts,
+            saved_views=saved,
+            saved_counts=saved_counts,
+            view=filters.get("view", "open"),
+            saved_active=self.saved_active,
+            oob=True,
         )
         last_id, last_html = frames[-1]
         frames[-1] = (last_id, last_html + counts)

@@ -1,4 +1,4 @@
-"""The inbox sidebar's counts, cached briefly per agent (issue 12).
+"""The inbox sidebar's counts, cached briefly per agent, and the page's fragments (issue 12).
 
 The counts (built-in views and saved views, capped, see `selectors.INBOX_COUNT_CAP`) cost two
 statements and the ORM work of some twenty querysets on every page. They are kept in the
@@ -30,14 +30,21 @@ The live inbox (`tickets.consumers`) counts afresh after each change and stores 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.signals import setting_changed
 from django.db import connections
 from django.db.backends.signals import connection_created
+from django.dispatch import receiver
+from django.template.loader import get_template
+from django.urls import get_script_prefix
+from django.utils.safestring import SafeString
+from django.utils.translation import get_language
 
 from accounts.roles import user_role
 
@@ -154,7 +161,11 @@ def _signature(agent, views, cap) -> tuple:
     from . import selectors
 
     counted = views[: selectors.SAVED_VIEWS_COUNTED]
-    return (user_role(agent), cap, tuple((v.pk, tuple(sorted((v.filters or {}).items()))) for v in counted))
+    return (user_role(agent), cap, tuple((v.pk, _filters_key(v)) for v in counted))
+
+
+def _filters_key(view) -> str:
+    return json.dumps(view.filters or {}, sort_keys=True, default=str)
 
 
 def _raw(counts: dict) -> dict:
@@ -208,3 +219,59 @@ def sidebar_counts(*, agent, views: list, fresh: bool = False) -> tuple[dict, di
         except Exception:
             log.exception("inbox counts: could not store")
     return counts, saved
+
+
+# --- fragments of the page ----------------------------------------------------------------
+
+# The page's choices (filters, bulk actions) and its sidebar are the same for many requests:
+# each is rendered once per process for every key — everything it shows, read on this request
+# (agents, teams, inboxes, counts, saved views…), plus the language and the URL prefix — so
+# a fragment is never stale and needs no invalidation (like tickets.inbox_rows' row cache).
+FRAGMENT_CACHE_SIZE = 500
+_fragments: dict[tuple, SafeString] = {}
+
+
+@receiver(setting_changed)
+def _settings_changed(**kwargs) -> None:
+    _fragments.clear()  # tests switch STATIC_URL, number formats…: fragments rendered before no longer apply
+
+
+def fragment_html(template_name: str, key: tuple, context: dict) -> SafeString:
+    """`template_name` (a partial) rendered with `context`, or the same HTML rendered earlier
+    for the same `key`, which must determine everything the fragment shows."""
+    full_key = (template_name, get_language(), get_script_prefix(), key)
+    html = _fragments.get(full_key)
+    if html is None:
+        html = SafeString(get_template(template_name).render(context))
+        if len(_fragments) >= FRAGMENT_CACHE_SIZE:
+            _fragments.clear()
+        _fragments[full_key] = html
+    return html
+
+
+def _count_key(counts: dict) -> tuple:
+    return tuple((key, int(value), getattr(value, "capped", False)) for key, value in counts.items())
+
+
+def view_counts_html(*, counts: dict, saved_views: list, saved_counts: dict, view: str, saved_active, oob=False):
+    """The sidebar (`tickets/_view_counts.html`): built-in views and saved views with counts."""
+    from .selectors import INBOX_VIEWS
+
+    key = (
+        _count_key(counts),
+        tuple((v.pk, v.name, v.shared, _filters_key(v)) for v in saved_views),
+        _count_key(saved_counts),
+        view,
+        saved_active,
+        bool(oob),
+    )
+    context = {
+        "views": INBOX_VIEWS,
+        "counts": counts,
+        "view": view,
+        "saved_views": saved_views,
+        "saved_counts": saved_counts,
+        "saved_active": saved_active,
+        "oob": oob,
+    }
+    return fragment_html("tickets/_view_counts.html", key, context)

@@ -29,7 +29,7 @@ from sla.selectors import ticket_sla
 from surveys.selectors import survey_for_ticket
 
 from . import notifications, selectors, services
-from .inbox_cache import sidebar_counts
+from .inbox_cache import fragment_html, sidebar_counts, view_counts_html
 from .inbox_rows import inbox_rows_html
 from .models import Channel, Inbox, Team, Ticket, TicketMove
 
@@ -66,25 +66,39 @@ def _inbox_list_context(request: HttpRequest) -> dict:
 def _inbox_context(request: HttpRequest) -> dict:
     """The whole page: the list plus the sidebar (views and saved views with capped counts,
     one query each, kept briefly per agent: tickets.inbox_cache) and the filter and
-    bulk-action choices."""
+    bulk-action choices. The sidebar and the choices are fragments rendered once per process
+    for each key below (everything they show, read on this request: never stale)."""
     context = _inbox_list_context(request)
+    filters = context["filters"]
     saved = selectors.saved_views_for(agent=request.user)
     saved_id = request.GET.get("saved", "")
+    saved_active = int(saved_id) if saved_id.isdecimal() else None
     counts, saved_counts = sidebar_counts(agent=request.user, views=saved)
-    return {
-        **context,
-        "saved_views": saved,
-        "saved_counts": saved_counts,
-        "saved_active": int(saved_id) if saved_id.isdecimal() else None,
-        "agents": _agents(),
-        "teams": Team.objects.order_by("name"),
-        "views": selectors.INBOX_VIEWS,
-        "counts": counts,
+    inboxes = tuple(Inbox.objects.order_by("name").values_list("pk", "name"))
+    agents = tuple((pk, f"{first} {last}".strip() or username) for pk, first, last, username in _agent_names())
+    teams = tuple(Team.objects.order_by("name").values_list("pk", "name"))
+    choices = {
         "channels": Channel.choices,
         "statuses": Ticket.Status.choices,
         "priorities": Ticket.Priority.choices,
-        "inboxes": Inbox.objects.order_by("name").values_list("pk", "name"),
         "sla_states": SLA_STATES,
+        "filters": filters,
+        "inboxes": inboxes,
+        "agents": agents,
+        "teams": teams,
+    }
+    shown = tuple(filters[k] for k in ("channel", "status", "priority", "inbox_id", "tag", "sla", "sort"))
+    return {
+        **context,
+        "saved_views": saved,
+        "saved_active": saved_active,
+        "sidebar": view_counts_html(
+            counts=counts, saved_views=saved, saved_counts=saved_counts, view=filters["view"], saved_active=saved_active
+        ),
+        "filter_fields": fragment_html("tickets/_inbox_choices.html#filters", (shown, inboxes), choices),
+        "bulk_fields": fragment_html("tickets/_inbox_choices.html#bulk", (agents, teams), choices),
+        "counts": counts,
+        "saved_counts": saved_counts,
     }
 
 
@@ -111,6 +125,10 @@ def inbox(request: HttpRequest) -> HttpResponse:
 
 def _agents():
     return get_user_model().objects.filter(is_staff=True, is_active=True).order_by("first_name", "username")
+
+
+def _agent_names():
+    return _agents().values_list("pk", "first_name", "last_name", "username")
 
 
 def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
