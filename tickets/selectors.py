@@ -286,7 +286,7 @@ def _sort_for(view: str, sort: str) -> str:
 
 def inbox_queryset(
     *, agent, view: str = "open", channel: str = "", status: str = "", priority: str = "", tag: str = "",
-    inbox_id: str = "", q: str = "", sla: str = "",
+    inbox_id: str = "", q: str = "", sla: str = "", teams: tuple[int, ...] | None = None,
 ) -> QuerySet[Ticket]:  # fmt: skip
     """An inbox view with its filters, annotated for its rows (last message excerpt and
     direction by subquery: one query for the whole page)."""
@@ -295,7 +295,7 @@ def inbox_queryset(
 
     qs = _inbox_filtered(
         agent=agent, view=view, channel=channel, status=status, priority=priority, tag=tag, inbox_id=inbox_id,
-        q=q, sla=sla,
+        q=q, sla=sla, teams=teams,
     )  # fmt: skip
     last = Message.objects.filter(ticket=OuterRef("pk")).exclude(direction="note").order_by("-created_at", "-id")
     return qs.select_related("customer", "assignee", "team").annotate(
@@ -342,30 +342,39 @@ def inbox_page(
     inbox_id: str = "", q: str = "", sort: str = "activity", before: str = "", limit: int = 50, sla: str = "",
 ) -> tuple[list[InboxTicket], str]:  # fmt: skip
     """One page of an inbox view, newest activity first (or longest waiting), keyset-paginated.
-    Returns (rows, cursor of the next page or "")."""
+    Returns (rows, cursor of the next page or ""). The rows are read on every call; the
+    statement is compiled once per key (`_inbox_tickets_compiled`)."""
     from django.db.models import Q
 
     sort = _sort_for(view, sort)
-    qs = inbox_queryset(
-        agent=agent, view=view, channel=channel, status=status, priority=priority, tag=tag, inbox_id=inbox_id,
-        q=q, sla=sla,
-    )  # fmt: skip
-    if before:
-        from cxdesk.dates import parse_datetime
+    teams = _team_ids(agent) if view == "teams" else None
 
-        stamp, _, pk = before.rpartition("|")
-        at = parse_datetime(stamp)
-        if at is not None and pk.isdecimal():
-            # The first condition starts the index scan at the cursor; the second is the tiebreak.
-            if sort == "waiting":
-                qs = qs.filter(last_customer_message_at__gte=at).filter(
-                    Q(last_customer_message_at__gt=at) | Q(last_customer_message_at=at, id__gt=int(pk))
-                )
-            else:
-                qs = qs.filter(last_message_at__lte=at).filter(
-                    Q(last_message_at__lt=at) | Q(last_message_at=at, id__lt=int(pk))
-                )
-    rows = _inbox_tickets(_ordered(qs, sort)[: limit + 1])
+    def page() -> QuerySet[Ticket]:
+        qs = inbox_queryset(
+            agent=agent, view=view, channel=channel, status=status, priority=priority, tag=tag, inbox_id=inbox_id,
+            q=q, sla=sla, teams=teams,
+        )  # fmt: skip
+        if before:
+            from cxdesk.dates import parse_datetime
+
+            stamp, _, pk = before.rpartition("|")
+            at = parse_datetime(stamp)
+            if at is not None and pk.isdecimal():
+                # The first condition starts the index scan at the cursor; the second is the tiebreak.
+                if sort == "waiting":
+                    qs = qs.filter(last_customer_message_at__gte=at).filter(
+                        Q(last_customer_message_at__gt=at) | Q(last_customer_message_at=at, id__gt=int(pk))
+                    )
+                else:
+                    qs = qs.filter(last_message_at__lte=at).filter(
+                        Q(last_message_at__lt=at) | Q(last_message_at=at, id__lt=int(pk))
+                    )
+        return _ordered(qs, sort)[: limit + 1]
+
+    # Everything the statement is a function of; an SLA filter reads the clock (not kept).
+    shown = (view, channel, status, priority, tag, inbox_id, q, sort, before, limit)
+    key = None if sla else (getattr(agent, "pk", None), user_role(agent), teams, shown)
+    rows = _inbox_tickets_compiled(key, page)
     cursor = ""
     if len(rows) > limit:
         rows = rows[:limit]
@@ -373,6 +382,52 @@ def inbox_page(
         at = tail.last_customer_message_at if sort == "waiting" else tail.last_message_at
         cursor = f"{at.isoformat() if at else ''}|{tail.pk}"
     return rows, cursor
+
+
+# Inbox pages' statements compiled, per process, like the counts' (`_counts_compiled`): the
+# SQL, parameters and value converters of a page are a function of its key.
+LIST_STATEMENTS_SIZE = 2000
+_list_statements: dict[tuple, tuple] = {}
+
+
+def _inbox_tickets_compiled(key: tuple | None, build) -> list[InboxTicket]:
+    """`_inbox_tickets(build())`, the statement compiled once per `key` (None: not kept)."""
+    from django.core.exceptions import EmptyResultSet
+    from django.db import connections
+
+    statement = _list_statements.get(key) if key is not None else None
+    if statement is None:
+        qs = build().values_list(*_INBOX_TICKET_FIELDS.values())
+        compiler = qs.query.get_compiler(qs.db)
+        try:
+            sql, params = compiler.as_sql()
+        except EmptyResultSet:  # none() for someone who sees no ticket
+            sql, params, converters = None, (), ()
+        else:
+            # What the compiler's results_iter applies to each row (e.g. SQLite's datetimes).
+            fields = [column[0] for column in compiler.select[: compiler.col_count]]
+            converters = tuple(compiler.get_converters(fields).items())
+        statement = (sql, tuple(params), converters, qs.db)
+        if key is not None:
+            if len(_list_statements) >= LIST_STATEMENTS_SIZE:
+                _list_statements.clear()
+            _list_statements[key] = statement
+    sql, params, converters, db = statement
+    if sql is None:
+        return []
+    connection = connections[db]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(params))
+        rows = cursor.fetchall()
+    if converters:
+        rows = [list(row) for row in rows]
+        for row in rows:
+            for pos, (convs, expression) in converters:
+                value = row[pos]
+                for converter in convs:
+                    value = converter(value, expression, connection)
+                row[pos] = value
+    return [InboxTicket(*row) for row in rows]
 
 
 def inbox_row(*, agent, ticket_id: int, filters: dict[str, str]) -> InboxTicket | None:
