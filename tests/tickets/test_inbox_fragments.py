@@ -104,3 +104,21 @@ def test_fragments_are_per_language(desk, agent, email_inbox):
     assert expected != "All channels", "the catalogue has it (this test can fail)"
     assert f'<option value="">{expected}</option>' in _select(polish, "channel", "inbox-filter-form")
     assert '<option value="">All channels</option>' in _select(english, "channel", "inbox-filter-form")
+
+
+def test_the_list_shows_its_rows_in_order_or_the_empty_state(desk, email_inbox):
+    from channels_app.services import ingest
+    from tests.channels_app.factories import email_inbound
+
+    hx = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "inbox-list"}
+    empty = desk.get("/desk/?view=open", **hx).content.decode()
+    assert 'id="inbox-empty"' in empty and "New conversations appear here" in empty
+    filtered = desk.get("/desk/?view=open&channel=sms", **hx).content.decode()
+    assert "No ticket matches these filters" in filtered
+    for i in range(3):
+        ingest(email_inbound(email_inbox, address=f"o{i}@example.com", subject=f"Order {i}"))
+    html = desk.get("/desk/?view=open", **hx).content.decode()
+    assert 'id="inbox-empty"' not in html
+    rows = html.split('<div id="inbox-rows"', 1)[1]
+    assert rows.index("Order 2") < rows.index("Order 1") < rows.index("Order 0"), "newest activity first"
+    assert rows.count('role="row"') == 3
