@@ -12,20 +12,26 @@ application), a Redis outage during a bump. `0` turns the cache off.
 
 How the generation moves: every database connection gets an execute wrapper (installed by
 `tickets.apps`) that looks at each statement; an INSERT, UPDATE, DELETE or TRUNCATE of a
-watched table (tickets, their tags, messages, SLA clocks, customers and identities — what
-the views' filters and search read — and teams, their members and inboxes — what an agent's
-scope reads; the agent's role is part of the entry's key) bumps the generation **after the transaction
-commits** (right away in autocommit), once per transaction. Never before the commit: a
-reader counting between the bump and the commit would store the old counts under the new
-generation. Every write path is covered, `QuerySet.update()` and raw SQL included, because
-the wrapper sees the SQL rather than model signals.
+watched table (tickets, their tags, messages, SLA clocks, customers and identities: what the
+views' filters and search read; teams, their members and inboxes: what an agent's scope
+reads; the agent's role is part of the entry's key) bumps the generation **after the
+transaction commits** (right away in autocommit), once per transaction. Never before the
+commit: a reader counting between the bump and the commit would store the old counts under
+the new generation. Every write path is covered, `QuerySet.update()` and raw SQL included,
+because the wrapper sees the SQL rather than model signals. Between a commit and its bump
+(the commit hooks' run) a page may still get the counts from before; the live inbox pushes
+fresh ones right after. Without Redis (locmem) the generation is per process.
 
 The list rows are never cached here: they are read on every request (`tickets.inbox_rows`
-caches only the HTML of a row, keyed by everything the row shows).
+caches only the HTML of a row, keyed by everything the row shows; `selectors` keeps compiled
+statements, never results).
 
 Reads inside a transaction (`atomic`) bypass the cache both ways: a transaction may see its
 own uncommitted writes, which must not be stored for others, and may hold an older snapshot.
 The live inbox (`tickets.consumers`) counts afresh after each change and stores what it read.
+
+The page's fragments (`fragment_html`, below) are another matter: rendered HTML kept per
+process under a key holding everything they show, read on the request — never stale.
 """
 
 from __future__ import annotations
@@ -104,7 +110,7 @@ def writes_watched_table(sql) -> bool:
     """Whether a statement writes a table the counts read (conservative: a watched table's
     name anywhere in an INSERT/UPDATE/DELETE/TRUNCATE counts)."""
     global _writes_watched
-    if not isinstance(sql, str) or sql.lstrip()[:6].upper() not in _WRITE_VERBS:
+    if not isinstance(sql, str) or sql[:16].lstrip()[:6].upper() not in _WRITE_VERBS:
         return False
     if _writes_watched is None:
         names = "|".join(re.escape(name) for name in _watched_tables())
@@ -114,7 +120,9 @@ def writes_watched_table(sql) -> bool:
 
 def _bump_after_commit(connection) -> None:
     if not connection.in_atomic_block:
-        generation_bump()  # autocommit: the statement is committed already
+        # Autocommit: the statement is committed already. (Manual transaction management,
+        # set_autocommit(False), has no commit hooks: bumped now, the TTL bounds the rest.)
+        generation_bump()
         return
     # Once per transaction: look for our hook among the commit hooks (where it was last seen
     # first; the list is replaced when a savepoint rolls back or the transaction ends, which
@@ -133,8 +141,11 @@ def _bump_after_commit(connection) -> None:
 
 def _watch(execute, sql, params, many, context):
     result = execute(sql, params, many, context)
-    if writes_watched_table(sql):
-        _bump_after_commit(context["connection"])
+    try:
+        if writes_watched_table(sql):
+            _bump_after_commit(context["connection"])
+    except Exception:  # never into the writer's path
+        log.exception("inbox counts: could not schedule the generation's bump")
     return result
 
 

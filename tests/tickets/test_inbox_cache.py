@@ -189,3 +189,24 @@ def test_counts_match_the_uncached_selectors(agent, email_inbox):
         assert counts == selectors.inbox_counts(agent=agent)
         assert saved == selectors.saved_view_counts(agent=agent, views=views)
         assert all(isinstance(c, selectors.CappedCount) for c in (*counts.values(), *saved.values()))
+
+
+def test_a_failing_cache_never_breaks_a_write_or_a_page(desk, email_inbox, monkeypatch):
+    ticket = TicketFactory(status="open")
+
+    def down(*args, **kwargs):
+        raise ConnectionError("redis is down")
+
+    for name in ("incr", "set", "get", "get_many", "add"):
+        monkeypatch.setattr(inbox_cache.cache, name, down)
+    Ticket.objects.filter(pk=ticket.pk).update(priority="urgent")  # autocommit: bumps now
+    with transaction.atomic():
+        Ticket.objects.filter(pk=ticket.pk).update(priority="high")  # bumps on commit
+    transaction.set_autocommit(False)
+    try:
+        Ticket.objects.filter(pk=ticket.pk).update(priority="low")  # no commit hooks here
+        transaction.commit()
+    finally:
+        transaction.set_autocommit(True)
+    page = desk.get("/desk/")
+    assert page.status_code == 200 and page.context["counts"]["open"] == 1, "counted without the cache"
