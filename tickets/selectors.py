@@ -555,6 +555,33 @@ def ticket_timeline_items(*, ticket: Ticket) -> list[tuple[str, object]]:
 SAVED_VIEWS_COUNTED = 12
 
 
+class InboxChoices(NamedTuple):
+    """The inbox page's filter and bulk-action choices, as (id, name) pairs (the keys of the
+    page's fragments: tuples)."""
+
+    inboxes: tuple[tuple[int, str], ...]
+    agents: tuple[tuple[int, str], ...]
+    teams: tuple[tuple[int, str], ...]
+
+
+def inbox_choices() -> InboxChoices:
+    """Inboxes, active staff (by first name; shown as `get_full_name() or username`) and
+    teams: three queries."""
+    from django.contrib.auth import get_user_model
+
+    staff = (
+        get_user_model()
+        .objects.filter(is_staff=True, is_active=True)
+        .order_by("first_name", "username")
+        .values_list("pk", "first_name", "last_name", "username")
+    )
+    return InboxChoices(
+        inboxes=tuple(Inbox.objects.order_by("name").values_list("pk", "name")),
+        agents=tuple((pk, f"{first} {last}".strip() or username) for pk, first, last, username in staff),
+        teams=tuple(Team.objects.order_by("name").values_list("pk", "name")),
+    )
+
+
 def saved_views_for(*, agent) -> list[SavedView]:
     """The agent's own views and every shared one, in sidebar order (the owner as its id:
     nothing shows more of them)."""

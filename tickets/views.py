@@ -32,7 +32,7 @@ from surveys.selectors import survey_for_ticket
 from . import notifications, selectors, services
 from .inbox_cache import fragment_html, sidebar_counts, view_counts_html
 from .inbox_rows import inbox_rows_html
-from .models import Channel, Inbox, Team, Ticket, TicketMove
+from .models import Channel, Team, Ticket, TicketMove
 
 
 def _ticket_or_404(request: HttpRequest, ticket_id: int) -> Ticket:
@@ -78,9 +78,7 @@ def _inbox_context(request: HttpRequest) -> dict:
     saved_id = request.GET.get("saved", "")
     saved_active = int(saved_id) if saved_id.isdecimal() else None
     counts, saved_counts = sidebar_counts(agent=request.user, views=saved)
-    inboxes = tuple(Inbox.objects.order_by("name").values_list("pk", "name"))
-    agents = tuple((pk, f"{first} {last}".strip() or username) for pk, first, last, username in _agent_names())
-    teams = tuple(Team.objects.order_by("name").values_list("pk", "name"))
+    inboxes, agents, teams = selectors.inbox_choices()
     choices = {
         "channels": Channel.choices,
         "statuses": Ticket.Status.choices,
@@ -91,6 +89,7 @@ def _inbox_context(request: HttpRequest) -> dict:
         "agents": agents,
         "teams": teams,
     }
+    # What the filter selects show of the filters (not q, view, before: outside the fragment).
     shown = tuple(filters[k] for k in ("channel", "status", "priority", "inbox_id", "tag", "sla", "sort"))
     return {
         **context,
@@ -129,10 +128,6 @@ def inbox(request: HttpRequest) -> HttpResponse:
 
 def _agents():
     return get_user_model().objects.filter(is_staff=True, is_active=True).order_by("first_name", "username")
-
-
-def _agent_names():
-    return _agents().values_list("pk", "first_name", "last_name", "username")
 
 
 def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict:
