@@ -1,4 +1,5 @@
-"""The inbox sidebar's counts, cached briefly per agent, and the page's fragments (issue 12).
+"""The inbox sidebar's counts, cached briefly per agent, the page's choices (inboxes, staff,
+teams) likewise, and the page's fragments (issue 12).
 
 The counts (built-in views and saved views, capped, see `selectors.INBOX_COUNT_CAP`) cost two
 statements and the ORM work of some twenty querysets on every page. They are kept in the
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 
 GENERATION_KEY = "cxdesk:inbox-counts:generation"
 ENTRY_KEY = "cxdesk:inbox-counts:agent:{}"
+CHOICES_KEY = "cxdesk:inbox-choices"
 DEFAULT_TTL = 15  # seconds (settings.CXDESK_INBOX_COUNTS_TTL)
 
 
@@ -91,15 +93,18 @@ def generation_bump() -> None:
 
 
 def _watched_tables() -> list[str]:
-    """The tables the counts read. Not the users and their groups: an agent's role is part of
-    the entry's signature, read with the request's user (a sign-in writes `last_login`)."""
+    """The tables the counts and the page's choices read. The users' table for the choices
+    (staff names, active or not; a sign-in writes `last_login` too: rare enough); not their
+    groups: an agent's role is part of the counts' signature, read with the request's user."""
+    from django.contrib.auth import get_user_model
+
     from customers.models import Customer, Identity
     from sla.models import TicketSla
 
     from .models import Inbox, Message, Tag, Team, Ticket
 
     models = (Ticket, Ticket.tags.through, Tag, Message, TicketSla, Team, Team.members.through, Inbox, Customer)
-    return [m._meta.db_table for m in (*models, Identity)]
+    return [m._meta.db_table for m in (*models, Identity, get_user_model())]
 
 
 _WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "TRUNCA")
@@ -193,6 +198,47 @@ def _cooked(raw: dict) -> dict:
     return out
 
 
+def _usable() -> bool:
+    return ttl() > 0 and not connections["default"].in_atomic_block
+
+
+def _read(key: str) -> tuple[int | None, object]:
+    """(the current generation, the entry under `key`) in one round trip; (None, None) when
+    the cache is down."""
+    try:
+        found = cache.get_many([GENERATION_KEY, key])
+        current = found.get(GENERATION_KEY)
+        if current is None:
+            current = generation()
+    except Exception:
+        log.exception("inbox counts: cache unavailable, reading the database")
+        return None, None
+    return current, found.get(key)
+
+
+def _store(key: str, value: tuple) -> None:
+    try:
+        cache.set(key, value, timeout=ttl())
+    except Exception:
+        log.exception("inbox counts: could not store")
+
+
+def page_choices():
+    """`selectors.inbox_choices()` (inboxes, staff, teams for the filters and bulk actions),
+    kept under the generation like the counts (writes to those tables move it)."""
+    from . import selectors
+
+    if not _usable():
+        return selectors.inbox_choices()
+    current, entry = _read(CHOICES_KEY)
+    if current is not None and entry is not None and entry[0] == current:
+        return selectors.InboxChoices(*entry[1])
+    choices = selectors.inbox_choices()  # read after the generation (see sidebar_counts)
+    if current is not None:
+        _store(CHOICES_KEY, (current, tuple(choices)))
+    return choices
+
+
 def sidebar_counts(*, agent, views: list, fresh: bool = False) -> tuple[dict, dict]:
     """(built-in views' counts, saved views' counts) as `selectors.inbox_counts` and
     `selectors.saved_view_counts` give them, from the cache when nothing was written since
@@ -200,24 +246,13 @@ def sidebar_counts(*, agent, views: list, fresh: bool = False) -> tuple[dict, di
     from . import selectors
 
     cap = selectors.INBOX_COUNT_CAP
-    seconds = ttl()
-    connection = connections["default"]
-    usable = seconds > 0 and not connection.in_atomic_block and getattr(agent, "pk", None) is not None
-    if not usable:
+    if not _usable() or getattr(agent, "pk", None) is None:
         return selectors.inbox_counts(agent=agent, cap=cap), selectors.saved_view_counts(
             agent=agent, views=views, cap=cap
         )
     key = ENTRY_KEY.format(agent.pk)
     signature = _signature(agent, views, cap)
-    try:
-        found = cache.get_many([GENERATION_KEY, key])
-        current = found.get(GENERATION_KEY)
-        if current is None:
-            current = generation()
-    except Exception:
-        log.exception("inbox counts: cache unavailable, counting")
-        current, found = None, {}
-    entry = found.get(key)
+    current, entry = _read(key)
     if not fresh and current is not None and entry is not None and entry[:2] == (current, signature):
         return _cooked(entry[2]), _cooked(entry[3])
     # Counted after the generation was read: if a write commits meanwhile, the bump moves the
@@ -225,10 +260,7 @@ def sidebar_counts(*, agent, views: list, fresh: bool = False) -> tuple[dict, di
     counts = selectors.inbox_counts(agent=agent, cap=cap)
     saved = selectors.saved_view_counts(agent=agent, views=views, cap=cap)
     if current is not None:
-        try:
-            cache.set(key, (current, signature, _raw(counts), _raw(saved)), timeout=seconds)
-        except Exception:
-            log.exception("inbox counts: could not store")
+        _store(key, (current, signature, _raw(counts), _raw(saved)))
     return counts, saved
 
 

@@ -30,7 +30,7 @@ from sla.selectors import ticket_sla
 from surveys.selectors import survey_for_ticket
 
 from . import notifications, selectors, services
-from .inbox_cache import fragment_html, sidebar_counts, view_counts_html
+from .inbox_cache import fragment_html, page_choices, sidebar_counts, view_counts_html
 from .inbox_rows import inbox_rows_html
 from .models import Channel, Team, Ticket, TicketMove
 
@@ -78,7 +78,7 @@ def _inbox_context(request: HttpRequest) -> dict:
     saved_id = request.GET.get("saved", "")
     saved_active = int(saved_id) if saved_id.isdecimal() else None
     counts, saved_counts = sidebar_counts(agent=request.user, views=saved)
-    inboxes, agents, teams = selectors.inbox_choices()
+    inboxes, agents, teams = page_choices()
     choices = {
         "channels": Channel.choices,
         "statuses": Ticket.Status.choices,
