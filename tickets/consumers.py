@@ -340,9 +340,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
     def _render_inbox(self, ticket_ids: list[int]) -> list[tuple[int, str]]:
         """(ticket id, HTML) for each changed ticket this agent may see: its row placed (top of
         the list, in place, or removed from the view); the view counts once, with the last."""
-        from .inbox_cache import sidebar_counts, view_counts_html
+        from .inbox_cache import sidebar, view_counts_html
         from .inbox_rows import inbox_rows_html
-        from .selectors import inbox_row, saved_views_for, tickets_visible_to
+        from .selectors import inbox_row, tickets_visible_to
 
         filters = self.inbox_filters or {}
         frames = []
@@ -366,13 +366,12 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             frames.append((ticket_id, html))
         if not frames:
             return []
-        saved = saved_views_for(agent=self.user)
         # Counted afresh (something changed), and stored for this agent's next page.
-        view_counts, saved_counts = sidebar_counts(agent=self.user, views=saved, fresh=True)
+        side = sidebar(agent=self.user, fresh=True)
         counts = view_counts_html(
-            counts=view_counts,
-            saved_views=saved,
-            saved_counts=saved_counts,
+            counts=side.counts,
+            saved_views=side.saved_views,
+            saved_counts=side.saved_counts,
             view=filters.get("view", "open"),
             saved_active=self.saved_active,
             oob=True,

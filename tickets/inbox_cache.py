@@ -1,21 +1,23 @@
-"""The inbox sidebar's counts, cached briefly per agent, the page's choices (inboxes, staff,
-teams) likewise, and the page's fragments (issue 12).
+"""The inbox page's sidebar (saved views and counts) and choices, cached until a write moves
+their generation, and the page's fragments (issue 12).
 
 The counts (built-in views and saved views, capped, see `selectors.INBOX_COUNT_CAP`) cost two
-statements and the ORM work of some twenty querysets on every page. They are kept in the
-cache (Redis in production, shared by every process) per agent, under a **generation**: one
-integer in the cache that moves after every committed write to the tables the counts read.
-A page whose generation is still the one its agent's counts were read under shows them;
-after any change it counts again. `CXDESK_INBOX_COUNTS_TTL` (seconds) bounds an entry's life
-whatever happens: it is the backstop for what no write announces — time (a saved view of
-tickets whose SLA falls due within the hour), writes made outside this code (psql, another
-application), a Redis outage during a bump. `0` turns the cache off.
+statements on every page, and the saved views and the filter and bulk-action choices
+(inboxes, staff, teams) four queries more. They are kept in the cache (Redis in production,
+shared by every process) — the sidebar per agent, the choices once — under a **generation**:
+one integer in the cache that moves after every committed write to the tables they read. A
+page whose generation is still the one its entries were read under shows them (one cache
+round trip); after any change it reads again. `CXDESK_INBOX_COUNTS_TTL` (seconds) bounds an
+entry's life whatever happens: it is the backstop for what no write announces — time (a
+saved view of tickets whose SLA falls due within the hour), writes made outside this code
+(psql, another application), a Redis outage during a bump. `0` turns the cache off.
 
 How the generation moves: every database connection gets an execute wrapper (installed by
 `tickets.apps`) that looks at each statement; an INSERT, UPDATE, DELETE or TRUNCATE of a
 watched table (tickets, their tags, messages, SLA clocks, customers and identities: what the
 views' filters and search read; teams, their members and inboxes: what an agent's scope
-reads; the agent's role is part of the entry's key) bumps the generation **after the
+reads; saved views; users: the staff choices — the agent's role is part of the sidebar
+entry's key) bumps the generation **after the
 transaction commits** (right away in autocommit), once per transaction. Never before the
 commit: a reader counting between the bump and the commit would store the old counts under
 the new generation. Every write path is covered, `QuerySet.update()` and raw SQL included,
@@ -41,6 +43,7 @@ import json
 import logging
 import re
 import time
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.cache import cache
@@ -58,7 +61,7 @@ from accounts.roles import user_role
 log = logging.getLogger(__name__)
 
 GENERATION_KEY = "cxdesk:inbox-counts:generation"
-ENTRY_KEY = "cxdesk:inbox-counts:agent:{}"
+ENTRY_KEY = "cxdesk:inbox-sidebar:agent:{}"
 CHOICES_KEY = "cxdesk:inbox-choices"
 DEFAULT_TTL = 15  # seconds (settings.CXDESK_INBOX_COUNTS_TTL)
 
@@ -93,18 +96,19 @@ def generation_bump() -> None:
 
 
 def _watched_tables() -> list[str]:
-    """The tables the counts and the page's choices read. The users' table for the choices
-    (staff names, active or not; a sign-in writes `last_login` too: rare enough); not their
-    groups: an agent's role is part of the counts' signature, read with the request's user."""
+    """The tables the sidebar (saved views, counts) and the page's choices read. The users'
+    table for the choices (staff names, active or not; a sign-in writes `last_login` too:
+    rare enough); not their groups: an agent's role is part of the entry's key, read with the
+    request's user."""
     from django.contrib.auth import get_user_model
 
     from customers.models import Customer, Identity
     from sla.models import TicketSla
 
-    from .models import Inbox, Message, Tag, Team, Ticket
+    from .models import Inbox, Message, SavedView, Tag, Team, Ticket
 
     models = (Ticket, Ticket.tags.through, Tag, Message, TicketSla, Team, Team.members.through, Inbox, Customer)
-    return [m._meta.db_table for m in (*models, Identity, get_user_model())]
+    return [m._meta.db_table for m in (*models, Identity, SavedView, get_user_model())]
 
 
 _WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "TRUNCA")
@@ -168,20 +172,16 @@ def install() -> None:
             _install_on(connection)
 
 
-# --- the counts -------------------------------------------------------------------------
+# --- the sidebar and the choices ---------------------------------------------------------
 
 
-def _signature(agent, views, cap) -> tuple:
-    """What an agent's counts depend on besides the data: their role (scope), the saved
-    views counted (id and filters) and the cap."""
-    from . import selectors
+class Sidebar(NamedTuple):
+    """What the inbox's sidebar shows: the agent's saved views (own and shared, sidebar order),
+    the built-in views' counts and the saved views' counts (`selectors.CappedCount`s)."""
 
-    counted = views[: selectors.SAVED_VIEWS_COUNTED]
-    return (user_role(agent), cap, tuple((v.pk, _filters_key(v)) for v in counted))
-
-
-def _filters_key(view) -> str:
-    return json.dumps(view.filters or {}, sort_keys=True, default=str)
+    saved_views: list
+    counts: dict
+    saved_counts: dict
 
 
 def _raw(counts: dict) -> dict:
@@ -198,22 +198,22 @@ def _cooked(raw: dict) -> dict:
     return out
 
 
-def _usable() -> bool:
-    return ttl() > 0 and not connections["default"].in_atomic_block
+def _usable(agent=None) -> bool:
+    return ttl() > 0 and not connections["default"].in_atomic_block and getattr(agent, "pk", 0) is not None
 
 
-def _read(key: str) -> tuple[int | None, object]:
-    """(the current generation, the entry under `key`) in one round trip; (None, None) when
-    the cache is down."""
+def _read(*keys: str) -> tuple[int | None, dict]:
+    """(the current generation, the entries found under `keys`) in one round trip;
+    (None, {}) when the cache is down."""
     try:
-        found = cache.get_many([GENERATION_KEY, key])
+        found = cache.get_many([GENERATION_KEY, *keys])
         current = found.get(GENERATION_KEY)
         if current is None:
             current = generation()
     except Exception:
         log.exception("inbox counts: cache unavailable, reading the database")
-        return None, None
-    return current, found.get(key)
+        return None, {}
+    return current, found
 
 
 def _store(key: str, value: tuple) -> None:
@@ -223,45 +223,66 @@ def _store(key: str, value: tuple) -> None:
         log.exception("inbox counts: could not store")
 
 
-def page_choices():
-    """`selectors.inbox_choices()` (inboxes, staff, teams for the filters and bulk actions),
-    kept under the generation like the counts (writes to those tables move it)."""
+def _sidebar_read(agent) -> Sidebar:
     from . import selectors
 
-    if not _usable():
-        return selectors.inbox_choices()
-    current, entry = _read(CHOICES_KEY)
+    saved = selectors.saved_views_for(agent=agent)
+    cap = selectors.INBOX_COUNT_CAP
+    return Sidebar(
+        saved,
+        selectors.inbox_counts(agent=agent, cap=cap),
+        selectors.saved_view_counts(agent=agent, views=saved, cap=cap),
+    )
+
+
+def _sidebar(agent, current: int | None, entry, fresh: bool) -> Sidebar:
+    """From `entry` when it was read under the `current` generation for the agent's role and
+    the cap; else read (after the generation: a write committing meanwhile moves the
+    generation past the one stored here, and the next page reads again) and stored."""
+    from .selectors import INBOX_COUNT_CAP
+
+    signature = (user_role(agent), INBOX_COUNT_CAP)
+    if not fresh and current is not None and entry is not None and entry[:2] == (current, signature):
+        return Sidebar(entry[2], _cooked(entry[3]), _cooked(entry[4]))
+    sidebar = _sidebar_read(agent)
+    if current is not None:
+        raw = (current, signature, sidebar.saved_views, _raw(sidebar.counts), _raw(sidebar.saved_counts))
+        _store(ENTRY_KEY.format(agent.pk), raw)
+    return sidebar
+
+
+def _choices(current: int | None, entry):
+    from . import selectors
+
     if current is not None and entry is not None and entry[0] == current:
         return selectors.InboxChoices(*entry[1])
-    choices = selectors.inbox_choices()  # read after the generation (see sidebar_counts)
+    choices = selectors.inbox_choices()
     if current is not None:
         _store(CHOICES_KEY, (current, tuple(choices)))
     return choices
 
 
-def sidebar_counts(*, agent, views: list, fresh: bool = False) -> tuple[dict, dict]:
-    """(built-in views' counts, saved views' counts) as `selectors.inbox_counts` and
-    `selectors.saved_view_counts` give them, from the cache when nothing was written since
-    they were read. `fresh`: count in any case (and store what was read)."""
+def sidebar(*, agent, fresh: bool = False) -> Sidebar:
+    """The agent's saved views and counts, from the cache when nothing was written since they
+    were read. `fresh`: read in any case (and store what was read) - the live inbox, which
+    re-renders the sidebar because something changed."""
+    if not _usable(agent):
+        return _sidebar_read(agent)
+    key = ENTRY_KEY.format(agent.pk)
+    current, found = _read(key)
+    return _sidebar(agent, current, found.get(key), fresh)
+
+
+def inbox_page_data(*, agent):
+    """(`sidebar(agent=…)`, `selectors.inbox_choices()`), both from the cache when nothing
+    was written since they were read: one cache round trip."""
     from . import selectors
 
-    cap = selectors.INBOX_COUNT_CAP
-    if not _usable() or getattr(agent, "pk", None) is None:
-        return selectors.inbox_counts(agent=agent, cap=cap), selectors.saved_view_counts(
-            agent=agent, views=views, cap=cap
-        )
+    if not _usable(agent):
+        return _sidebar_read(agent), selectors.inbox_choices()
     key = ENTRY_KEY.format(agent.pk)
-    signature = _signature(agent, views, cap)
-    current, entry = _read(key)
-    if not fresh and current is not None and entry is not None and entry[:2] == (current, signature):
-        return _cooked(entry[2]), _cooked(entry[3])
-    # Counted after the generation was read: if a write commits meanwhile, the bump moves the
-    # generation past the one stored here, and the next page counts again.
-    counts = selectors.inbox_counts(agent=agent, cap=cap)
-    saved = selectors.saved_view_counts(agent=agent, views=views, cap=cap)
-    if current is not None:
-        _store(key, (current, signature, _raw(counts), _raw(saved)))
-    return counts, saved
+    current, found = _read(key, CHOICES_KEY)
+    return _sidebar(agent, current, found.get(key), False), _choices(current, found.get(CHOICES_KEY))
 
 
 # --- fragments of the page ----------------------------------------------------------------
@@ -290,6 +311,10 @@ def fragment_html(template_name: str, key: tuple, context: dict) -> SafeString:
             _fragments.clear()
         _fragments[full_key] = html
     return html
+
+
+def _filters_key(view) -> str:
+    return json.dumps(view.filters or {}, sort_keys=True, default=str)
 
 
 def _count_key(counts: dict) -> tuple:

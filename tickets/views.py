@@ -30,7 +30,7 @@ from sla.selectors import ticket_sla
 from surveys.selectors import survey_for_ticket
 
 from . import notifications, selectors, services
-from .inbox_cache import fragment_html, page_choices, sidebar_counts, view_counts_html
+from .inbox_cache import fragment_html, inbox_page_data, view_counts_html
 from .inbox_rows import inbox_rows_html
 from .models import Channel, Team, Ticket, TicketMove
 
@@ -69,16 +69,14 @@ def _inbox_list_context(request: HttpRequest) -> dict:
 
 def _inbox_context(request: HttpRequest) -> dict:
     """The whole page: the list plus the sidebar (views and saved views with capped counts,
-    one query each, kept briefly per agent: tickets.inbox_cache) and the filter and
-    bulk-action choices. The sidebar and the choices are fragments rendered once per process
-    for each key below (everything they show, read on this request: never stale)."""
+    one query each) and the filter and bulk-action choices - both kept in the cache until a
+    write moves its generation (tickets.inbox_cache). The sidebar and the choices are
+    fragments rendered once per process for each key below (everything they show)."""
     context = _inbox_list_context(request)
     filters = context["filters"]
-    saved = selectors.saved_views_for(agent=request.user)
+    (saved, counts, saved_counts), (inboxes, agents, teams) = inbox_page_data(agent=request.user)
     saved_id = request.GET.get("saved", "")
     saved_active = int(saved_id) if saved_id.isdecimal() else None
-    counts, saved_counts = sidebar_counts(agent=request.user, views=saved)
-    inboxes, agents, teams = page_choices()
     choices = {
         "channels": Channel.choices,
         "statuses": Ticket.Status.choices,

@@ -52,10 +52,10 @@ def test_a_second_page_does_not_count_again(desk, agent, email_inbox):
     with CaptureQueriesContext(connection) as second:
         again = desk.get("/desk/")
     assert _count_queries(second) == [], "nothing was written: the counts come from the cache"
-    # Neither the two count statements, the agent's teams nor the choices (inboxes, staff,
-    # teams): 14 queries, then 8.
-    assert len(second.captured_queries) == len(first.captured_queries) - 6
-    assert len(second.captured_queries) <= 8
+    # Neither the two count statements, the agent's teams, the saved views nor the choices
+    # (inboxes, staff, teams): 14 queries, then 7.
+    assert len(second.captured_queries) == len(first.captured_queries) - 7
+    assert len(second.captured_queries) <= 7
     assert again.context["counts"] == page.context["counts"]
     assert again.context["saved_counts"] == page.context["saved_counts"]
     assert _count_of(again.content.decode(), "open") == "3"
@@ -133,15 +133,23 @@ def test_an_agent_never_gets_another_agents_counts(email_inbox):
     assert clients["ben-scoped"].get("/desk/").context["counts"]["open"] == 2
 
 
-def test_saved_views_are_part_of_the_key(desk, agent, email_inbox):
+def test_saved_views_are_kept_with_their_counts_and_follow_changes(desk, agent, email_inbox):
     ingest(email_inbound(email_inbox, address="a@example.com"))
     desk.get("/desk/")
     view = SavedView.objects.create(owner=agent, name="Texts", filters={"view": "open", "channel": "sms"})
-    counts = desk.get("/desk/").context["saved_counts"]
-    assert counts == {view.pk: 0}
-    # A change of a view's filters only (SavedView is not a watched table): counted again.
-    SavedView.objects.filter(pk=view.pk).update(filters={"view": "open", "channel": "email"})
-    assert desk.get("/desk/").context["saved_counts"] == {view.pk: 1}
+    page = desk.get("/desk/")
+    assert page.context["saved_counts"] == {view.pk: 0} and "Texts" in page.content.decode()
+    with CaptureQueriesContext(connection) as captured:
+        desk.get("/desk/")
+    assert not [q for q in captured.captured_queries if '"tickets_savedview"' in q["sql"]], "kept"
+    SavedView.objects.filter(pk=view.pk).update(filters={"view": "open", "channel": "email"}, name="Mail")
+    page = desk.get("/desk/")
+    assert page.context["saved_counts"] == {view.pk: 1} and "<span>Mail</span>" in page.content.decode()
+    other = AgentFactory(username="other")
+    SavedView.objects.create(owner=other, name="Shared one", filters={"view": "solved"}, shared=True)
+    SavedView.objects.create(owner=other, name="Private one", filters={"view": "solved"})
+    page = desk.get("/desk/").content.decode()
+    assert "Shared one" in page and "Private one" not in page
 
 
 def test_ttl_zero_turns_the_cache_off(desk, agent, email_inbox, settings):
@@ -156,14 +164,13 @@ def test_ttl_zero_turns_the_cache_off(desk, agent, email_inbox, settings):
 
 def test_inside_a_transaction_the_cache_is_bypassed(agent, email_inbox):
     ingest(email_inbound(email_inbox, address="a@example.com"))
-    inbox_cache.sidebar_counts(agent=agent, views=[])  # cached: open = 1
+    inbox_cache.sidebar(agent=agent)  # cached: open = 1
     with transaction.atomic():
         Ticket.objects.update(status=Ticket.Status.SOLVED)
-        counts, _saved = inbox_cache.sidebar_counts(agent=agent, views=[])
+        counts = inbox_cache.sidebar(agent=agent).counts
         assert counts["open"] == 0, "its own uncommitted write is seen (and not stored for others)"
         transaction.set_rollback(True)
-    counts, _saved = inbox_cache.sidebar_counts(agent=agent, views=[])
-    assert counts["open"] == 1
+    assert inbox_cache.sidebar(agent=agent).counts["open"] == 1
 
 
 @pytest.mark.parametrize(
@@ -178,6 +185,7 @@ def test_inside_a_transaction_the_cache_is_bypassed(agent, email_inbox):
         ('TRUNCATE "audit_entry", "tickets_ticket";', True),
         ('UPDATE "auth_user" SET "is_active" = %s', True),
         ('INSERT INTO "auth_user_groups" ("user_id", "group_id") VALUES (%s, %s)', False),
+        ('UPDATE "tickets_savedview" SET "name" = %s', True),
     ],
 )
 def test_which_writes_move_the_generation(sql, watched):
@@ -190,10 +198,11 @@ def test_counts_match_the_uncached_selectors(agent, email_inbox):
     Ticket.objects.filter(pk__in=Ticket.objects.order_by("id").values("pk")[:1]).update(assignee=agent)
     views = [SavedView.objects.create(owner=agent, name="Mail", filters={"view": "open", "channel": "email"})]
     for _ in range(2):  # counted, then cached
-        counts, saved = inbox_cache.sidebar_counts(agent=agent, views=views)
-        assert counts == selectors.inbox_counts(agent=agent)
-        assert saved == selectors.saved_view_counts(agent=agent, views=views)
-        assert all(isinstance(c, selectors.CappedCount) for c in (*counts.values(), *saved.values()))
+        side = inbox_cache.sidebar(agent=agent)
+        assert [v.pk for v in side.saved_views] == [v.pk for v in views]
+        assert side.counts == selectors.inbox_counts(agent=agent)
+        assert side.saved_counts == selectors.saved_view_counts(agent=agent, views=views)
+        assert all(isinstance(c, selectors.CappedCount) for c in (*side.counts.values(), *side.saved_counts.values()))
 
 
 def test_a_failing_cache_never_breaks_a_write_or_a_page(desk, email_inbox, monkeypatch):
