@@ -198,6 +198,26 @@ def _cooked(raw: dict) -> dict:
     return out
 
 
+def _saved_fields() -> tuple[str, ...]:
+    from .models import SavedView
+
+    return tuple(f.attname for f in SavedView._meta.concrete_fields)
+
+
+def _pack(views: list) -> tuple:
+    """Saved views as plain values (not pickled model instances: an entry written by another
+    version of the code is never unpickled into this one's model)."""
+    names = _saved_fields()
+    return tuple(tuple(getattr(view, name) for name in names) for view in views)
+
+
+def _unpack(rows: tuple) -> list:
+    from .models import SavedView
+
+    names = _saved_fields()
+    return [SavedView.from_db("default", names, list(row)) for row in rows]
+
+
 def _usable(agent=None) -> bool:
     return ttl() > 0 and not connections["default"].in_atomic_block and getattr(agent, "pk", 0) is not None
 
@@ -241,12 +261,12 @@ def _sidebar(agent, current: int | None, entry, fresh: bool) -> Sidebar:
     generation past the one stored here, and the next page reads again) and stored."""
     from .selectors import INBOX_COUNT_CAP
 
-    signature = (user_role(agent), INBOX_COUNT_CAP)
+    signature = (user_role(agent), INBOX_COUNT_CAP, _saved_fields())
     if not fresh and current is not None and entry is not None and entry[:2] == (current, signature):
-        return Sidebar(entry[2], _cooked(entry[3]), _cooked(entry[4]))
+        return Sidebar(_unpack(entry[2]), _cooked(entry[3]), _cooked(entry[4]))
     sidebar = _sidebar_read(agent)
     if current is not None:
-        raw = (current, signature, sidebar.saved_views, _raw(sidebar.counts), _raw(sidebar.saved_counts))
+        raw = (current, signature, _pack(sidebar.saved_views), _raw(sidebar.counts), _raw(sidebar.saved_counts))
         _store(ENTRY_KEY.format(agent.pk), raw)
     return sidebar
 
