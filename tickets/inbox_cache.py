@@ -264,11 +264,11 @@ def _sidebar(agent, current: int | None, entry, fresh: bool) -> Sidebar:
     signature = (user_role(agent), INBOX_COUNT_CAP, _saved_fields())
     if not fresh and current is not None and entry is not None and entry[:2] == (current, signature):
         return Sidebar(_unpack(entry[2]), _cooked(entry[3]), _cooked(entry[4]))
-    sidebar = _sidebar_read(agent)
+    read = _sidebar_read(agent)
     if current is not None:
-        raw = (current, signature, _pack(sidebar.saved_views), _raw(sidebar.counts), _raw(sidebar.saved_counts))
+        raw = (current, signature, _pack(read.saved_views), _raw(read.counts), _raw(read.saved_counts))
         _store(ENTRY_KEY.format(agent.pk), raw)
-    return sidebar
+    return read
 
 
 def _choices(current: int | None, entry):
