@@ -23,7 +23,8 @@ commit: a reader counting between the bump and the commit would store the old co
 the new generation. Every write path is covered, `QuerySet.update()` and raw SQL included,
 because the wrapper sees the SQL rather than model signals. Between a commit and its bump
 (the commit hooks' run) a page may still get the counts from before; the live inbox pushes
-fresh ones right after. Without Redis (locmem) the generation is per process.
+fresh ones right after. Without Redis (locmem) the generation is per process: the cache is
+used then only when Celery runs in the process too (see `_sees_every_write`).
 
 The list rows are never cached here: they are read on every request (`tickets.inbox_rows`
 caches only the HTML of a row, keyed by everything the row shows; `selectors` keeps compiled
@@ -219,7 +220,21 @@ def _unpack(rows: tuple) -> list:
 
 
 def _usable(agent=None) -> bool:
-    return ttl() > 0 and not connections["default"].in_atomic_block and getattr(agent, "pk", 0) is not None
+    return (
+        ttl() > 0
+        and _sees_every_write()
+        and not connections["default"].in_atomic_block
+        and getattr(agent, "pk", 0) is not None
+    )
+
+
+def _sees_every_write() -> bool:
+    """A process-local cache (locmem: no REDIS_URL) holds a generation only this process moves:
+    trusted only when tasks run in this process too (`make run`), not beside Celery workers
+    writing elsewhere. (Several web processes without Redis are no supported shape: live
+    updates need the Redis channel layer as well.)"""
+    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
+    return "locmem" not in backend.lower() or bool(getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False))
 
 
 def _read(*keys: str) -> tuple[int | None, dict]:

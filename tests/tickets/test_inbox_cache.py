@@ -252,3 +252,18 @@ def test_the_choices_are_kept_until_a_write_moves_the_generation(desk, agent, em
     email_inbox.save()
     page = desk.get("/desk/").content.decode()
     assert "Zoe Newcomer" not in page and "Mail (renamed)</option>" in page
+
+
+def test_a_process_local_cache_beside_workers_is_not_used(desk, email_inbox, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # workers elsewhere: their writes would not bump here
+    ingest(email_inbound(email_inbox, address="a@example.com"))
+    desk.get("/desk/")
+    with CaptureQueriesContext(connection) as captured:
+        desk.get("/desk/")
+    assert len(_count_queries(captured)) == 1
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # `make run`: one process sees every write
+    desk.get("/desk/")
+    with CaptureQueriesContext(connection) as captured:
+        desk.get("/desk/")
+    assert _count_queries(captured) == []
