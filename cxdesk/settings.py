@@ -139,6 +139,9 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The inbox sidebar's counts are kept per agent until a write moves their generation, and at
+# most this many seconds (tickets/inbox_cache.py); 0: counted on every page.
+CXDESK_INBOX_COUNTS_TTL = env.int("CXDESK_INBOX_COUNTS_TTL", default=15)
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = None

@@ -13,6 +13,10 @@ class TicketsConfig(AppConfig):
         user = get_user_model()
         pre_save.connect(_remember_access, sender=user, dispatch_uid="tickets.remember_access")
         post_save.connect(_access_changed, sender=user, dispatch_uid="tickets.close_sockets_on_access_change")
+        # Writes to what the inbox counts read move the counts' cache generation (after commit).
+        from . import inbox_cache
+
+        inbox_cache.install()
 
 
 def _close_sockets(sender, request, user, **kwargs) -> None:

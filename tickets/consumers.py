@@ -340,15 +340,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
     def _render_inbox(self, ticket_ids: list[int]) -> list[tuple[int, str]]:
         """(ticket id, HTML) for each changed ticket this agent may see: its row placed (top of
         the list, in place, or removed from the view); the view counts once, with the last."""
+        from .inbox_cache import sidebar, view_counts_html
         from .inbox_rows import inbox_rows_html
-        from .selectors import (
-            INBOX_VIEWS,
-            inbox_counts,
-            inbox_row,
-            saved_view_counts,
-            saved_views_for,
-            tickets_visible_to,
-        )
+        from .selectors import inbox_row, tickets_visible_to
 
         filters = self.inbox_filters or {}
         frames = []
@@ -372,18 +366,15 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             frames.append((ticket_id, html))
         if not frames:
             return []
-        saved = saved_views_for(agent=self.user)
-        counts = render_to_string(
-            "tickets/_view_counts.html",
-            {
-                "views": INBOX_VIEWS,
-                "counts": inbox_counts(agent=self.user),
-                "view": filters.get("view", "open"),
-                "saved_views": saved,
-                "saved_counts": saved_view_counts(agent=self.user, views=saved),
-                "saved_active": self.saved_active,
-                "oob": True,
-            },
+        # Counted afresh (something changed), and stored for this agent's next page.
+        side = sidebar(agent=self.user, fresh=True)
+        counts = view_counts_html(
+            counts=side.counts,
+            saved_views=side.saved_views,
+            saved_counts=side.saved_counts,
+            view=filters.get("view", "open"),
+            saved_active=self.saved_active,
+            oob=True,
         )
         last_id, last_html = frames[-1]
         frames[-1] = (last_id, last_html + counts)

@@ -122,12 +122,13 @@ INBOX_VIEWS = {
 }
 
 
-def _view_q(*, agent, view: str):
+def _view_q(*, agent, view: str, teams: tuple[int, ...] | None = None):
     """A built-in view's condition. Each is served by an index in the list's order
     (migration 0012): the open views by partial indexes over open, unmerged tickets
     (activity; assignee for "mine"/"unassigned"; team for "teams"; waiting), "pending" by
     (status, activity) or the open one, "solved" by a partial index over solved/closed ones.
-    Merged tickets are in none of them (the ticket they were merged into is)."""
+    Merged tickets are in none of them (the ticket they were merged into is).
+    `teams`: the agent's team ids when already read (`_team_ids`)."""
     open_q = Q(status__in=Ticket.OPEN_STATUSES, merged_into=None)
     if view == "mine":
         return open_q & Q(assignee=agent)
@@ -137,7 +138,7 @@ def _view_q(*, agent, view: str):
         # The agent's teams as values, not a subquery: a semi-join with the teams would walk
         # every open ticket in order looking for theirs (all of them for an agent without a
         # team); the values are an index condition (none: no query at all).
-        return open_q & Q(team__in=list(agent.teams.values_list("pk", flat=True)))
+        return open_q & Q(team__in=list(_team_ids(agent) if teams is None else teams))
     if view == "pending":
         return Q(status=Ticket.Status.PENDING, merged_into=None)
     if view == "solved":
@@ -185,37 +186,69 @@ def _capped_counts_sql(querysets: dict, *, cap: int | None = None) -> tuple[str,
     return "SELECT " + ", ".join(parts), params
 
 
-def _capped_counts(querysets: dict, *, cap: int | None = None) -> dict:
-    from django.db import connections
-
-    cap = INBOX_COUNT_CAP if cap is None else cap
-    if not querysets:
-        return {}
-    sql, params = _capped_counts_sql(querysets, cap=cap)
-    with connections[next(iter(querysets.values())).db].cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return {key: CappedCount.of(value, cap) for key, value in zip(querysets, row, strict=True)}
+def _team_ids(agent) -> tuple[int, ...]:
+    """The agent's teams (ids, in order): one query."""
+    if getattr(agent, "pk", None) is None:
+        return ()
+    return tuple(sorted(agent.teams.values_list("pk", flat=True)))
 
 
-def _view_tickets(*, agent, view: str) -> QuerySet[Ticket]:
+def _view_tickets(*, agent, view: str, teams: tuple[int, ...] | None = None) -> QuerySet[Ticket]:
     """A built-in view's tickets that the agent may see."""
     if view in ("mine", "teams") and user_role(agent) is not None:
         # Tickets assigned to an agent or to one of their teams are theirs to see
         # (tickets_visible_to's first two rules): the view is then a range of the assignee or
         # team index, not a walk of every open ticket checking the whole scope.
-        return Ticket.objects.filter(_view_q(agent=agent, view=view))
-    return tickets_visible_to(agent=agent).filter(_view_q(agent=agent, view=view))
+        return Ticket.objects.filter(_view_q(agent=agent, view=view, teams=teams))
+    return tickets_visible_to(agent=agent).filter(_view_q(agent=agent, view=view, teams=teams))
 
 
-def inbox_counts_querysets(*, agent) -> dict[str, QuerySet[Ticket]]:
+def inbox_counts_querysets(*, agent, teams: tuple[int, ...] | None = None) -> dict[str, QuerySet[Ticket]]:
     """Each built-in view as the list reads it (scoped, in its order), for counting."""
-    return {view: _ordered(_view_tickets(agent=agent, view=view)) for view in INBOX_VIEWS}
+    teams = _team_ids(agent) if teams is None else teams
+    return {view: _ordered(_view_tickets(agent=agent, view=view, teams=teams)) for view in INBOX_VIEWS}
+
+
+# The counts' statements compiled, per process (issue 12): building and compiling some twenty
+# querysets costs about as much as running them. The SQL and the parameters of an agent's
+# counts are a function of the key they are kept under — the agent, their role and team ids
+# (read on each call: one query), the saved views' filters and the cap — so a statement is
+# reused only where the ORM would write the very same one. A saved view with an SLA filter
+# reads the clock (its parameters change by the second): such statements are compiled each time.
+COUNT_STATEMENTS_SIZE = 2000
+_count_statements: dict[tuple, tuple[str, tuple, tuple, str]] = {}
+
+
+def _counts_compiled(key: tuple | None, build, cap: int) -> dict:
+    """Run the capped counts of the querysets `build()` returns, compiled once per `key`
+    (None: not kept)."""
+    from django.db import connections
+
+    statement = _count_statements.get(key) if key is not None else None
+    if statement is None:
+        querysets = build()
+        if not querysets:
+            return {}
+        sql, params = _capped_counts_sql(querysets, cap=cap)
+        statement = (sql, tuple(params), tuple(querysets), next(iter(querysets.values())).db)
+        if key is not None:
+            if len(_count_statements) >= COUNT_STATEMENTS_SIZE:
+                _count_statements.clear()
+            _count_statements[key] = statement
+    sql, params, keys, db = statement
+    with connections[db].cursor() as cursor:
+        cursor.execute(sql, list(params))
+        row = cursor.fetchone()
+    return {key: CappedCount.of(value, cap) for key, value in zip(keys, row, strict=True)}
 
 
 def inbox_counts(*, agent, cap: int | None = None) -> dict[str, CappedCount]:
-    """Every built-in view's count, capped (see INBOX_COUNT_CAP), in one query."""
-    return _capped_counts(inbox_counts_querysets(agent=agent), cap=cap)
+    """Every built-in view's count, capped (see INBOX_COUNT_CAP), in one query (and one for
+    the agent's teams)."""
+    cap = INBOX_COUNT_CAP if cap is None else cap
+    teams = _team_ids(agent)
+    key = ("views", getattr(agent, "pk", None), user_role(agent), teams, cap)
+    return _counts_compiled(key, lambda: inbox_counts_querysets(agent=agent, teams=teams), cap)
 
 
 def canned_for_language(*, language: str) -> list:
@@ -253,7 +286,7 @@ def _sort_for(view: str, sort: str) -> str:
 
 def inbox_queryset(
     *, agent, view: str = "open", channel: str = "", status: str = "", priority: str = "", tag: str = "",
-    inbox_id: str = "", q: str = "", sla: str = "",
+    inbox_id: str = "", q: str = "", sla: str = "", teams: tuple[int, ...] | None = None,
 ) -> QuerySet[Ticket]:  # fmt: skip
     """An inbox view with its filters, annotated for its rows (last message excerpt and
     direction by subquery: one query for the whole page)."""
@@ -262,7 +295,7 @@ def inbox_queryset(
 
     qs = _inbox_filtered(
         agent=agent, view=view, channel=channel, status=status, priority=priority, tag=tag, inbox_id=inbox_id,
-        q=q, sla=sla,
+        q=q, sla=sla, teams=teams,
     )  # fmt: skip
     last = Message.objects.filter(ticket=OuterRef("pk")).exclude(direction="note").order_by("-created_at", "-id")
     return qs.select_related("customer", "assignee", "team").annotate(
@@ -273,9 +306,9 @@ def inbox_queryset(
 
 def _inbox_filtered(
     *, agent, view: str = "open", channel: str = "", status: str = "", priority: str = "", tag: str = "",
-    inbox_id: str = "", q: str = "", sla: str = "",
+    inbox_id: str = "", q: str = "", sla: str = "", teams: tuple[int, ...] | None = None,
 ) -> QuerySet[Ticket]:  # fmt: skip
-    qs = _view_tickets(agent=agent, view=view)
+    qs = _view_tickets(agent=agent, view=view, teams=teams)
     if channel:
         qs = qs.filter(channel=channel)
     if status:
@@ -309,30 +342,39 @@ def inbox_page(
     inbox_id: str = "", q: str = "", sort: str = "activity", before: str = "", limit: int = 50, sla: str = "",
 ) -> tuple[list[InboxTicket], str]:  # fmt: skip
     """One page of an inbox view, newest activity first (or longest waiting), keyset-paginated.
-    Returns (rows, cursor of the next page or "")."""
+    Returns (rows, cursor of the next page or ""). The rows are read on every call; the
+    statement is compiled once per key (`_inbox_tickets_compiled`)."""
     from django.db.models import Q
 
     sort = _sort_for(view, sort)
-    qs = inbox_queryset(
-        agent=agent, view=view, channel=channel, status=status, priority=priority, tag=tag, inbox_id=inbox_id,
-        q=q, sla=sla,
-    )  # fmt: skip
-    if before:
-        from cxdesk.dates import parse_datetime
+    teams = _team_ids(agent) if view == "teams" else None
 
-        stamp, _, pk = before.rpartition("|")
-        at = parse_datetime(stamp)
-        if at is not None and pk.isdecimal():
-            # The first condition starts the index scan at the cursor; the second is the tiebreak.
-            if sort == "waiting":
-                qs = qs.filter(last_customer_message_at__gte=at).filter(
-                    Q(last_customer_message_at__gt=at) | Q(last_customer_message_at=at, id__gt=int(pk))
-                )
-            else:
-                qs = qs.filter(last_message_at__lte=at).filter(
-                    Q(last_message_at__lt=at) | Q(last_message_at=at, id__lt=int(pk))
-                )
-    rows = _inbox_tickets(_ordered(qs, sort)[: limit + 1])
+    def page() -> QuerySet[Ticket]:
+        qs = inbox_queryset(
+            agent=agent, view=view, channel=channel, status=status, priority=priority, tag=tag, inbox_id=inbox_id,
+            q=q, sla=sla, teams=teams,
+        )  # fmt: skip
+        if before:
+            from cxdesk.dates import parse_datetime
+
+            stamp, _, pk = before.rpartition("|")
+            at = parse_datetime(stamp)
+            if at is not None and pk.isdecimal():
+                # The first condition starts the index scan at the cursor; the second is the tiebreak.
+                if sort == "waiting":
+                    qs = qs.filter(last_customer_message_at__gte=at).filter(
+                        Q(last_customer_message_at__gt=at) | Q(last_customer_message_at=at, id__gt=int(pk))
+                    )
+                else:
+                    qs = qs.filter(last_message_at__lte=at).filter(
+                        Q(last_message_at__lt=at) | Q(last_message_at=at, id__lt=int(pk))
+                    )
+        return _ordered(qs, sort)[: limit + 1]
+
+    # Everything the statement is a function of; an SLA filter reads the clock (not kept).
+    shown = (view, channel, status, priority, tag, inbox_id, q, sort, before, limit)
+    key = None if sla else (getattr(agent, "pk", None), user_role(agent), teams, shown)
+    rows = _inbox_tickets_compiled(key, page)
     cursor = ""
     if len(rows) > limit:
         rows = rows[:limit]
@@ -340,6 +382,52 @@ def inbox_page(
         at = tail.last_customer_message_at if sort == "waiting" else tail.last_message_at
         cursor = f"{at.isoformat() if at else ''}|{tail.pk}"
     return rows, cursor
+
+
+# Inbox pages' statements compiled, per process, like the counts' (`_counts_compiled`): the
+# SQL, parameters and value converters of a page are a function of its key.
+LIST_STATEMENTS_SIZE = 2000
+_list_statements: dict[tuple, tuple] = {}
+
+
+def _inbox_tickets_compiled(key: tuple | None, build) -> list[InboxTicket]:
+    """`_inbox_tickets(build())`, the statement compiled once per `key` (None: not kept)."""
+    from django.core.exceptions import EmptyResultSet
+    from django.db import connections
+
+    statement = _list_statements.get(key) if key is not None else None
+    if statement is None:
+        qs = build().values_list(*_INBOX_TICKET_FIELDS.values())
+        compiler = qs.query.get_compiler(qs.db)
+        try:
+            sql, params = compiler.as_sql()
+        except EmptyResultSet:  # none() for someone who sees no ticket
+            sql, params, converters = None, (), ()
+        else:
+            # What the compiler's results_iter applies to each row (e.g. SQLite's datetimes).
+            fields = [column[0] for column in compiler.select[: compiler.col_count]]
+            converters = tuple(compiler.get_converters(fields).items())
+        statement = (sql, tuple(params), converters, qs.db)
+        if key is not None:
+            if len(_list_statements) >= LIST_STATEMENTS_SIZE:
+                _list_statements.clear()
+            _list_statements[key] = statement
+    sql, params, converters, db = statement
+    if sql is None:
+        return []
+    connection = connections[db]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(params))
+        rows = cursor.fetchall()
+    if converters:
+        rows = [list(row) for row in rows]
+        for row in rows:
+            for pos, (convs, expression) in converters:
+                value = row[pos]
+                for converter in convs:
+                    value = converter(value, expression, connection)
+                row[pos] = value
+    return [InboxTicket(*row) for row in rows]
 
 
 def inbox_row(*, agent, ticket_id: int, filters: dict[str, str]) -> InboxTicket | None:
@@ -467,13 +555,37 @@ def ticket_timeline_items(*, ticket: Ticket) -> list[tuple[str, object]]:
 SAVED_VIEWS_COUNTED = 12
 
 
-def saved_views_for(*, agent) -> list[SavedView]:
-    """The agent's own views and every shared one, in sidebar order."""
-    return list(
-        SavedView.objects.filter(Q(owner=agent) | Q(shared=True))
-        .select_related("owner")
-        .order_by("position", "name", "id")
+class InboxChoices(NamedTuple):
+    """The inbox page's filter and bulk-action choices, as (id, name) pairs (the keys of the
+    page's fragments: tuples)."""
+
+    inboxes: tuple[tuple[int, str], ...]
+    agents: tuple[tuple[int, str], ...]
+    teams: tuple[tuple[int, str], ...]
+
+
+def inbox_choices() -> InboxChoices:
+    """Inboxes, active staff (by first name; shown as `get_full_name() or username`) and
+    teams: three queries."""
+    from django.contrib.auth import get_user_model
+
+    staff = (
+        get_user_model()
+        .objects.filter(is_staff=True, is_active=True)
+        .order_by("first_name", "username")
+        .values_list("pk", "first_name", "last_name", "username")
     )
+    return InboxChoices(
+        inboxes=tuple(Inbox.objects.order_by("name").values_list("pk", "name")),
+        agents=tuple((pk, f"{first} {last}".strip() or username) for pk, first, last, username in staff),
+        teams=tuple(Team.objects.order_by("name").values_list("pk", "name")),
+    )
+
+
+def saved_views_for(*, agent) -> list[SavedView]:
+    """The agent's own views and every shared one, in sidebar order (the owner as its id:
+    nothing shows more of them)."""
+    return list(SavedView.objects.filter(Q(owner=agent) | Q(shared=True)).order_by("position", "name", "id"))
 
 
 def saved_view_get(*, agent, view_id: int) -> SavedView | None:
@@ -484,19 +596,32 @@ def saved_view_filters(view: SavedView) -> dict[str, str]:
     return inbox_filters_clean(view.filters or {})
 
 
-def saved_view_counts_querysets(*, agent, views: list[SavedView]) -> dict[int, QuerySet[Ticket]]:
+def saved_view_counts_querysets(
+    *, agent, views: list[SavedView], teams: tuple[int, ...] | None = None
+) -> dict[int, QuerySet[Ticket]]:
     out = {}
     for view in views[:SAVED_VIEWS_COUNTED]:
         f = saved_view_filters(view)
-        qs = _inbox_filtered(agent=agent, view=f["view"], **{k: f[k] for k in INBOX_FILTERS})
+        qs = _inbox_filtered(agent=agent, view=f["view"], teams=teams, **{k: f[k] for k in INBOX_FILTERS})
         out[view.pk] = _ordered(qs, f["sort"])
     return out
 
 
 def saved_view_counts(*, agent, views: list[SavedView], cap: int | None = None) -> dict[int, CappedCount]:
     """Tickets in each saved view (the first SAVED_VIEWS_COUNTED), as the list shows them,
-    capped like the built-in views' counts, all in one query."""
-    return _capped_counts(saved_view_counts_querysets(agent=agent, views=views), cap=cap)
+    capped like the built-in views' counts, all in one query (and one for the agent's teams
+    when a view is "My teams")."""
+    cap = INBOX_COUNT_CAP if cap is None else cap
+    counted = views[:SAVED_VIEWS_COUNTED]
+    if not counted:
+        return {}
+    filters = [saved_view_filters(view) for view in counted]
+    teams = _team_ids(agent) if any(f["view"] == "teams" for f in filters) else ()
+    key = None
+    if not any(f["sla"] for f in filters):
+        shown = tuple((view.pk, tuple(sorted(f.items()))) for view, f in zip(counted, filters, strict=True))
+        key = ("saved", getattr(agent, "pk", None), user_role(agent), teams, cap, shown)
+    return _counts_compiled(key, lambda: saved_view_counts_querysets(agent=agent, views=counted, teams=teams), cap)
 
 
 def screen_pop_context(

@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
@@ -29,8 +30,9 @@ from sla.selectors import ticket_sla
 from surveys.selectors import survey_for_ticket
 
 from . import notifications, selectors, services
+from .inbox_cache import fragment_html, inbox_page_data, view_counts_html
 from .inbox_rows import inbox_rows_html
-from .models import Channel, Inbox, Team, Ticket, TicketMove
+from .models import Channel, Team, Ticket, TicketMove
 
 
 def _ticket_or_404(request: HttpRequest, ticket_id: int) -> Ticket:
@@ -51,9 +53,12 @@ def _inbox_list_context(request: HttpRequest) -> dict:
         **{k: filters[k] for k in selectors.INBOX_FILTERS},
     )
     saved_id = request.GET.get("saved", "")
+    rows = inbox_rows_html(tickets)
     return {
         "tickets": tickets,
-        "rows": inbox_rows_html(tickets),
+        "rows": rows,
+        # Joined here, not looped over in the template (each row is HTML already).
+        "rows_html": SafeString("".join(f"{row}\n  " for row in rows)),
         "cursor": cursor,
         "view": filters["view"],
         "filters": filters,
@@ -64,24 +69,37 @@ def _inbox_list_context(request: HttpRequest) -> dict:
 
 def _inbox_context(request: HttpRequest) -> dict:
     """The whole page: the list plus the sidebar (views and saved views with capped counts,
-    one query each) and the filter and bulk-action choices."""
+    one query each) and the filter and bulk-action choices - both kept in the cache until a
+    write moves its generation (tickets.inbox_cache). The sidebar and the choices are
+    fragments rendered once per process for each key below (everything they show)."""
     context = _inbox_list_context(request)
-    saved = selectors.saved_views_for(agent=request.user)
+    filters = context["filters"]
+    (saved, counts, saved_counts), (inboxes, agents, teams) = inbox_page_data(agent=request.user)
     saved_id = request.GET.get("saved", "")
-    return {
-        **context,
-        "saved_views": saved,
-        "saved_counts": selectors.saved_view_counts(agent=request.user, views=saved),
-        "saved_active": int(saved_id) if saved_id.isdecimal() else None,
-        "agents": _agents(),
-        "teams": Team.objects.order_by("name"),
-        "views": selectors.INBOX_VIEWS,
-        "counts": selectors.inbox_counts(agent=request.user),
+    saved_active = int(saved_id) if saved_id.isdecimal() else None
+    choices = {
         "channels": Channel.choices,
         "statuses": Ticket.Status.choices,
         "priorities": Ticket.Priority.choices,
-        "inboxes": Inbox.objects.order_by("name").values_list("pk", "name"),
         "sla_states": SLA_STATES,
+        "filters": filters,
+        "inboxes": inboxes,
+        "agents": agents,
+        "teams": teams,
+    }
+    # What the filter selects show of the filters (not q, view, before: outside the fragment).
+    shown = tuple(filters[k] for k in ("channel", "status", "priority", "inbox_id", "tag", "sla", "sort"))
+    return {
+        **context,
+        "saved_views": saved,
+        "saved_active": saved_active,
+        "sidebar": view_counts_html(
+            counts=counts, saved_views=saved, saved_counts=saved_counts, view=filters["view"], saved_active=saved_active
+        ),
+        "filter_fields": fragment_html("tickets/_inbox_choices.html#filters", (shown, inboxes), choices),
+        "bulk_fields": fragment_html("tickets/_inbox_choices.html#bulk", (agents, teams), choices),
+        "counts": counts,
+        "saved_counts": saved_counts,
     }
 
 

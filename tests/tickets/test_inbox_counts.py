@@ -177,3 +177,56 @@ def test_the_live_inbox_rerenders_the_same_capped_counts(agent, email_inbox, mon
     assert 'id="view-counts" hx-swap-oob="true"' in html
     assert html.count('<span class="count">3+</span>') == 3, "All open, Unassigned and the saved view"
     assert len(_count_queries(captured)) == 2
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+    """How many times the counts' statements were compiled (built from querysets)."""
+    calls = []
+    compile_sql = selectors._capped_counts_sql
+
+    def counting(querysets, **kwargs):
+        calls.append(tuple(querysets))
+        return compile_sql(querysets, **kwargs)
+
+    monkeypatch.setattr(selectors, "_capped_counts_sql", counting)
+    selectors._count_statements.clear()
+    return calls
+
+
+def test_count_statements_are_compiled_once_per_scope(agent, email_inbox, compiled):
+    views = [
+        SavedView.objects.create(owner=agent, name="Mail", filters={"view": "open", "channel": "email"}),
+        SavedView.objects.create(owner=agent, name="Teams", filters={"view": "teams"}),
+    ]
+    make_tickets(email_inbox, 2)
+    assert selectors.inbox_counts(agent=agent)["open"] == 2
+    assert selectors.saved_view_counts(agent=agent, views=views)[views[0].pk] == 2
+    assert len(compiled) == 2
+    make_tickets(email_inbox, 1, start=2)
+    # Reused: the same statement runs again (the counts are read, not remembered).
+    assert selectors.inbox_counts(agent=agent)["open"] == 3
+    assert selectors.saved_view_counts(agent=agent, views=views)[views[0].pk] == 3
+    assert len(compiled) == 2
+    # What the statement depends on changes: compiled again, and right.
+    support = TeamFactory(name="Support")
+    support.members.add(agent)
+    Ticket.objects.filter(subject="Subject 0").update(team=support)
+    assert selectors.inbox_counts(agent=agent)["teams"] == 1
+    assert selectors.saved_view_counts(agent=agent, views=views)[views[1].pk] == 1
+    assert len(compiled) == 4
+    views[0].filters = {"view": "open", "channel": "sms"}
+    assert selectors.saved_view_counts(agent=agent, views=views)[views[0].pk] == 0
+    other = AgentFactory(username="other")
+    Ticket.objects.filter(subject="Subject 1").update(assignee=other)
+    assert selectors.inbox_counts(agent=other)["mine"] == 1
+    assert selectors.inbox_counts(agent=agent)["mine"] == 0
+    assert len(compiled) == 6
+
+
+def test_a_saved_view_on_the_sla_clock_is_compiled_each_time(agent, email_inbox, compiled):
+    views = [SavedView.objects.create(owner=agent, name="Due", filters={"view": "open", "sla": "due_soon"})]
+    make_tickets(email_inbox, 1)
+    selectors.saved_view_counts(agent=agent, views=views)
+    selectors.saved_view_counts(agent=agent, views=views)
+    assert len(compiled) == 2, "its parameters hold the time"

@@ -112,3 +112,54 @@ def test_the_live_inbox_row_is_the_page_row(varied, agent):
     for ticket in varied:
         row = selectors.inbox_row(agent=agent, ticket_id=ticket.pk, filters={"view": "open"})
         assert str(inbox_rows.inbox_rows_html([row])[0]) == page[str(ticket.pk)]
+
+
+def _orm_page(agent, limit=50, sort="activity", **kwargs):
+    """inbox_page's rows as the ORM reads them (no compiled statement)."""
+    qs = selectors._ordered(selectors.inbox_queryset(agent=agent, **kwargs), selectors._sort_for(kwargs["view"], sort))
+    return selectors._inbox_tickets(qs[: limit + 1])[:limit]
+
+
+def test_a_compiled_page_reads_the_rows_every_time(varied, agent, monkeypatch):
+    """The list's statement is compiled once per key and run each time: the rows are exactly
+    what the ORM reads, before and after a change, for every view, filter and scope."""
+    selectors._list_statements.clear()
+    member = AgentFactory(username="scoped", role="agent")
+    team = Ticket.objects.exclude(team=None).first().team
+    team.members.add(member)
+    cases = [
+        {"view": "open"},
+        {"view": "open", "sort": "waiting"},
+        {"view": "mine"},
+        {"view": "teams"},
+        {"view": "unassigned", "channel": "email", "priority": "normal"},
+        {"view": "open", "q": "bold"},
+        {"view": "solved"},
+    ]
+    for who in (agent, member):
+        for f in cases:
+            rows, _cursor = selectors.inbox_page(agent=who, **f)
+            assert rows == _orm_page(who, **f), (who.username, f)
+            assert all(isinstance(row.last_message_at, type(timezone.now())) for row in rows)
+    compiled = len(selectors._list_statements)
+    assert compiled == 2 * len(cases)
+    # Something changes: the same statements read the new rows (and nothing is compiled).
+    ticket = Ticket.objects.order_by("pk").first()
+    ticket.subject = "Changed since"
+    ticket.assignee = agent
+    ticket.save()
+    Ticket.objects.filter(pk=varied[1].pk).update(status=Ticket.Status.SOLVED)
+    for who in (agent, member):
+        for f in cases:
+            rows, _cursor = selectors.inbox_page(agent=who, **f)
+            assert rows == _orm_page(who, **f), (who.username, f)
+    assert len(selectors._list_statements) == compiled
+    assert "Changed since" in [r.subject for r in selectors.inbox_page(agent=agent, view="mine")[0]]
+    # The member's team changes: the "My teams" page is another statement, with its rows.
+    team.members.remove(member)
+    assert selectors.inbox_page(agent=member, view="teams")[0] == []
+    # Keyset pages: each cursor its own statement, each page right.
+    rows, cursor = selectors.inbox_page(agent=agent, view="open", limit=2)
+    assert cursor and len(rows) == 2
+    after, _next = selectors.inbox_page(agent=agent, view="open", limit=2, before=cursor)
+    assert [r.pk for r in rows + after] == [r.pk for r in _orm_page(agent, limit=4, view="open")]
