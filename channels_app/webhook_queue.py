@@ -173,8 +173,15 @@ def _drain(slot: int | None, batch: int, settings_memo: contextlib.ExitStack) ->
                 cache.delete(SLOT_KEY.format(slot))
             raise
         except IntegrityError as exc:
-            # A repeat of a stored message (a provider's retry), or a customer another
-            # drainer created first: each delivery alone knows what to do with it.
+            if _constraint(exc) == IDENTITY_CONSTRAINT and conflicts < 5:
+                # Another drainer's batch created a customer this one also met as new (they
+                # wrote twice within a moment); that batch has committed by now (ours waited
+                # for it): taken again, this batch finds the customer.
+                conflicts += 1
+                log.info("a webhook batch met a customer another drainer just created; taking it again")
+                continue
+            # A repeat of a stored message (a provider's retry): each delivery alone knows
+            # what to do with it.
             log.info("a batch of webhook deliveries met a stored row (%s); taking them one at a time", exc)
             taken, count = _drain_singly(batch)
         except Exception:  # noqa: BLE001 - something broke the batch's transaction: take its rows one by one
@@ -203,6 +210,15 @@ def _drain(slot: int | None, batch: int, settings_memo: contextlib.ExitStack) ->
             return stored
         if not cache.add(SLOT_KEY.format(slot), 1, SLOT_SECONDS):
             return stored  # an acknowledgement took the slot: its drainer will take the rows
+
+
+IDENTITY_CONSTRAINT = "identity_kind_address_uniq"
+
+
+def _constraint(exc: IntegrityError) -> str:
+    """The name of the constraint an IntegrityError broke (PostgreSQL), else ""."""
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) or ""
 
 
 def _transient(exc: OperationalError) -> bool:

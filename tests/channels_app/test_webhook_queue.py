@@ -387,3 +387,65 @@ def test_a_batch_costs_four_or_five_statements_a_message(client, twilio_inbox, q
     sql = [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(control)]
     assert len(sql) <= 5 * 4 + 5 * 5 + 12, "\n".join(sql)
     assert Ticket.objects.count() == 10 and Message.objects.count() == 15
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_that_meets_a_customer_another_drainer_just_created_is_taken_again_whole(
+    client, twilio_inbox, queued, monkeypatch, caplog
+):
+    """Two drainers, two batches, one new number in both (it wrote twice within a moment):
+    the batch that commits second meets the first one's customer at its INSERT. It is taken
+    again as a batch — it finds the customer now — not one delivery at a time."""
+    import psycopg
+
+    from customers import services as customer_services
+    from customers.models import Customer, Identity
+
+    monkeypatch.setattr("channels_app.tasks.drain_webhooks.delay", lambda slot: None)
+    _store(client, "second message", "SMr2", sender="+48600100901")
+    _store(client, "someone else", "SMr3", sender="+48600100902")
+    real = customer_services.senders_batch
+    calls = []
+
+    def looked_first(senders):
+        context = real(senders)
+        return _after_look(context)
+
+    class _after_look:  # run the other drainer's commit once our batch has looked
+        def __init__(self, context):
+            self.context = context
+
+        def __enter__(self):
+            value = self.context.__enter__()
+            calls.append(1)
+            if len(calls) == 1:
+                other_drainer_first_commit()
+            return value
+
+        def __exit__(self, *exc):
+            return self.context.__exit__(*exc)
+
+    def other_drainer_first_commit():
+        db = connection.settings_dict
+        with psycopg.connect(dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=db["PORT"] or 5432) as other:
+            other.autocommit = True
+            customer_id = other.execute(
+                "INSERT INTO customers_customer (name, attributes, language, created_at, updated_at) "
+                "VALUES ('', '{}', '', now(), now()) RETURNING id"
+            ).fetchone()[0]
+            other.execute(
+                "INSERT INTO customers_identity (customer_id, kind, address, display_name, created_at) "
+                "VALUES (%s, 'phone', '+48600100901', '', now())",
+                [customer_id],
+            )
+
+    monkeypatch.setattr("channels_app.webhook_queue.senders_batch", looked_first)
+    with caplog.at_level(logging.INFO, logger="channels_app.webhook_queue"):
+        assert webhook_queue.drain() == 2
+    assert "another drainer just created" in caplog.text
+    assert "one at a time" not in caplog.text
+    assert Identity.objects.filter(address="+48600100901").count() == 1
+    assert Customer.objects.count() == 2
+    message = Message.objects.get(provider_message_id="SMr2")
+    assert message.identity.address == "+48600100901"
+    assert webhook_queue.IDENTITY_CONSTRAINT in {c.name for c in Identity._meta.constraints}
