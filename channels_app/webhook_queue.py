@@ -158,6 +158,7 @@ def _drain(slot: int | None, batch: int, settings_memo: contextlib.ExitStack) ->
             memo_until = time.monotonic() + MEMO_SECONDS
         try:
             taken, count = _drain_batch(batch)
+            conflicts = 0  # the retries below are counted per batch
         except OperationalError as exc:
             if _transient(exc) and conflicts < 5:
                 # Two drainers met on the same new customers in opposite order: PostgreSQL
