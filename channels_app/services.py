@@ -421,9 +421,15 @@ def raw_inbound_store(
     *, raw: bytes, source: str, inbox: Inbox | None, content_type: str = "message/rfc822"
 ) -> RawInbound:
     """Keep the delivery as received before anything parses it."""
+    record = _raw_record(raw=raw, source=source, inbox=inbox, content_type=content_type)
+    record.save(force_insert=True)
+    return record
+
+
+def _raw_record(*, raw: bytes, source: str, inbox: Inbox | None, content_type: str = "message/rfc822") -> RawInbound:
     import hashlib
 
-    return RawInbound.objects.create(
+    return RawInbound(
         inbox=inbox,
         source=source,
         content_type=content_type,
@@ -498,23 +504,10 @@ def ingest_raw_emails(*, raws: list[bytes], inbox: Inbox, source: str) -> list[I
     outbox rows, routing and processed marks written together. If anything goes wrong in it,
     nothing of it stays and every mail is taken alone, as `ingest_raw_email` does; the
     others (reports, loops, mail that does not parse) are always taken alone, after."""
-    import hashlib
-
     from .adapters.email import parse_raw
     from .email_inbound import delivery_report
 
-    records = RawInbound.objects.bulk_create(
-        [
-            RawInbound(
-                inbox=inbox,
-                source=source,
-                content_type="message/rfc822",
-                payload=zlib.compress(raw),
-                sha256=hashlib.sha256(raw).hexdigest(),
-            )
-            for raw in raws
-        ]
-    )
+    records = RawInbound.objects.bulk_create([_raw_record(raw=raw, source=source, inbox=inbox) for raw in raws])
     plain: list[tuple[int, InboundMessage]] = []
     for k, (record, raw) in enumerate(zip(records, raws, strict=True)):
         if delivery_report(raw) is not None:
