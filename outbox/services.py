@@ -135,6 +135,7 @@ class _Deferred:
             self.runs_here = False
         if not self.runs_here:  # a row this process runs was handed over by `_flush`
             dispatch([self.task], countdown=self.delay or None)
+            _embedded_sweep()
 
 
 def _flush(here: _Here) -> int:
