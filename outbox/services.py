@@ -174,6 +174,9 @@ def batch(kinds: Iterable[str] = ("route",)) -> Iterator[None]:
         with transaction.atomic():
             yield
             _flush(here)
+            # The commit hooks may run tasks (eagerly in `make run`) whose own transactions
+            # enqueue: those rows are written as usual, not deferred to a flush that is over.
+            here.batching = False
     finally:
         _here.reset(token)
     _run(here.tasks)

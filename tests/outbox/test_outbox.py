@@ -301,3 +301,27 @@ def test_a_batch_writes_its_rows_in_one_insert_and_drops_those_of_a_rolled_back_
     assert ran == [1] and sent == ["send_survey"]
     route = OutboxTask.objects.get(kind="route")
     assert route.status == "done" and route.attempts == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_run_by_a_batchs_commit_hook_writes_its_own_rows(monkeypatch, caplog):
+    """A row a batch hands to Celery after its commit may run at once (eager in `make run`);
+    what that task enqueues in its own transaction is written then, not left for the batch's
+    flush, which is over."""
+    import logging
+
+    from django.db import transaction
+
+    from outbox.services import batch
+
+    def eager(tasks, **kwargs):
+        for task in tasks:
+            if task.object_id < 100:  # the first task's run enqueues one more
+                with transaction.atomic():
+                    enqueue("send_survey", object_id=task.object_id + 100)
+
+    monkeypatch.setattr("outbox.services.dispatch", eager)
+    with caplog.at_level(logging.ERROR, logger="outbox.services"), batch():  # a real commit: hooks run in it
+        enqueue("send_survey", object_id=1)
+    assert "not flushed" not in caplog.text
+    assert sorted(OutboxTask.objects.values_list("object_id", flat=True)) == [1, 101]
