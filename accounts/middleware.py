@@ -52,9 +52,11 @@ class StaffLanguageMiddleware:
 
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated and user.is_staff:
-            from .models import StaffProfile
+            code = getattr(user, "desk_language", None)  # read already (cxdesk.middleware.DeskUserMiddleware)
+            if code is None:
+                from .models import StaffProfile
 
-            code = StaffProfile.objects.filter(user_id=user.pk).values_list("language", flat=True).first()
+                code = StaffProfile.objects.filter(user_id=user.pk).values_list("language", flat=True).first()
             if code:
                 translation.activate(resolve_language(code))
                 request.LANGUAGE_CODE = translation.get_language()

@@ -39,6 +39,20 @@ def user_role(user) -> str | None:
     return role
 
 
+def role_remember(user, group_name: str | None) -> None:
+    """Keep on `user` the role its highest role group gives (`group_name`, None for none),
+    read by a query that asked for more at once (`cxdesk.middleware.DeskUserMiddleware`):
+    `user_role` then asks nothing. Staff checks and the superuser rule still apply there."""
+    setattr(user, _CACHE_ATTR, group_name if group_name in _RANK else AGENT)
+
+
+def role_rank_case():
+    """SQL for a role group's rank (higher: more rights), to pick a user's highest."""
+    from django.db.models import Case, IntegerField, Value, When
+
+    return Case(*[When(name=name, then=Value(rank)) for name, rank in _RANK.items()], output_field=IntegerField())
+
+
 def role_from_groups(user) -> str | None:
     """`user_role` from `user.groups.all()` — use with `prefetch_related("groups")` in lists."""
     if not user.is_active or not user.is_staff:

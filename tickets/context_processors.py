@@ -1,5 +1,5 @@
 """Template context for every desk page: the bell's unread count, computed only when a
-template asks for it (one COUNT on an index)."""
+template asks for it (one COUNT on an index), and the agent's routing status."""
 
 from __future__ import annotations
 
@@ -16,4 +16,11 @@ def desk(request) -> dict:
 
         return notifications_unread_count(user=user)
 
-    return {"bell_unread": SimpleLazyObject(unread)}
+    def agent_status() -> str:
+        status = getattr(user, "desk_agent_status", None)  # read already (cxdesk.middleware.DeskUserMiddleware)
+        if status is None:
+            profile = getattr(user, "agent_profile", None)  # reverse one-to-one: None when missing
+            status = profile.status if profile is not None else ""
+        return status
+
+    return {"bell_unread": SimpleLazyObject(unread), "agent_status": SimpleLazyObject(agent_status)}
