@@ -96,6 +96,17 @@ def agent(db):
 
 
 @pytest.fixture
+def desk(agent):
+    """A test client signed in as `agent` (kept on it as `.agent`)."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(agent)
+    client.agent = agent
+    return client
+
+
+@pytest.fixture
 def in_memory_layers(settings):
     """In-memory channel layer and cache for consumer tests (use with `autouse` wrappers)."""
     from django.core.cache import cache

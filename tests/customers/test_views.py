@@ -1,5 +1,4 @@
 import pytest
-from django.test import Client
 
 from channels_app.services import ingest
 from customers.models import CustomerMerge, Identity
@@ -7,14 +6,6 @@ from tests.channels_app.factories import email_inbound, inbound
 from tests.tickets.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def desk(agent):
-    client = Client()
-    client.force_login(agent)
-    client.agent = agent
-    return client
 
 
 def test_customer_360_page_merge_with_confirmation_and_undo(

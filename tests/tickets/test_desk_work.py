@@ -4,7 +4,6 @@ point, finding and merging people."""
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 
 from channels_app.services import ingest
 from customers.models import Customer, Identity
@@ -14,13 +13,6 @@ from tickets import services
 from tickets.models import Notification, SavedView, Team, Ticket
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def desk(agent):
-    client = Client()
-    client.force_login(agent)
-    return client
 
 
 def test_bulk_from_the_desk_assigns_and_merges(desk, agent, email_inbox):

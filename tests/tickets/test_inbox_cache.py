@@ -36,11 +36,6 @@ def _desk(user):
     return client
 
 
-@pytest.fixture
-def desk(agent):
-    return _desk(agent)
-
-
 def test_a_second_page_does_not_count_again(desk, agent, email_inbox):
     SavedView.objects.create(owner=agent, name="Mail", filters={"view": "open", "channel": "email"})
     for i in range(3):

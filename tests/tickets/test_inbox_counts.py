@@ -4,7 +4,6 @@ customer panel's channel list (issue 12)."""
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from channels_app.services import ingest
@@ -15,14 +14,6 @@ from tickets import selectors
 from tickets.models import SavedView, Ticket
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def desk(agent):
-    client = Client()
-    client.force_login(agent)
-    client.agent = agent
-    return client
 
 
 def make_tickets(email_inbox, n, start=0):

@@ -3,7 +3,6 @@ once per process for each key and never go stale: a new agent, a renamed team, a
 another selected filter, other counts or another language show on the next page (issue 12)."""
 
 import pytest
-from django.test import Client
 from django.utils import translation
 
 from tests.tickets.factories import AgentFactory, TeamFactory
@@ -11,13 +10,6 @@ from tickets import inbox_cache
 from tickets.models import SavedView
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def desk(agent):
-    client = Client()
-    client.force_login(agent)
-    return client
 
 
 @pytest.fixture

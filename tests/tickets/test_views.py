@@ -11,14 +11,6 @@ from tickets.models import Message, Ticket, TicketMove
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def desk(agent):
-    client = Client()
-    client.force_login(agent)
-    client.agent = agent
-    return client
-
-
 def make_tickets(email_inbox, sms_inbox, n, start=0):
     for i in range(start, start + n):
         r = ingest(email_inbound(email_inbox, address=f"v{i}@example.com", subject=f"Subject {i}", text=f"body {i}"))
