@@ -201,9 +201,7 @@ def test_the_api_and_presence_degrade_when_the_cache_is_down(api_client_and_tick
 
     from tickets.presence import presence_list, presence_touch
 
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
-    }
+    settings.CACHES = {"default": {"BACKEND": "cxdesk.cache.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}
     caches._settings = caches.settings = caches.configure_settings(None)  # the new CACHES
     try:
         del caches._connections.default
@@ -325,3 +323,42 @@ def test_a_task_run_by_a_batchs_commit_hook_writes_its_own_rows(monkeypatch, cap
         enqueue("send_survey", object_id=1)
     assert "not flushed" not in caplog.text
     assert sorted(OutboxTask.objects.values_list("object_id", flat=True)) == [1, 101]
+
+
+def test_a_batch_writes_timeline_events_together_with_the_ids_and_times_they_were_given(email_inbox):
+    """`defer_insert` in a batch of many: a timeline event has its id and time when it is recorded
+    (live clients are told that id), and the batch's events are written in one INSERT as it
+    ends — except one recorded in a savepoint that was rolled back. Outside a batch an event
+    is written at once."""
+    from django.db import transaction
+
+    from outbox.services import batch
+    from tickets import events
+    from tickets.models import TicketEvent
+
+    ticket = ingest(email_inbound(email_inbox, address="e@example.com")).ticket
+    before = TicketEvent.objects.count()
+    with CaptureQueriesContext(connection) as ctx:
+        with batch(defer_rows=True):
+            kept = events.tags_changed(ticket, actor=None, added=["a"], removed=[])
+            try:
+                with transaction.atomic():
+                    events.tags_changed(ticket, actor=None, added=["gone"], removed=[])
+                    raise RuntimeError("rolled back")
+            except RuntimeError:
+                pass
+            also = events.priority_changed(ticket, actor=None, old="normal", new="high")
+            assert kept.pk and also.pk and kept.created_at <= also.created_at
+            assert TicketEvent.objects.count() == before, "nothing written before the batch ends"
+            written_at = timezone.now()
+    inserts = [q for q in ctx.captured_queries if q["sql"].startswith('INSERT INTO "tickets_ticketevent"')]
+    assert len(inserts) == 1
+    stored = {e.pk: e for e in TicketEvent.objects.filter(pk__in=[kept.pk, also.pk])}
+    assert stored[kept.pk].data == {"added": ["a"], "removed": []}
+    assert stored[kept.pk].created_at == kept.created_at < written_at, "the time it was recorded"
+    assert TicketEvent.objects.count() == before + 2
+    alone = events.tags_changed(ticket, actor=None, added=["b"], removed=[])
+    assert TicketEvent.objects.filter(pk=alone.pk).exists()
+    with batch():  # a batch of one or two: its events written as they come
+        one = events.tags_changed(ticket, actor=None, added=["c"], removed=[])
+        assert TicketEvent.objects.filter(pk=one.pk).exists()
