@@ -241,7 +241,7 @@ def _drain_batch(batch: int) -> tuple[int, int]:
     """One transaction: claim up to `batch` pending deliveries and ingest them; the batch's
     routing runs after the commit, in this process. Returns (claimed, messages stored)."""
     stored = 0
-    with memo_scope(), outbox_batch():
+    with memo_scope(), outbox_batch(defer_rows=True):
         records = list(
             RawInbound.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("inbox")
@@ -259,11 +259,13 @@ def _drain_batch(batch: int) -> tuple[int, int]:
             if found is not None:
                 parsed.append((record, *found))
         senders = [
-            (item.sender.kind, item.sender.address, record.inbox.default_region)
+            (item.sender.kind, item.sender.address, record.inbox.default_region, item.sender.display_name)
             for record, items, _statuses in parsed
             for item in items
         ]
-        with senders_batch(senders), raw_marks_batched():
+        # Every parsed delivery is stored or the batch rolls back: first-time senders get
+        # their customers here, together.
+        with senders_batch(senders, create=True), raw_marks_batched():
             for record, items, statuses in parsed:
                 with request_id_scope(record.request_id or f"raw-{record.pk}"):
                     count = _store(record, items, statuses, in_batch=True)

@@ -50,6 +50,9 @@ def identity_resolve(
     if identity is _UNREAD:
         identity = Identity.objects.select_related("customer").filter(kind=kind, address=address).first()
     if identity is not None:
+        if batch and (kind, address) in batch.fresh:
+            batch.fresh.discard((kind, address))  # created ahead for this batch: new the first time
+            return identity, True
         return identity, False
     try:
         with transaction.atomic() if not caller_retries else contextlib.nullcontext():
@@ -74,6 +77,7 @@ def identity_resolve(
 class _Batch:
     known: dict[tuple[str, str], Identity | None] = field(default_factory=dict)
     locked: dict[int, Customer] = field(default_factory=dict)
+    fresh: set[tuple[str, str]] = field(default_factory=set)  # created ahead, not yet asked for
 
 
 _batch: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("customers_batch", default=None)
@@ -81,36 +85,65 @@ _UNREAD = object()
 
 
 @contextlib.contextmanager
-def senders_batch(senders: Iterable[tuple[str, str, str | None]]) -> Iterator[None]:
+def senders_batch(
+    senders: Iterable[tuple[str, str, str | None] | tuple[str, str, str | None, str]], *, create: bool = False
+) -> Iterator[None]:
     """Inside ONE transaction that is all or nothing (a drainer's batch): read the
-    identities of these (kind, address, region) senders in one statement and lock their
-    customers in one more, in id order — so `identity_resolve` and `customer_lock` ask
-    nothing more of them in the block, and two batches lock common customers in the same
-    order. An address that does not parse is left to `identity_resolve`, which says why."""
+    identities of these (kind, address, region, display name) senders in one statement and
+    lock their customers in one more, in id order — so `identity_resolve` and
+    `customer_lock` ask nothing more of them in the block, and two batches lock common
+    customers in the same order. `create`: the senders nobody knows get their customer and
+    identity now, two INSERTs for the batch (the caller stores a message of every sender, or
+    rolls the batch back); `identity_resolve` calls them new the first time it is asked.
+    An address that does not parse is left to `identity_resolve`, which says why."""
     batch = _Batch()
     token = _batch.set(batch)
     try:
-        pairs = set()
-        for kind, address, region in senders:
+        names: dict[tuple[str, str], str] = {}
+        for kind, address, region, *display_name in senders:
             with contextlib.suppress(ApplicationError):
-                pairs.add((kind, normalize_address(kind, address, region)))
-        if pairs:
+                pair = (kind, normalize_address(kind, address, region))
+                names[pair] = names.get(pair) or (display_name[0] if display_name else "")
+        if names:
             wanted = Q()
-            for kind, address in pairs:
+            for kind, address in names:
                 wanted |= Q(kind=kind, address=address)
             found = {(i.kind, i.address): i for i in Identity.objects.filter(wanted)}
             owners = sorted({i.customer_id for i in found.values()})
             if owners:
                 rows = Customer.objects.select_for_update(no_key=True).filter(pk__in=owners).order_by("pk")
                 batch.locked.update({c.pk: c for c in rows})
-            for pair in pairs:
+            for pair in names:
                 identity = found.get(pair)
                 if identity is not None and identity.customer_id in batch.locked:
                     identity.customer = batch.locked[identity.customer_id]
                 batch.known[pair] = identity
+            missing = [(pair, name) for pair, name in names.items() if found.get(pair) is None]
+            if create and missing:
+                _senders_create(batch, missing)
         yield
     finally:
         _batch.reset(token)
+
+
+def _senders_create(batch: _Batch, missing: list[tuple[tuple[str, str], str]]) -> None:
+    """Customers and identities of a batch's first-time senders, as `identity_resolve` would
+    make them one by one. Two drainers meeting the same new sender: the unique (kind,
+    address) constraint fails one batch, which is taken again and finds the customer."""
+    now = timezone.now()
+    customers = Customer.objects.bulk_create(
+        [Customer(name=name[:200], organization=_organization_for(kind, address)) for (kind, address), name in missing]
+    )
+    identities = Identity.objects.bulk_create(
+        [
+            Identity(customer=customer, kind=kind, address=address, display_name=name[:200], last_seen_at=now)
+            for customer, ((kind, address), name) in zip(customers, missing, strict=True)
+        ]
+    )
+    for identity, customer in zip(identities, customers, strict=True):
+        batch.known[(identity.kind, identity.address)] = identity
+        batch.locked[customer.pk] = customer
+        batch.fresh.add((identity.kind, identity.address))
 
 
 def customer_lock(customer_id: int) -> Customer:

@@ -15,6 +15,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from cxdesk.memo import memoized
+from outbox.services import batch as outbox_batch
 from tickets.models import Message, Team, Ticket
 from tickets.services import ticket_assign, ticket_set_tags, ticket_update
 
@@ -141,15 +142,16 @@ def route_ticket(
     return _route(_locked_tickets([ticket_id]).get(ticket_id), trigger=trigger, message_id=message_id, now=now)
 
 
-@transaction.atomic
 def route_tickets(items: list[tuple[int, str, int | None]], *, now: datetime | None = None) -> list[int | None]:
     """`route_ticket` for many (ticket id, trigger, message id) at once — a drainer's batch:
-    one transaction, the tickets locked and read in one statement. All or nothing."""
-    tickets = _locked_tickets(ticket_id for ticket_id, _trigger, _message_id in items)
-    return [
-        _route(tickets.get(ticket_id), trigger=trigger, message_id=message_id, now=now)
-        for ticket_id, trigger, message_id in items
-    ]
+    one transaction (an outbox batch: the timeline events and outbox rows it writes go in
+    one INSERT each), the tickets locked and read in one statement. All or nothing."""
+    with outbox_batch(kinds=(), defer_rows=len(items) > 1):
+        tickets = _locked_tickets(ticket_id for ticket_id, _trigger, _message_id in items)
+        return [
+            _route(tickets.get(ticket_id), trigger=trigger, message_id=message_id, now=now)
+            for ticket_id, trigger, message_id in items
+        ]
 
 
 def _rules(trigger: str) -> list[Rule]:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from outbox.services import defer_insert
+
 from .models import Ticket, TicketEvent
 
 
 def record(ticket: Ticket, kind: str, *, actor=None, **data: Any) -> TicketEvent:
-    event = TicketEvent.objects.create(ticket=ticket, kind=kind, actor=actor, data=data)
+    event = TicketEvent(ticket=ticket, kind=kind, actor=actor, data=data)
+    if not defer_insert(event):  # in a drainer's batch: written with the batch's other events
+        event.save(force_insert=True)
     from cxdesk.realtime import broadcast_on_commit
 
     broadcast_on_commit(f"ticket.{ticket.pk}", "ticket.event", ticket_id=ticket.pk, event_id=event.pk, kind=kind)

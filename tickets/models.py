@@ -141,6 +141,15 @@ class Ticket(models.Model):
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets")
     inbox = models.ForeignKey("Inbox", null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets")
     channel = models.CharField(max_length=16, choices=Channel.choices, help_text="The channel it was opened on.")
+    # The channel of the customer's latest message ("" on tickets older than this column, until
+    # the customer writes again): a message from another channel records a channel switch.
+    last_customer_channel = models.CharField(
+        max_length=16,
+        choices=Channel.choices,
+        blank=True,
+        default="",
+        db_default="",  # raw INSERTs (COPY seeds) too
+    )
     get_status_display = _choice_display("status", Status.choices)
     get_priority_display = _choice_display("priority", Priority.choices)
     get_channel_display = _choice_display("channel", Channel.choices)

@@ -394,6 +394,7 @@ def message_receive(
             customer=customer,
             inbox=inbox,
             channel=channel,
+            last_customer_channel=channel,
             last_customer_message_at=now,
             last_message_at=now,
             **fields,
@@ -428,15 +429,20 @@ def message_receive(
 
 def _ticket_continue(*, ticket: Ticket, message: Message, now, reopen: bool) -> None:
     """A customer message joined an existing ticket: activity, channel switch, reopen."""
-    previous = (
+    # The caller holds the ticket's row lock (or its customer's), read with it: the column is
+    # what the previous message left. Only a ticket from before the column asks the messages.
+    previous = ticket.last_customer_channel or (
         Message.objects.filter(ticket=ticket, direction=Message.Direction.INBOUND)
         .exclude(pk=message.pk)
         .order_by("-created_at", "-id")
         .values_list("channel", flat=True)
         .first()
     )
-    Ticket.objects.filter(pk=ticket.pk).update(last_customer_message_at=now, last_message_at=now, updated_at=now)
+    Ticket.objects.filter(pk=ticket.pk).update(
+        last_customer_message_at=now, last_message_at=now, last_customer_channel=message.channel, updated_at=now
+    )
     ticket.last_customer_message_at = ticket.last_message_at = ticket.updated_at = now
+    ticket.last_customer_channel = message.channel
     if previous and previous != message.channel:
         events.channel_switched(ticket, old=previous, new=message.channel, message_id=message.pk)
     old = ticket.status
@@ -675,12 +681,12 @@ def undo_move(*, move: TicketMove, actor=None) -> TicketMove:
 def _refresh_activity(ticket: Ticket) -> None:
     """Recompute the ticket's activity timestamps from its messages."""
     msgs = ticket.messages
-    last_in = (
+    last_in, last_channel = (
         msgs.filter(direction=Message.Direction.INBOUND)
-        .order_by("-created_at")
-        .values_list("created_at", flat=True)
+        .order_by("-created_at", "-id")
+        .values_list("created_at", "channel")
         .first()
-    )
+    ) or (None, "")
     last_out = (
         msgs.filter(direction=Message.Direction.OUTBOUND)
         .order_by("-created_at")
@@ -695,6 +701,7 @@ def _refresh_activity(ticket: Ticket) -> None:
     )
     Ticket.objects.filter(pk=ticket.pk).update(
         last_customer_message_at=last_in,
+        last_customer_channel=last_channel,
         last_agent_message_at=last_out,
         last_message_at=last_any,
         updated_at=timezone.now(),

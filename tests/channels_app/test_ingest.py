@@ -3,6 +3,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from channels_app.models import Channel
@@ -110,6 +111,23 @@ def test_email_then_sms_from_linked_customer_is_one_ticket(email_inbox, sms_inbo
     assert second.message.thread_reason == Message.ThreadReason.OPEN_TICKET
     event = TicketEvent.objects.get(ticket=first.ticket, kind=TicketEvent.Kind.CHANNEL_SWITCH)
     assert event.data["old"] == "email" and event.data["new"] == "sms"
+
+
+def test_the_channel_switch_is_told_by_the_tickets_last_customer_channel(email_inbox, sms_inbox):
+    """The ticket remembers the channel of the customer's latest message: a switch is seen
+    without reading the messages back; a ticket from before that column asks them."""
+    first = ingest(email_inbound(email_inbox, address="ola@example.com", subject="Broken parcel"))
+    Identity.objects.create(customer=first.ticket.customer, kind="phone", address="+48600100301")
+    assert Ticket.objects.get(pk=first.ticket.pk).last_customer_channel == "email"
+    with CaptureQueriesContext(connection) as ctx:
+        ingest(inbound(sms_inbox, address="600 100 301", text="any news?"))
+    assert not [q for q in ctx.captured_queries if q["sql"].startswith('SELECT "tickets_message"."channel"')]
+    assert Ticket.objects.get(pk=first.ticket.pk).last_customer_channel == "sms"
+    Ticket.objects.filter(pk=first.ticket.pk).update(last_customer_channel="")  # as an older ticket
+    ingest(email_inbound(email_inbox, address="ola@example.com", subject="Re: Broken parcel"))
+    switches = TicketEvent.objects.filter(ticket=first.ticket, kind=TicketEvent.Kind.CHANNEL_SWITCH)
+    assert [(e.data["old"], e.data["new"]) for e in switches.order_by("id")] == [("email", "sms"), ("sms", "email")]
+    assert Ticket.objects.get(pk=first.ticket.pk).last_customer_channel == "email"
 
 
 def test_sms_after_the_continuity_window_opens_a_new_ticket(sms_inbox):

@@ -196,15 +196,17 @@ def test_the_batch_routes_its_new_tickets_itself(client, twilio_inbox, queued, m
     # No savepoint per delivery: the two seen are the batch's transaction and its routing's,
     # savepoints here only because the test runs inside a transaction of its own.
     assert len([q for q in statements if q.startswith("SAVEPOINT")]) == 2
-    # What a new conversation costs in a batch: 5 statements to store it (customer, identity,
-    # ticket, message, its event), 2 to give it the default team (the update, its event);
-    # once per batch: the claim of the deliveries, their senders, the deliveries marked
-    # processed, the outbox rows, the routed tickets read and locked, the routing rows marked
-    # done, and the settings asked once (webhook subscriptions, SLA policies, routing rules,
-    # the default team, which inboxes have a routing config).
+    # What a new conversation costs in a batch: 2 statements to store it (ticket, message;
+    # its customer, identity and timeline event are written with the batch's others), 1 to
+    # give it the default team (the update; its event likewise); once per batch: the claim of
+    # the deliveries, their senders, the new customers and identities, event ids drawn ahead
+    # (twice: the ingest's and the routing's transactions), the events (twice), the deliveries
+    # marked processed, the outbox rows, the routed tickets read and locked, the routing rows
+    # marked done, and the settings asked once (webhook subscriptions, SLA policies, routing
+    # rules, the default team, which inboxes have a routing config).
     control = ("SAVEPOINT", "RELEASE SAVEPOINT", "BEGIN", "COMMIT")
     sql = [q for q in statements if not q.startswith(control)]
-    assert len(sql) <= 3 * (5 + 2) + 6 + 5, "\n".join(sql)
+    assert len(sql) <= 3 * (2 + 1) + 17, "\n".join(sql)
 
 
 def test_a_lost_wake_up_is_caught_by_the_sweep(client, twilio_inbox, queued, monkeypatch):
@@ -367,12 +369,14 @@ def test_the_webhook_inbox_is_remembered_briefly_and_forgotten_when_saved(client
     assert post(client, "/hooks/twilio/3/", params, _signed(params)).status_code == 200
 
 
-def test_a_batch_costs_four_or_five_statements_a_message(client, twilio_inbox, queued, monkeypatch):
-    """Ten deliveries in one batch — five numbers writing again, five new ones — cost 4
-    statements a continuing message (its open ticket locked, the message, the previous
-    channel, the ticket's activity), 5 a new one (customer, identity, ticket, message,
-    event), plus what a batch costs once (claim, senders and their customers, processed
-    marks, outbox rows, routing's read and completion, settings asked once)."""
+def test_a_batch_costs_three_or_two_statements_a_message(client, twilio_inbox, queued, monkeypatch):
+    """Ten deliveries in one batch — five numbers writing again, five new ones — cost 3
+    statements a continuing message (its open ticket locked, the message, the ticket's
+    activity and last channel), 2 a new one (ticket, message: the customers and identities
+    of the new numbers are written together, and so are the tickets' timeline events), plus
+    what a batch costs once (claim, senders and their customers, the new customers and
+    identities, event ids drawn ahead, the events, processed marks, outbox rows, routing's
+    read and completion, settings asked once)."""
     monkeypatch.setattr("channels_app.tasks.drain_webhooks.delay", lambda slot: None)
     for k in range(5):
         _store(client, f"hello {k}", f"SMs{k}", sender=f"+4860010080{k}")
@@ -385,7 +389,7 @@ def test_a_batch_costs_four_or_five_statements_a_message(client, twilio_inbox, q
         assert webhook_queue.drain() == 10
     control = ("SAVEPOINT", "RELEASE SAVEPOINT", "BEGIN", "COMMIT")
     sql = [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(control)]
-    assert len(sql) <= 5 * 4 + 5 * 5 + 12, "\n".join(sql)
+    assert len(sql) <= 5 * 3 + 5 * 2 + 16, "\n".join(sql)
     assert Ticket.objects.count() == 10 and Message.objects.count() == 15
 
 
@@ -404,26 +408,14 @@ def test_a_batch_that_meets_a_customer_another_drainer_just_created_is_taken_aga
     monkeypatch.setattr("channels_app.tasks.drain_webhooks.delay", lambda slot: None)
     _store(client, "second message", "SMr2", sender="+48600100901")
     _store(client, "someone else", "SMr3", sender="+48600100902")
-    real = customer_services.senders_batch
+    real = customer_services._senders_create
     calls = []
 
-    def looked_first(senders):
-        context = real(senders)
-        return _after_look(context)
-
-    class _after_look:  # run the other drainer's commit once our batch has looked
-        def __init__(self, context):
-            self.context = context
-
-        def __enter__(self):
-            value = self.context.__enter__()
-            calls.append(1)
-            if len(calls) == 1:
-                other_drainer_first_commit()
-            return value
-
-        def __exit__(self, *exc):
-            return self.context.__exit__(*exc)
+    def created_after_the_other(batch, missing):  # our batch has looked; the other commits first
+        calls.append(1)
+        if len(calls) == 1:
+            other_drainer_first_commit()
+        return real(batch, missing)
 
     def other_drainer_first_commit():
         db = connection.settings_dict
@@ -439,7 +431,7 @@ def test_a_batch_that_meets_a_customer_another_drainer_just_created_is_taken_aga
                 [customer_id],
             )
 
-    monkeypatch.setattr("channels_app.webhook_queue.senders_batch", looked_first)
+    monkeypatch.setattr(customer_services, "_senders_create", created_after_the_other)
     with caplog.at_level(logging.INFO, logger="channels_app.webhook_queue"):
         assert webhook_queue.drain() == 2
     assert "another drainer just created" in caplog.text

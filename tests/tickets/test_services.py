@@ -1,6 +1,7 @@
 import pytest
 
 from channels_app.services import ingest
+from customers.models import Identity
 from cxdesk.errors import ApplicationError
 from tests.channels_app.factories import email_inbound, inbound
 from tickets.models import Message, Ticket, TicketEvent, TicketMove
@@ -97,6 +98,17 @@ def test_merge_and_undo(email_inbox, sms_inbox, agent):
     source.refresh_from_db()
     assert source.status == "new" and source.merged_into_id is None
     assert list(Message.objects.filter(ticket=source).values_list("pk", flat=True)) == [b.message.pk]
+
+
+def test_a_merge_moves_the_last_customer_channel_with_the_messages(email_inbox, sms_inbox, agent):
+    """The target of a merge remembers the channel of the customer's latest message among
+    those it received, so the next message's channel switch is told right."""
+    older = ingest(inbound(sms_inbox, address="+48600100302", text="the first issue")).ticket
+    Identity.objects.create(customer=older.customer, kind="email", address="c@example.com")
+    newer = ingest(email_inbound(email_inbox, address="c@example.com")).ticket  # a fresh mail: its own ticket
+    assert newer.pk != older.pk and (older.last_customer_channel, newer.last_customer_channel) == ("sms", "email")
+    merge_tickets(source=newer, target=older, actor=agent)
+    assert Ticket.objects.get(pk=older.pk).last_customer_channel == "email"
 
 
 def test_split_and_undo(sms_inbox, agent):
