@@ -157,8 +157,11 @@ class Ticket(models.Model):
     # Per-ticket secret for reply addresses (support+<token>@…): threads replies from
     # clients that drop In-Reply-To and the subject reference.
     reply_token = models.CharField(max_length=32, unique=True, default=_reply_token, editable=False)
+    # Indexed only where set (`ticket_merged_into_idx`): a plain index on a column that is NULL
+    # on nearly every row is one the planner may walk for "merged_into IS NULL" before the
+    # table's statistics say otherwise (a new desk under a burst): every ticket, each lookup.
     merged_into = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_from"
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_from", db_index=False
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -179,6 +182,7 @@ class Ticket(models.Model):
             models.Index(fields=["team", "status", "-last_message_at"], name="ticket_team_idx"),
             # Continuity lookup: a customer's newest open ticket.
             models.Index(fields=["customer", "status", "-last_message_at"], name="ticket_customer_idx"),
+            models.Index(fields=["merged_into"], condition=Q(merged_into__isnull=False), name="ticket_merged_into_idx"),
             # Incremental sync (updated_since) with a stable tiebreak.
             models.Index(fields=["updated_at", "id"], name="ticket_updated_idx"),
             # The desk's inbox views (tickets.selectors._view_q), each read in the list's order
