@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _lazy
 
@@ -312,17 +312,26 @@ def _thread(
         # index and pick the newest here. With ORDER BY … LIMIT 1 the planner may walk the
         # desk-wide activity index instead, looking for this customer among every open ticket.
         cutoff = timezone.now() - inbound.inbox.continuity_window
-        open_tickets = Ticket.objects.filter(
-            customer=customer, status__in=Ticket.OPEN_STATUSES, merged_into=None, last_message_at__gte=cutoff
-        ).order_by()
         ticket = max(
-            open_tickets.select_for_update(of=("self",), no_key=True),
+            (t for t in continuity_candidates(customer, cutoff) if t.merged_into_id is None),
             key=lambda t: (t.last_message_at, t.pk),
             default=None,
         )
         if ticket:
             return ticket, R.OPEN_TICKET, None
     return None, R.NEW_TICKET, refused
+
+
+def continuity_candidates(customer: Customer, cutoff) -> QuerySet[Ticket]:
+    """The customer's open tickets active since `cutoff`, row-locked. "Not merged" is left
+    to the caller (a merged ticket is closed anyway): with it in the WHERE clause the open
+    tickets' partial indexes match the query, and a planner without statistics yet (a new
+    desk under a burst) walks one of them through every open ticket instead of the customer's."""
+    return (
+        Ticket.objects.filter(customer=customer, status__in=Ticket.OPEN_STATUSES, last_message_at__gte=cutoff)
+        .order_by()
+        .select_for_update(of=("self",), no_key=True)
+    )
 
 
 def _header_ticket(header_ids: list[str], customer: Customer, address: str) -> tuple[Ticket | None, Ticket | None]:

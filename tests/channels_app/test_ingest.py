@@ -1,3 +1,4 @@
+import re
 import threading
 from datetime import timedelta
 
@@ -227,3 +228,25 @@ def test_ingest_of_a_new_customer_runs_a_bounded_number_of_queries(sms_inbox, dj
     # + 1 for the SLA policy lookup
     with django_assert_max_num_queries(18):
         ingest(inbound(sms_inbox, address="+48600100202", text="new customer"))
+
+
+def test_the_continuity_lookup_goes_through_the_customer_even_before_statistics(sms_inbox):
+    """A new desk under a burst: the tickets table has no statistics yet (this test's rows are
+    never analysed). The lookup of a customer's open tickets must still start from the
+    customer, not walk an index of every open ticket."""
+    from channels_app.services import continuity_candidates
+
+    first = ingest(inbound(sms_inbox, address="+48600100500", text="mine"))
+    others = [Customer(name=f"c{i}") for i in range(1500)]
+    Customer.objects.bulk_create(others)
+    now = timezone.now()
+    Ticket.objects.bulk_create(
+        Ticket(customer=c, subject="x", channel="sms", status="open", last_message_at=now) for c in others
+    )
+    qs = continuity_candidates(first.ticket.customer, now - timedelta(days=1))
+    assert [t.pk for t in qs] == [first.ticket.pk]
+    sql, params = qs.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert re.search(r"Index Cond: \(+customer_id = ", plan), plan
