@@ -118,6 +118,14 @@ IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
 # own queries (bench/README.md). Checked before reuse, so a restarted database is survived.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60 if IS_POSTGRES else 0))
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# Parameters bound by the server, not quoted into the SQL by psycopg: less Python per
+# statement, and a statement run often on a connection is prepared once (psycopg prepares it
+# on its 5th run), so PostgreSQL stops planning it again — planning a lookup on the tickets
+# table (20 indexes) costs it several times the lookup. Off for a pooler that cannot keep
+# prepared statements (PgBouncer before 1.21 in transaction mode).
+if IS_POSTGRES and env.bool("DB_SERVER_SIDE_BINDING", default=True):
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("server_side_binding", True)
+    DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)  # Django's default: never
 # The inbox's covering indexes (INCLUDE columns) are PostgreSQL's; SQLite (`make run`) builds
 # them without the extra columns, which is fine for a demo.
 SILENCED_SYSTEM_CHECKS = [] if IS_POSTGRES else ["models.W040"]

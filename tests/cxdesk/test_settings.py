@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -97,3 +99,23 @@ def test_timeouts_and_broker_transport_options_from_the_environment():
     assert transport["visibility_timeout"] == 900 and transport["max_connections"] == 20
     broken = run({"CXDESK_OUTBOX_LEASE": "60", "CELERY_TASK_TIME_LIMIT": "120"})
     assert broken.returncode != 0 and "CXDESK_OUTBOX_LEASE" in broken.stderr
+
+
+@pytest.mark.django_db
+def test_postgresql_binds_parameters_and_keeps_a_frequent_statement_prepared():
+    """DB_SERVER_SIDE_BINDING (on by default): the server binds the parameters, and a
+    statement run often on a connection is prepared once, not planned on every run."""
+    from django.db import connection
+
+    from tickets.models import Ticket
+
+    if connection.vendor != "postgresql":
+        assert os.environ.get("CI") != "true", "CI runs the suite on PostgreSQL"
+        pytest.skip("PostgreSQL only")
+    assert connection.features.uses_server_side_binding
+    for pk in range(8):
+        list(Ticket.objects.filter(pk=pk, customer_id=pk).values_list("id", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any('FROM "tickets_ticket"' in sql and "$1" in sql for sql in prepared), prepared
