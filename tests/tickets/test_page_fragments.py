@@ -101,3 +101,19 @@ def test_a_block_inside_a_fragment_is_refused():
         Template('{% load desk %}{% fragment "x" %}<p>{{ a }}</p>{% endfragment %}').render(Context({"a": 1}))
         == "<p>1</p>"
     ), "without a request's CSRF token: rendered as written"
+
+
+def test_durations_are_kept_per_language_and_follow_the_settings(settings):
+    from django.utils import translation
+
+    from tickets.templatetags.desk import duration
+
+    with translation.override("en"):
+        assert duration(2 * 3600 + 5 * 60) == "2 h 05 m"
+        assert duration(3 * 86400 + 4 * 3600 + 59) == "3 d 4 h"
+        assert duration(1234 * 86400) == "1234 d 0 h"
+    with translation.override("ru"):
+        assert duration(2 * 3600 + 5 * 60) == "2 ч 05 мин", "the same duration, another language"
+    settings.USE_THOUSAND_SEPARATOR = True
+    with translation.override("en"):
+        assert duration(1234 * 86400) == "1,234 d 0 h", "kept texts dropped when the settings change"

@@ -50,7 +50,9 @@ CSRF_STAND_IN = "cxdeskfragmentcsrf7q2x9"
 
 @receiver(setting_changed)
 def _fragments_settings_changed(**kwargs) -> None:
-    _fragments.clear()  # static URLs, languages, formats…: fragments rendered before no longer apply
+    # Static URLs, languages, number formats…: what was rendered before no longer applies.
+    _fragments.clear()
+    _duration_text.cache_clear()
 
 
 def _plain(value):
@@ -171,14 +173,28 @@ def duration(value) -> str:
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    # Unit abbreviations are translated (Russian "ч"/"мин", Persian "ساعت"…), numbers localised.
+    # Only the parts shown are in the key (the inbox asks for a duration on every row).
     if days:
-        return _("%(d)s d %(h)s h") % {"d": number_format(days), "h": number_format(hours)}
+        return _duration_text(get_language(), "d", days, hours)
     if hours:
-        return _("%(h)s h %(m)s m") % {"h": number_format(hours), "m": f"{minutes:02d}"}
+        return _duration_text(get_language(), "h", hours, minutes)
     if minutes:
-        return _("%(m)s m") % {"m": number_format(minutes)}
-    return _("%(s)s s") % {"s": number_format(secs)}
+        return _duration_text(get_language(), "m", minutes, 0)
+    return _duration_text(get_language(), "s", secs, 0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _duration_text(language: str | None, unit: str, big: int, small: int) -> str:
+    """`duration`'s text, the same for every request in that language: kept per process
+    (emptied when the settings change: number formats)."""
+    # Unit abbreviations are translated (Russian "ч"/"мин", Persian "ساعت"…), numbers localised.
+    if unit == "d":
+        return _("%(d)s d %(h)s h") % {"d": number_format(big), "h": number_format(small)}
+    if unit == "h":
+        return _("%(h)s h %(m)s m") % {"h": number_format(big), "m": f"{small:02d}"}
+    if unit == "m":
+        return _("%(m)s m") % {"m": number_format(big)}
+    return _("%(s)s s") % {"s": number_format(big)}
 
 
 @register.filter
