@@ -88,6 +88,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "cxdesk.urls"
+# Django's database sessions, read with a statement written once (cxdesk/sessions.py).
+SESSION_ENGINE = "cxdesk.sessions"
 WSGI_APPLICATION = "cxdesk.wsgi.application"
 ASGI_APPLICATION = "cxdesk.asgi.application"
 

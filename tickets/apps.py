@@ -17,6 +17,10 @@ class TicketsConfig(AppConfig):
         from . import inbox_cache
 
         inbox_cache.install()
+        # A write to the notifications table forgets the bell's count read with the desk user.
+        from . import notifications
+
+        notifications.install()
 
 
 def _close_sockets(sender, request, user, **kwargs) -> None:

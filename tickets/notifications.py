@@ -5,6 +5,9 @@ agent's own `agent.<id>` group after commit."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.contrib.auth import get_user_model
 from django.db.models import Q
@@ -62,7 +65,64 @@ def mentions_notify(*, message: Message) -> list[Notification]:
     return made
 
 
+# The bell's count for the request being served, read with the staff member's other desk facts
+# (`cxdesk.middleware.DeskUserMiddleware`): {user id: count}. Emptied by the first statement
+# that writes the notifications table while the request runs (`_forget_on_write`, an execute
+# wrapper on every connection: a new notification, marking read, a cascade delete, raw SQL),
+# so a page rendered after its own changes (the ticket page marks its notifications read)
+# counts again.
+_unread_preloaded: ContextVar[dict[int, int] | None] = ContextVar("notifications_unread_preloaded", default=None)
+
+
+@contextmanager
+def unread_count_preloaded(*, user_id: int, count: int) -> Iterator[None]:
+    """`notifications_unread_count(user=…)` answers `count` for `user_id` in the block, until a
+    statement writes a notification."""
+    token = _unread_preloaded.set({user_id: count})
+    try:
+        yield
+    finally:
+        _unread_preloaded.reset(token)
+
+
+def _writes_notifications(sql) -> bool:
+    return (
+        isinstance(sql, str)
+        and sql[:16].lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE", "TRUNCA")
+        and Notification._meta.db_table in sql
+    )
+
+
+def _forget_on_write(execute, sql, params, many, context):
+    known = _unread_preloaded.get()
+    if known and _writes_notifications(sql):
+        known.clear()
+    return execute(sql, params, many, context)
+
+
+def _install_on(connection, **kwargs) -> None:
+    if _forget_on_write not in connection.execute_wrappers:
+        connection.execute_wrappers.insert(0, _forget_on_write)
+
+
+def install() -> None:
+    """Watch every database connection's writes for the preloaded count (`tickets.apps.ready`)."""
+    from django.db import connections
+    from django.db.backends.signals import connection_created
+
+    connection_created.connect(_install_on, dispatch_uid="tickets.notifications.watch")
+    for alias in connections:
+        connection = connections[alias]
+        if connection.connection is not None:
+            _install_on(connection)
+
+
 def notifications_unread_count(*, user) -> int:
+    known = _unread_preloaded.get()
+    if known:
+        count = known.get(user.pk)
+        if count is not None:
+            return count
     return Notification.objects.filter(user=user, read_at=None).count()
 
 

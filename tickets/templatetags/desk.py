@@ -9,11 +9,15 @@ import zlib
 from django import template
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.template.loader_tags import BlockNode
 from django.templatetags.static import static
+from django.urls import get_script_prefix
 from django.utils import timezone
 from django.utils.formats import number_format
+from django.utils.functional import Promise
 from django.utils.html import conditional_escape, escape, format_html, linebreaks
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from cxdesk.sanitize import block_remote_images, has_remote_images, sanitize_html
@@ -33,6 +37,79 @@ CHANNEL_ICONS = {
     "api": "code",
     "desk": "pencil",
 }
+
+
+# --- {% fragment %}: a part of a page rendered once per process for each key ---------------
+
+FRAGMENTS_SIZE = 1000  # entries per process (a few KB each); emptied when full
+_fragments: dict[tuple, str] = {}
+# Stands for the request's CSRF token while a fragment renders (letters and digits: the same
+# escaped or not); the real token is put in its place on every request.
+CSRF_STAND_IN = "cxdeskfragmentcsrf7q2x9"
+
+
+@receiver(setting_changed)
+def _fragments_settings_changed(**kwargs) -> None:
+    # Static URLs, languages, number formats…: what was rendered before no longer applies.
+    _fragments.clear()
+    _duration_text.cache_clear()
+
+
+def _plain(value):
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Promise):
+        return str(value)
+    return (value.__class__.__name__, str(value))  # a lazy object: what it prints
+
+
+class FragmentNode(template.Node):
+    # Not looked into for {% block %}s (none inside, checked when parsed): `{% extends %}`
+    # looks for them in all of its parent's nodes on every render.
+    child_nodelists = ()
+
+    def __init__(self, name: str, keys: list, nodelist):
+        self.name, self.keys, self.nodelist = name, keys, nodelist
+
+    def render(self, context) -> str:
+        token = context.get("csrf_token")
+        token = str(token) if token else ""
+        if not token or token == "NOTPROVIDED" or CSRF_STAND_IN in token:  # noqa: S105 - a marker
+            return self.nodelist.render(context)  # no request context: rendered as written
+        key = (
+            self.name,
+            self.origin.name if self.origin else "",
+            get_language(),
+            get_script_prefix(),
+            *(_plain(expression.resolve(context)) for expression in self.keys),
+        )
+        html = _fragments.get(key)
+        if html is None:
+            with context.push(csrf_token=CSRF_STAND_IN):
+                html = self.nodelist.render(context)
+            if len(_fragments) >= FRAGMENTS_SIZE:
+                _fragments.clear()
+            _fragments[key] = html
+        return mark_safe(html.replace(CSRF_STAND_IN, token))  # noqa: S308 - rendered with autoescape
+
+
+@register.tag
+def fragment(parser, token):
+    """`{% fragment "name" key1 key2 … %}…{% endfragment %}`: the block rendered once per
+    process for each set of keys (plus the template, the language and the URL prefix) and
+    the same HTML given back after that. The keys must determine everything the block shows
+    — whatever it reads of the context besides them is taken as the same for every request;
+    the CSRF token is the exception, put in on every request. No `{% block %}` inside. Like
+    `tickets.inbox_cache.fragment_html`: never stale, no invalidation, but a key left out
+    shows one request's HTML to another."""
+    bits = token.split_contents()
+    if len(bits) < 2 or bits[1][0] not in "\"'" or bits[1][0] != bits[1][-1]:
+        raise template.TemplateSyntaxError("{% fragment %} takes a quoted name, then its keys")
+    nodelist = parser.parse(("endfragment",))
+    parser.delete_first_token()
+    if nodelist.get_nodes_by_type(BlockNode):
+        raise template.TemplateSyntaxError("{% fragment %} cannot hold a {% block %}")
+    return FragmentNode(bits[1][1:-1], [parser.compile_filter(bit) for bit in bits[2:]], nodelist)
 
 
 @register.filter
@@ -96,14 +173,28 @@ def duration(value) -> str:
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    # Unit abbreviations are translated (Russian "ч"/"мин", Persian "ساعت"…), numbers localised.
+    # Only the parts shown are in the key (the inbox asks for a duration on every row).
     if days:
-        return _("%(d)s d %(h)s h") % {"d": number_format(days), "h": number_format(hours)}
+        return _duration_text(get_language(), "d", days, hours)
     if hours:
-        return _("%(h)s h %(m)s m") % {"h": number_format(hours), "m": f"{minutes:02d}"}
+        return _duration_text(get_language(), "h", hours, minutes)
     if minutes:
-        return _("%(m)s m") % {"m": number_format(minutes)}
-    return _("%(s)s s") % {"s": number_format(secs)}
+        return _duration_text(get_language(), "m", minutes, 0)
+    return _duration_text(get_language(), "s", secs, 0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _duration_text(language: str | None, unit: str, big: int, small: int) -> str:
+    """`duration`'s text, the same for every request in that language: kept per process
+    (emptied when the settings change: number formats)."""
+    # Unit abbreviations are translated (Russian "ч"/"мин", Persian "ساعت"…), numbers localised.
+    if unit == "d":
+        return _("%(d)s d %(h)s h") % {"d": number_format(big), "h": number_format(small)}
+    if unit == "h":
+        return _("%(h)s h %(m)s m") % {"h": number_format(big), "m": f"{small:02d}"}
+    if unit == "m":
+        return _("%(m)s m") % {"m": number_format(big)}
+    return _("%(s)s s") % {"s": number_format(big)}
 
 
 @register.filter
