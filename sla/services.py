@@ -68,7 +68,7 @@ def sla_apply(*, ticket: Ticket, now: datetime, new: bool = False) -> TicketSla 
     return sla
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # inside the caller's transaction: no savepoint (two statements)
 def sla_status_changed(*, ticket: Ticket, old: str, new: str, now: datetime) -> None:
     sla = (
         TicketSla.objects.select_for_update(of=("self",))

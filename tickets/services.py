@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -62,7 +62,9 @@ def ticket_set_status(*, ticket: Ticket, status: str, actor=None, reason: str = 
         fields.append("reopen_count")
     ticket.save(update_fields=fields)
     if "reopen_count" in fields:
-        ticket.refresh_from_db(fields=["reopen_count"])
+        # Counted in the database (F): the instance forgets its value and reads it back
+        # only if something asks for it (a deferred field), not in a SELECT every reopen.
+        del ticket.reopen_count
     if reason == "customer_reply":
         pass  # the caller records the `reopened` event with the message id
     else:
@@ -428,20 +430,37 @@ def message_receive(
 
 def _ticket_continue(*, ticket: Ticket, message: Message, now, reopen: bool) -> None:
     """A customer message joined an existing ticket: activity, channel switch, reopen."""
-    previous = (
-        Message.objects.filter(ticket=ticket, direction=Message.Direction.INBOUND)
-        .exclude(pk=message.pk)
-        .order_by("-created_at", "-id")
-        .values_list("channel", flat=True)
-        .first()
-    )
-    Ticket.objects.filter(pk=ticket.pk).update(last_customer_message_at=now, last_message_at=now, updated_at=now)
+    previous = _ticket_touch(ticket=ticket, message=message, now=now)
     ticket.last_customer_message_at = ticket.last_message_at = ticket.updated_at = now
     if previous and previous != message.channel:
         events.channel_switched(ticket, old=previous, new=message.channel, message_id=message.pk)
     old = ticket.status
     if reopen and old in (S.SOLVED, S.PENDING):
         ticket_reopen_by_customer(ticket=ticket, old=old, message=message)
+
+
+def _ticket_touch(*, ticket: Ticket, message: Message, now) -> str | None:
+    """The ticket's activity times set to `now`, and the channel of the customer's message
+    before `message` (None if there is none), in ONE statement: the UPDATE returns it
+    (PostgreSQL, SQLite 3.35+) instead of a SELECT beside it."""
+    previous = (
+        Message.objects.filter(ticket_id=ticket.pk, direction=Message.Direction.INBOUND)
+        .exclude(pk=message.pk)
+        .order_by("-created_at", "-id")
+        .values_list("channel")[:1]
+    )
+    sub_sql, sub_params = previous.query.sql_with_params()
+    qn = connection.ops.quote_name
+    when = connection.ops.adapt_datetimefield_value(now)
+    columns = ", ".join(f"{qn(name)} = %s" for name in ("last_customer_message_at", "last_message_at", "updated_at"))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {qn(Ticket._meta.db_table)} SET {columns} WHERE {qn('id')} = %s "  # noqa: S608 - names from the model, values as parameters
+            f"RETURNING ({sub_sql})",
+            [when, when, when, ticket.pk, *sub_params],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def message_created(*, message: Message, created_ticket: bool) -> None:
