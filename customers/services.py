@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -74,6 +75,7 @@ def identity_resolve(
 class _Batch:
     known: dict[tuple[str, str], Identity | None] = field(default_factory=dict)
     locked: dict[int, Customer] = field(default_factory=dict)
+    organizations: dict[str, Organization | None] = field(default_factory=dict)  # email domain → its organisation
 
 
 _batch: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("customers_batch", default=None)
@@ -108,6 +110,15 @@ def senders_batch(senders: Iterable[tuple[str, str, str | None]]) -> Iterator[No
                 if identity is not None and identity.customer_id in batch.locked:
                     identity.customer = batch.locked[identity.customer_id]
                 batch.known[pair] = identity
+            # The organisations of the new senders' email domains, in one statement more
+            # (a new customer joins the organisation that owns its domain).
+            domains = {
+                address.rsplit("@", 1)[-1]
+                for kind, address in pairs
+                if kind == "email" and not found.get((kind, address))
+            }
+            if domains:
+                batch.organizations = _organizations_for_domains(domains)
         yield
     finally:
         _batch.reset(token)
@@ -125,10 +136,26 @@ def customer_lock(customer_id: int) -> Customer:
     return customer
 
 
+def _organizations_for_domains(domains: Iterable[str]) -> dict[str, Organization | None]:
+    """{domain: the organisation `_organization_for` finds for it} for many domains at once."""
+    wanted = Q()
+    for domain in domains:
+        wanted |= Q(domains__icontains=f'"{domain}"')
+    candidates = [
+        (org, json.dumps(org.domains, ensure_ascii=False).casefold()) for org in Organization.objects.filter(wanted)
+    ]
+    return {
+        domain: next((org for org, text in candidates if f'"{domain}"'.casefold() in text), None) for domain in domains
+    }
+
+
 def _organization_for(kind: str, address: str) -> Organization | None:
     if kind != "email":
         return None
     domain = address.rsplit("@", 1)[-1]
+    batch = _batch.get()
+    if batch and domain in batch.organizations:
+        return batch.organizations[domain]
     # domains is a JSON list of strings; a text match on the quoted domain works on every backend.
     return Organization.objects.filter(domains__icontains=f'"{domain}"').first()
 

@@ -150,3 +150,23 @@ def test_a_chunk_with_a_repeat_a_loop_and_a_mail_without_sender_takes_those_alon
     assert Message.objects.count() == 3
     statuses = list(RawInbound.objects.order_by("pk").values_list("status", flat=True))
     assert statuses == ["processed", "processed", "ignored", "ignored", "failed", "processed"]
+
+
+def test_a_chunk_looks_up_its_new_senders_organisations_in_one_statement(email_inbox):
+    """New customers of a chunk join the organisation that owns their domain (as alone),
+    the organisations read once for the chunk's new senders, not once per new customer."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from channels_app.services import ingest_raw_emails
+    from customers.models import Customer, Organization
+
+    acme = Organization.objects.create(name="Acme", domains=["acme.example"])
+    Organization.objects.create(name="Other", domains=["other.example", "ACME.example.net"])
+    raws = [_mail(1, sender="a@acme.example"), _mail(2, sender="b@Acme.Example"), _mail(3, sender="c@nowhere.example")]
+    with CaptureQueriesContext(connection) as ctx:
+        ingest_raw_emails(raws=raws, inbox=email_inbox, source="test")
+    looked = [q["sql"] for q in ctx.captured_queries if 'FROM "customers_organization"' in q["sql"]]
+    assert len(looked) == 1, looked
+    orgs = dict(Customer.objects.values_list("identities__address", "organization_id"))
+    assert orgs == {"a@acme.example": acme.pk, "b@acme.example": acme.pk, "c@nowhere.example": None}
