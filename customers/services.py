@@ -124,6 +124,12 @@ def senders_batch(senders: Iterable[tuple[str, str, str | None]]) -> Iterator[No
         _batch.reset(token)
 
 
+def senders_locked() -> set[int]:
+    """The ids of the customers the current `senders_batch` holds locked (empty outside one)."""
+    batch = _batch.get()
+    return set(batch.locked) if batch else set()
+
+
 def customer_lock(customer_id: int) -> Customer:
     """The customer, row-locked for the rest of the transaction (one ingest per customer at
     a time: threading decisions see what a concurrent message just did)."""
