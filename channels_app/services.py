@@ -26,6 +26,7 @@ from customers.services import (
     customer_language_set,
     customer_lock,
     identity_resolve,
+    identity_touch,
     senders_batch,
     senders_locked,
 )
@@ -236,7 +237,7 @@ def _touch_identity(identity: Identity, customer: Customer, display_name: str, n
         identity.display_name = display_name[:200]
         fields.append("display_name")
     if fields:
-        identity.save(update_fields=fields)
+        identity_touch(identity=identity, fields=fields)
     if display_name and not customer.name:
         customer.name = display_name[:200]
         customer.save(update_fields=["name", "updated_at"])

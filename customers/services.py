@@ -76,6 +76,7 @@ class _Batch:
     known: dict[tuple[str, str], Identity | None] = field(default_factory=dict)
     locked: dict[int, Customer] = field(default_factory=dict)
     organizations: dict[str, Organization | None] = field(default_factory=dict)  # email domain → its organisation
+    touched: dict[int, tuple[Identity, set[str]]] = field(default_factory=dict)  # written as the batch ends
 
 
 _batch: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("customers_batch", default=None)
@@ -120,8 +121,29 @@ def senders_batch(senders: Iterable[tuple[str, str, str | None]]) -> Iterator[No
             if domains:
                 batch.organizations = _organizations_for_domains(domains)
         yield
+        _touched_write(batch)
     finally:
         _batch.reset(token)
+
+
+def identity_touch(*, identity: Identity, fields: list[str]) -> None:
+    """Write these fields of `identity` (its last sighting, opt-out, name): now, or inside
+    `senders_batch` as the batch ends — the identities that changed the same fields in one
+    UPDATE, each with its own values, instead of one UPDATE per message."""
+    batch = _batch.get()
+    if batch is None or identity.pk is None:
+        identity.save(update_fields=fields)
+        return
+    _same, changed = batch.touched.get(identity.pk, (identity, set()))
+    batch.touched[identity.pk] = (identity, changed | set(fields))
+
+
+def _touched_write(batch: _Batch) -> None:
+    groups: dict[tuple[str, ...], list[Identity]] = {}
+    for identity, changed in batch.touched.values():
+        groups.setdefault(tuple(sorted(changed)), []).append(identity)
+    for fields, identities in groups.items():
+        Identity.objects.bulk_update(identities, list(fields))
 
 
 def senders_locked() -> set[int]:

@@ -232,3 +232,29 @@ def test_a_chunk_that_meets_a_ticket_of_another_customer_asks_as_alone(email_inb
     ]
     results = ingest_raw_emails(raws=raws, inbox=email_inbox, source="test")
     assert results[0].ticket == results[1].ticket == first.ticket
+
+
+def test_a_chunk_writes_its_senders_last_sightings_in_one_statement(email_inbox):
+    """Known senders not seen for a while: each identity's `last_seen_at` is its own mail's
+    time, written for the chunk in one UPDATE as it ends, not one UPDATE per mail."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from channels_app.services import ingest_raw_emails
+    from customers.models import Identity
+
+    ingest_raw_emails(raws=[_mail(1), _mail(2), _mail(3)], inbox=email_inbox, source="test")
+    long_ago = timezone.now() - timedelta(days=3)
+    Identity.objects.update(last_seen_at=long_ago)
+    before = timezone.now()
+    with CaptureQueriesContext(connection) as ctx:
+        ingest_raw_emails(raws=[_mail(4, sender="c1@example.com"), _mail(5, sender="c2@example.com"),
+                                _mail(6, sender="c2@example.com")], inbox=email_inbox, source="test")  # fmt: skip
+    updates = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith('UPDATE "customers_identity"')]
+    assert len(updates) == 1, updates
+    seen = dict(Identity.objects.values_list("address", "last_seen_at"))
+    assert seen["c3@example.com"] == long_ago
+    assert before <= seen["c1@example.com"] <= timezone.now() and before <= seen["c2@example.com"] <= timezone.now()
