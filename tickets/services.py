@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -443,24 +444,23 @@ def _ticket_touch(*, ticket: Ticket, message: Message, now) -> str | None:
     """The ticket's activity times set to `now`, and the channel of the customer's message
     before `message` (None if there is none), in ONE statement: the UPDATE returns it
     (PostgreSQL, SQLite 3.35+) instead of a SELECT beside it."""
-    previous = (
-        Message.objects.filter(ticket_id=ticket.pk, direction=Message.Direction.INBOUND)
-        .exclude(pk=message.pk)
-        .order_by("-created_at", "-id")
-        .values_list("channel")[:1]
-    )
-    sub_sql, sub_params = previous.query.sql_with_params()
-    qn = connection.ops.quote_name
     when = connection.ops.adapt_datetimefield_value(now)
-    columns = ", ".join(f"{qn(name)} = %s" for name in ("last_customer_message_at", "last_message_at", "updated_at"))
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {qn(Ticket._meta.db_table)} SET {columns} WHERE {qn('id')} = %s "  # noqa: S608 - names from the model, values as parameters
-            f"RETURNING ({sub_sql})",
-            [when, when, when, ticket.pk, *sub_params],
-        )
+        cursor.execute(_touch_sql(), [when, when, when, ticket.pk, ticket.pk, Message.Direction.INBOUND, message.pk])
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+@functools.cache
+def _touch_sql() -> str:
+    qn = connection.ops.quote_name
+    ticket, message = qn(Ticket._meta.db_table), qn(Message._meta.db_table)
+    times = ", ".join(f"{qn(name)} = %s" for name in ("last_customer_message_at", "last_message_at", "updated_at"))
+    return (
+        f"UPDATE {ticket} SET {times} WHERE {qn('id')} = %s RETURNING ("  # noqa: S608 - names from the models, values as parameters
+        f"SELECT {qn('channel')} FROM {message} WHERE {qn('ticket_id')} = %s AND {qn('direction')} = %s "
+        f"AND {qn('id')} <> %s ORDER BY {qn('created_at')} DESC, {qn('id')} DESC LIMIT 1)"
+    )
 
 
 def message_created(*, message: Message, created_ticket: bool) -> None:
