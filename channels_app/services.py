@@ -644,7 +644,12 @@ def ingest_raw_emails(*, raws: list[bytes], inbox: Inbox, source: str) -> list[I
         try:
             with outbox_batch():
                 senders = [(i.sender.kind, i.sender.address, inbox.default_region) for _k, i in plain]
-                with senders_batch(senders), raw_marks_batched(), threads_batched([i for _k, i in plain]):
+                with (
+                    senders_batch(senders),
+                    raw_marks_batched(),
+                    threads_batched([i for _k, i in plain]),
+                    events.batched(),
+                ):
                     done = [(k, ingest(inbound, in_batch=True)) for k, inbound in plain]
         except (OperationalError, InterfaceError):
             raise
