@@ -98,9 +98,12 @@ def senders_batch(senders: Iterable[tuple[str, str, str | None]]) -> Iterator[No
             with contextlib.suppress(ApplicationError):
                 pairs.add((kind, normalize_address(kind, address, region)))
         if pairs:
+            by_kind: dict[str, list[str]] = {}
+            for kind, address in sorted(pairs):
+                by_kind.setdefault(kind, []).append(address)
             wanted = Q()
-            for kind, address in pairs:
-                wanted |= Q(kind=kind, address=address)
+            for kind, addresses in by_kind.items():  # one IN list per kind, not an OR per sender
+                wanted |= Q(kind=kind, address__in=addresses)
             found = {(i.kind, i.address): i for i in Identity.objects.filter(wanted)}
             owners = sorted({i.customer_id for i in found.values()})
             if owners:
