@@ -22,7 +22,14 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _lazy
 
 from customers.models import Customer, Identity
-from customers.services import customer_language_set, customer_lock, identity_resolve, senders_batch
+from customers.services import (
+    customer_language_set,
+    customer_lock,
+    identity_resolve,
+    identity_touch,
+    senders_batch,
+    senders_locked,
+)
 from cxdesk.errors import ApplicationError
 from cxdesk.sanitize import html_to_text, sanitize_html
 from outbox.services import Retry, enqueue
@@ -201,6 +208,9 @@ def _ingest(inbound: InboundMessage, trimmed: list[str]) -> IngestResult:
         | ({"trimmed": trimmed} if trimmed else {}),
     )
     ticket, message, created = received.ticket, received.message, received.created
+    threads = _threads.get()
+    if threads is not None:
+        threads.stored(message, ticket, customer, identity.address)
     if refused is not None:
         # Reply headers named another customer's ticket: kept apart, linked both ways.
         events.thread_refused(ticket, other=refused, message_id=message.pk, sender=identity.address)
@@ -227,7 +237,7 @@ def _touch_identity(identity: Identity, customer: Customer, display_name: str, n
         identity.display_name = display_name[:200]
         fields.append("display_name")
     if fields:
-        identity.save(update_fields=fields)
+        identity_touch(identity=identity, fields=fields)
     if display_name and not customer.name:
         customer.name = display_name[:200]
         customer.save(update_fields=["name", "updated_at"])
@@ -246,14 +256,32 @@ def _json_safe(value):
 
 def _locked(qs) -> Ticket | None:
     """The first ticket of `qs`, row-locked: threading decides on it and then updates it."""
-    return qs.select_for_update(of=("self",), no_key=True).first()
+    return _remember(qs.select_for_update(of=("self",), no_key=True).first())
+
+
+def _locked_pk(pk: int) -> Ticket | None:
+    """Ticket `pk`, row-locked — inside a chunk's `threads_batched`, the instance the chunk
+    already holds (locked as it began, or created or locked by an earlier mail of it)."""
+    threads = _threads.get()
+    if threads is not None and pk in threads.tickets:
+        return threads.tickets[pk]
+    return _locked(Ticket.objects.filter(pk=pk))
+
+
+def _remember(ticket: Ticket | None) -> Ticket | None:
+    """Inside a chunk: one instance per ticket, so every mail of it sees what the earlier
+    ones did to it (a reopen, the activity times)."""
+    threads = _threads.get()
+    if threads is None or ticket is None:
+        return ticket
+    return threads.tickets.setdefault(ticket.pk, ticket)
 
 
 def _live_ticket(ticket: Ticket | None) -> Ticket | None:
     seen = set()
     while ticket is not None and ticket.merged_into_id and ticket.pk not in seen:
         seen.add(ticket.pk)
-        ticket = _locked(Ticket.objects.filter(pk=ticket.merged_into_id))
+        ticket = _locked_pk(ticket.merged_into_id)
     return ticket
 
 
@@ -285,9 +313,13 @@ def _thread(
     #     the thread its References name): join the reply's ticket.
     if inbound.email_message_id and not new_customer:
         mid = inbound.email_message_id
-        ticket = _newest_ticket(
-            Message.objects.filter(Q(in_reply_to=mid) | Q(references__contains=mid), ticket__customer=customer)
-        )
+        threads = _threads.get()
+        if threads is not None:
+            ticket = _newest_of(threads.replies_to(mid, customer.pk))
+        else:
+            ticket = _newest_ticket(
+                Message.objects.filter(Q(in_reply_to=mid) | Q(references__contains=mid), ticket__customer=customer)
+            )
         if ticket:
             return ticket, R.HEADER, None
     # 2. The [CX-1042] reference in the subject, for this customer (or their organisation).
@@ -318,7 +350,7 @@ def _thread(
             default=None,
         )
         if ticket:
-            return ticket, R.OPEN_TICKET, None
+            return _remember(ticket), R.OPEN_TICKET, None
     return None, R.NEW_TICKET, refused
 
 
@@ -337,18 +369,10 @@ def continuity_candidates(customer: Customer, cutoff) -> QuerySet[Ticket]:
 def _header_ticket(header_ids: list[str], customer: Customer, address: str) -> tuple[Ticket | None, Ticket | None]:
     """(the ticket the reply headers lead to, if the sender may join it; else the ticket
     they named and the sender may not join)."""
-    rows = list(
-        Message.objects.filter(email_message_id__in=header_ids)
-        .order_by()
-        .values_list(
-            "id",
-            "ticket_id",
-            "ticket__customer_id",
-            "ticket__customer__organization_id",
-            "identity__address",
-            "metadata",
-        )[:50]
-    )
+    threads = _threads.get()
+    rows = threads.header_rows(header_ids) if threads is not None else None
+    if rows is None:
+        rows = [row[:6] for row in _header_query(header_ids)[:50]]
     if not rows:
         return None, None
     allowed: set[int] = set()
@@ -358,17 +382,113 @@ def _header_ticket(header_ids: list[str], customer: Customer, address: str) -> t
             allowed.add(ticket_id)
     permitted = [r for r in rows if r[1] in allowed]
     if permitted:
-        return _usable(_locked(Ticket.objects.filter(pk=max(permitted)[1]))), None
+        return _usable(_locked_pk(max(permitted)[1])), None
     named = _live_ticket(Ticket.objects.filter(pk=max(rows)[1]).first())
     return None, named
 
 
+def _header_query(header_ids):
+    """(id, ticket, its customer, their organisation, identity address, metadata, Message-ID)
+    of the messages with these Message-IDs. (No ORDER BY … LIMIT: see `_thread`.)"""
+    return (
+        Message.objects.filter(email_message_id__in=header_ids)
+        .order_by()
+        .values_list(
+            "id",
+            "ticket_id",
+            "ticket__customer_id",
+            "ticket__customer__organization_id",
+            "identity__address",
+            "metadata",
+            "email_message_id",
+        )
+    )
+
+
 def _newest_ticket(messages) -> Ticket | None:
-    rows = list(messages.order_by().values_list("id", "ticket_id")[:50])
+    return _newest_of(list(messages.order_by().values_list("id", "ticket_id")[:50]))
+
+
+def _newest_of(rows: list[tuple[int, int]]) -> Ticket | None:
+    """The ticket of the newest of these (message id, ticket id) rows, locked and usable."""
     if not rows:
         return None
-    ticket_id = max(rows)[1]
-    return _usable(_locked(Ticket.objects.filter(pk=ticket_id)))
+    return _usable(_locked_pk(max(rows)[1]))
+
+
+class _Threads:
+    """What threading asks of the database for a chunk of mail, asked once for all of it as
+    the chunk begins (in its transaction, its senders' customers locked): the messages its
+    reply headers name, the replies to its Message-IDs that arrived first (from customers
+    known before the chunk), and — locked, in id order — the tickets of those belonging to
+    the chunk's senders. Each mail then looks in dicts; a mail it stores is added to them,
+    so a reply whose parent is earlier in the same chunk, or a parent whose reply is, finds
+    it as it would in the database. Decisions are `_thread`'s, unchanged."""
+
+    def __init__(self, inbounds: list[InboundMessage]) -> None:
+        self.by_mid: dict[str, list[tuple]] = {}
+        self.replies: list[tuple[int, int, int, str, str]] = []  # (id, ticket, its customer, In-Reply-To, References)
+        self.opaque: set[str] = set()  # Message-IDs stored here whose header rows we cannot build: asked as alone
+        self.tickets: dict[int, Ticket] = {}
+        header_ids = {i for m in inbounds for i in (m.in_reply_to, *m.references) if i}
+        if header_ids:
+            for row in _header_query(list(header_ids)):
+                self.by_mid.setdefault(row[6], []).append(row[:6])
+        customers = senders_locked()
+        mids = sorted({m.email_message_id for m in inbounds if m.email_message_id})
+        if customers and mids:
+            found = Q(in_reply_to__in=mids)
+            for mid in mids:
+                found |= Q(references__contains=mid)
+            self.replies = list(
+                Message.objects.filter(found, ticket__customer_id__in=customers)
+                .order_by()
+                .values_list("id", "ticket_id", "ticket__customer_id", "in_reply_to", "references")
+            )
+        wanted = {row[1] for rows in self.by_mid.values() for row in rows if row[2] in customers}
+        wanted |= {row[1] for row in self.replies}
+        if wanted:
+            locked = Ticket.objects.filter(pk__in=wanted).order_by("pk").select_for_update(of=("self",), no_key=True)
+            self.tickets = {t.pk: t for t in locked}
+
+    def header_rows(self, header_ids: list[str]) -> list[tuple] | None:
+        """The rows `_header_query` gives for these ids (None: ask the database)."""
+        if self.opaque.intersection(header_ids):
+            return None
+        return [row for mid in dict.fromkeys(header_ids) for row in self.by_mid.get(mid, ())]
+
+    def replies_to(self, mid: str, customer_id: int) -> list[tuple[int, int]]:
+        """(id, ticket) of messages in `customer_id`'s tickets that reply to or refer to `mid`."""
+        return [
+            (pk, ticket_id)
+            for pk, ticket_id, owner, in_reply_to, references in self.replies
+            if owner == customer_id and (in_reply_to == mid or mid in references)
+        ]
+
+    def stored(self, message: Message, ticket: Ticket, customer: Customer, address: str) -> None:
+        self.tickets[ticket.pk] = ticket
+        if message.email_message_id:
+            if ticket.customer_id == customer.pk:
+                row = (message.pk, ticket.pk, customer.pk, customer.organization_id, address, message.metadata)
+                self.by_mid.setdefault(message.email_message_id, []).append(row)
+            else:  # another customer's ticket (their organisation's, or a recipient's): not worth a row here
+                self.opaque.add(message.email_message_id)
+        if message.in_reply_to or message.references:
+            self.replies.append((message.pk, ticket.pk, ticket.customer_id, message.in_reply_to, message.references))
+
+
+_threads: contextvars.ContextVar[_Threads | None] = contextvars.ContextVar("channels_threads", default=None)
+
+
+@contextlib.contextmanager
+def threads_batched(inbounds: list[InboundMessage]) -> Iterator[None]:
+    """Inside ONE transaction that is all or nothing, after `senders_batch`: threading for
+    these mails asks the database once for all of them (`_Threads`)."""
+    token = _threads.set(_Threads(inbounds))
+    try:
+        yield
+    finally:
+        _threads.reset(token)
 
 
 def _is_fresh_email(inbound: InboundMessage) -> bool:
@@ -533,7 +653,12 @@ def ingest_raw_emails(*, raws: list[bytes], inbox: Inbox, source: str) -> list[I
         try:
             with outbox_batch():
                 senders = [(i.sender.kind, i.sender.address, inbox.default_region) for _k, i in plain]
-                with senders_batch(senders), raw_marks_batched():
+                with (
+                    senders_batch(senders),
+                    raw_marks_batched(),
+                    threads_batched([i for _k, i in plain]),
+                    events.batched(),
+                ):
                     done = [(k, ingest(inbound, in_batch=True)) for k, inbound in plain]
         except (OperationalError, InterfaceError):
             raise

@@ -46,6 +46,7 @@ from cxdesk.errors import ApplicationError
 from cxdesk.memo import memo_scope
 from cxdesk.observability import get_request_id, request_id_scope
 from outbox.services import batch as outbox_batch
+from tickets import events
 
 from .models import Inbox, RawInbound
 from .services import ingest, raw_inbound_failed, raw_inbound_processed, raw_marks_batched, status_apply
@@ -241,7 +242,7 @@ def _drain_batch(batch: int) -> tuple[int, int]:
     """One transaction: claim up to `batch` pending deliveries and ingest them; the batch's
     routing runs after the commit, in this process. Returns (claimed, messages stored)."""
     stored = 0
-    with memo_scope(), outbox_batch(defer_rows=True):
+    with memo_scope(), outbox_batch():
         records = list(
             RawInbound.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("inbox")
@@ -265,7 +266,7 @@ def _drain_batch(batch: int) -> tuple[int, int]:
         ]
         # Every parsed delivery is stored or the batch rolls back: first-time senders get
         # their customers here, together.
-        with senders_batch(senders, create=True), raw_marks_batched():
+        with senders_batch(senders, create=True), raw_marks_batched(), events.batched():
             for record, items, statuses in parsed:
                 with request_id_scope(record.request_id or f"raw-{record.pk}"):
                     count = _store(record, items, statuses, in_batch=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -78,6 +79,8 @@ class _Batch:
     known: dict[tuple[str, str], Identity | None] = field(default_factory=dict)
     locked: dict[int, Customer] = field(default_factory=dict)
     fresh: set[tuple[str, str]] = field(default_factory=set)  # created ahead, not yet asked for
+    organizations: dict[str, Organization | None] = field(default_factory=dict)  # email domain → its organisation
+    touched: dict[int, tuple[Identity, set[str]]] = field(default_factory=dict)  # written as the batch ends
 
 
 _batch: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("customers_batch", default=None)
@@ -105,9 +108,12 @@ def senders_batch(
                 pair = (kind, normalize_address(kind, address, region))
                 names[pair] = names.get(pair) or (display_name[0] if display_name else "")
         if names:
+            by_kind: dict[str, list[str]] = {}
+            for kind, address in sorted(names):
+                by_kind.setdefault(kind, []).append(address)
             wanted = Q()
-            for kind, address in names:
-                wanted |= Q(kind=kind, address=address)
+            for kind, addresses in by_kind.items():  # one IN list per kind, not an OR per sender
+                wanted |= Q(kind=kind, address__in=addresses)
             found = {(i.kind, i.address): i for i in Identity.objects.filter(wanted)}
             owners = sorted({i.customer_id for i in found.values()})
             if owners:
@@ -118,10 +124,20 @@ def senders_batch(
                 if identity is not None and identity.customer_id in batch.locked:
                     identity.customer = batch.locked[identity.customer_id]
                 batch.known[pair] = identity
+            # The organisations of the new senders' email domains, in one statement more
+            # (a new customer joins the organisation that owns its domain).
+            domains = {
+                address.rsplit("@", 1)[-1]
+                for kind, address in names
+                if kind == "email" and not found.get((kind, address))
+            }
+            if domains:
+                batch.organizations = _organizations_for_domains(domains)
             missing = [(pair, name) for pair, name in names.items() if found.get(pair) is None]
             if create and missing:
                 _senders_create(batch, missing)
         yield
+        _touched_write(batch)
     finally:
         _batch.reset(token)
 
@@ -146,6 +162,32 @@ def _senders_create(batch: _Batch, missing: list[tuple[tuple[str, str], str]]) -
         batch.fresh.add((identity.kind, identity.address))
 
 
+def identity_touch(*, identity: Identity, fields: list[str]) -> None:
+    """Write these fields of `identity` (its last sighting, opt-out, name): now, or inside
+    `senders_batch` as the batch ends — the identities that changed the same fields in one
+    UPDATE, each with its own values, instead of one UPDATE per message."""
+    batch = _batch.get()
+    if batch is None or identity.pk is None:
+        identity.save(update_fields=fields)
+        return
+    _same, changed = batch.touched.get(identity.pk, (identity, set()))
+    batch.touched[identity.pk] = (identity, changed | set(fields))
+
+
+def _touched_write(batch: _Batch) -> None:
+    groups: dict[tuple[str, ...], list[Identity]] = {}
+    for identity, changed in batch.touched.values():
+        groups.setdefault(tuple(sorted(changed)), []).append(identity)
+    for fields, identities in groups.items():
+        Identity.objects.bulk_update(identities, list(fields))
+
+
+def senders_locked() -> set[int]:
+    """The ids of the customers the current `senders_batch` holds locked (empty outside one)."""
+    batch = _batch.get()
+    return set(batch.locked) if batch else set()
+
+
 def customer_lock(customer_id: int) -> Customer:
     """The customer, row-locked for the rest of the transaction (one ingest per customer at
     a time: threading decisions see what a concurrent message just did)."""
@@ -158,10 +200,26 @@ def customer_lock(customer_id: int) -> Customer:
     return customer
 
 
+def _organizations_for_domains(domains: Iterable[str]) -> dict[str, Organization | None]:
+    """{domain: the organisation `_organization_for` finds for it} for many domains at once."""
+    wanted = Q()
+    for domain in domains:
+        wanted |= Q(domains__icontains=f'"{domain}"')
+    candidates = [
+        (org, json.dumps(org.domains, ensure_ascii=False).casefold()) for org in Organization.objects.filter(wanted)
+    ]
+    return {
+        domain: next((org for org, text in candidates if f'"{domain}"'.casefold() in text), None) for domain in domains
+    }
+
+
 def _organization_for(kind: str, address: str) -> Organization | None:
     if kind != "email":
         return None
     domain = address.rsplit("@", 1)[-1]
+    batch = _batch.get()
+    if batch and domain in batch.organizations:
+        return batch.organizations[domain]
     # domains is a JSON list of strings; a text match on the quoted domain works on every backend.
     return Organization.objects.filter(domains__icontains=f'"{domain}"').first()
 

@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -111,26 +111,6 @@ class _Here:
     kinds: frozenset[str]
     tasks: list[OutboxTask] = field(default_factory=list)
     batching: bool = False
-    defer_rows: bool = False  # `defer_insert` holds rows back (a batch of many)
-    ids: dict[type[models.Model], list[int]] = field(default_factory=dict)  # ids drawn ahead, per model
-
-    def next_id(self, model: type[models.Model]) -> int:
-        """An id from the model's sequence, drawn ahead in blocks of ID_BLOCK (one statement
-        a block). What a batch drew and did not use is a gap in the ids, as a rolled-back
-        INSERT leaves one: ids are unique, not dense."""
-        pool = self.ids.setdefault(model, [])
-        if not pool:
-            table, column = model._meta.db_table, model._meta.pk.column
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                    [table, column, ID_BLOCK],
-                )
-                pool.extend(sorted((row[0] for row in cursor.fetchall()), reverse=True))
-        return pool.pop()
-
-
-ID_BLOCK = 50
 
 
 _here: contextvars.ContextVar[_Here | None] = contextvars.ContextVar("outbox_run_here", default=None)
@@ -158,56 +138,8 @@ class _Deferred:
             _embedded_sweep()
 
 
-@dataclass(eq=False)
-class _DeferredRow:
-    """A row `defer_insert` holds back: inserted by `_flush` before the commit if the
-    savepoint it was made in still stands; this commit hook then has nothing left to do."""
-
-    here: _Here
-    obj: models.Model
-    written: bool = False
-
-    def __call__(self) -> None:
-        if not self.written:  # not flushed (a bug): better late than lost
-            log.error("%s row deferred in a batch was not flushed; writing it now", type(self.obj).__name__)
-            self.obj.save(force_insert=True)
-
-
-def defer_insert(obj: models.Model) -> bool:
-    """Inside a `batch(defer_rows=True)` (on PostgreSQL): give `obj` its id and its automatic
-    values now, and write it with the batch's other rows of its model as the transaction
-    ends — one INSERT a model, not one a row. For rows nothing reads back before the commit
-    (timeline events). Returns False elsewhere: the caller saves it."""
-    here = _here.get()
-    if (
-        here is None
-        or not (here.batching and here.defer_rows)
-        or not connection.in_atomic_block
-        or connection.vendor != "postgresql"
-    ):
-        return False
-    meta = obj._meta
-    obj.pk = here.next_id(type(obj))
-    for f in meta.concrete_fields:
-        f.pre_save(obj, add=True)  # what the INSERT would do now: auto_now(_add) timestamps
-    obj._state.adding, obj._state.db = False, connection.alias
-    transaction.on_commit(_DeferredRow(here, obj))
-    return True
-
-
 def _flush(here: _Here) -> int:
-    """Insert the rows `here` deferred whose savepoints still stand: one statement a model."""
-    rows: dict[type[models.Model], list[_DeferredRow]] = {}
-    for _sids, hook, _robust in connection.run_on_commit:
-        if isinstance(hook, _DeferredRow) and hook.here is here and not hook.written:
-            rows.setdefault(type(hook.obj), []).append(hook)
-    for model, hooks in rows.items():
-        # raw: the values as `defer_insert` fixed them (the timestamps of when it happened).
-        model._base_manager._insert(
-            [hook.obj for hook in hooks], fields=model._meta.concrete_fields, raw=True, using=connection.alias
-        )
-        for hook in hooks:
-            hook.written = True
+    """Insert the rows `here` deferred whose savepoints still stand: one statement."""
     pending = [
         hook for _sids, hook, _robust in connection.run_on_commit
         if isinstance(hook, _Deferred) and hook.here is here and not hook.written
@@ -229,16 +161,14 @@ def flush_pending() -> None:
 
 
 @contextlib.contextmanager
-def batch(kinds: Iterable[str] = ("route",), *, defer_rows: bool = False) -> Iterator[None]:
+def batch(kinds: Iterable[str] = ("route",)) -> Iterator[None]:
     """One transaction for a batch of work (a drainer's deliveries): the outbox rows it
     enqueues are written together as it ends — one INSERT, not one each — and rows of
     `kinds` are written already claimed by this process, which runs them right after the
-    commit (a kind with a `many` handler all at once). `defer_rows`: so are the rows given
-    to `defer_insert` (timeline events), one INSERT a model — worth its one statement to draw
-    their ids when the batch holds many. If the block raises, nothing was written and
-    nothing runs. A crash after the commit leaves the claimed rows to the sweeper once their
-    lease ends."""
-    here = _Here(frozenset(kinds), batching=True, defer_rows=defer_rows)
+    commit (a kind with a `many` handler all at once). If the block raises, nothing was
+    written and nothing runs. A crash after the commit leaves the claimed rows to the
+    sweeper once their lease ends."""
+    here = _Here(frozenset(kinds), batching=True)
     token = _here.set(here)
     try:
         with transaction.atomic():

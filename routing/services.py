@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from cxdesk.memo import memoized
 from outbox.services import batch as outbox_batch
+from tickets import events
 from tickets.models import Message, Team, Ticket
 from tickets.services import ticket_assign, ticket_set_tags, ticket_update
 
@@ -144,9 +145,9 @@ def route_ticket(
 
 def route_tickets(items: list[tuple[int, str, int | None]], *, now: datetime | None = None) -> list[int | None]:
     """`route_ticket` for many (ticket id, trigger, message id) at once — a drainer's batch:
-    one transaction (an outbox batch: the timeline events and outbox rows it writes go in
+    one transaction (an outbox batch: the outbox rows and timeline events it writes go in
     one INSERT each), the tickets locked and read in one statement. All or nothing."""
-    with outbox_batch(kinds=(), defer_rows=len(items) > 1):
+    with outbox_batch(kinds=()), events.batched():
         tickets = _locked_tickets(ticket_id for ticket_id, _trigger, _message_id in items)
         return [
             _route(tickets.get(ticket_id), trigger=trigger, message_id=message_id, now=now)

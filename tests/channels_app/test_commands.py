@@ -150,3 +150,111 @@ def test_a_chunk_with_a_repeat_a_loop_and_a_mail_without_sender_takes_those_alon
     assert Message.objects.count() == 3
     statuses = list(RawInbound.objects.order_by("pk").values_list("status", flat=True))
     assert statuses == ["processed", "processed", "ignored", "ignored", "failed", "processed"]
+
+
+def test_a_chunk_looks_up_its_new_senders_organisations_in_one_statement(email_inbox):
+    """New customers of a chunk join the organisation that owns their domain (as alone),
+    the organisations read once for the chunk's new senders, not once per new customer."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from channels_app.services import ingest_raw_emails
+    from customers.models import Customer, Organization
+
+    acme = Organization.objects.create(name="Acme", domains=["acme.example"])
+    Organization.objects.create(name="Other", domains=["other.example", "ACME.example.net"])
+    raws = [_mail(1, sender="a@acme.example"), _mail(2, sender="b@Acme.Example"), _mail(3, sender="c@nowhere.example")]
+    with CaptureQueriesContext(connection) as ctx:
+        ingest_raw_emails(raws=raws, inbox=email_inbox, source="test")
+    looked = [q["sql"] for q in ctx.captured_queries if 'FROM "customers_organization"' in q["sql"]]
+    assert len(looked) == 1, looked
+    orgs = dict(Customer.objects.values_list("identities__address", "organization_id"))
+    assert orgs == {"a@acme.example": acme.pk, "b@acme.example": acme.pk, "c@nowhere.example": None}
+
+
+def _eml(mid: str, sender: str, *, parent: str = "", refs: str = "", to: str = "support@example.com") -> bytes:
+    head = f"From: {sender}\r\nTo: {to}\r\nSubject: {'Re: ' if parent else ''}thread\r\nMessage-ID: <{mid}>\r\n"
+    if parent:
+        head += f"In-Reply-To: <{parent}>\r\nReferences: {refs or f'<{parent}>'}\r\n"
+    return f"{head}\r\nbody of {mid}\r\n".encode()
+
+
+def test_a_chunk_threads_with_one_lookup_for_all_its_headers_in_any_order(email_inbox):
+    """Threading asks once per chunk for the messages its headers name, the replies that came
+    before their parents and the tickets of both (locked) — and decides as one mail at a
+    time would: a reply before its parent in the same chunk, a parent after its reply, a
+    reply to a mail of an earlier chunk, a third level whose parent is in the chunk, and a
+    colleague in the parent's To joining from another address."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from channels_app.services import ingest_raw_emails
+    from tickets.models import Ticket
+
+    old = ingest_raw_emails(raws=[_eml("old@x", "ola@example.com")], inbox=email_inbox, source="test")[0]
+    Ticket.objects.filter(pk=old.ticket.pk).update(status=Ticket.Status.SOLVED)
+    later = ingest_raw_emails(raws=[_eml("r2@x", "jan@example.com", parent="p@x")], inbox=email_inbox, source="test")
+    raws = [
+        _eml("r1@x", "jan@example.com", parent="p@x"),  # before its parent, in the chunk
+        _eml("p@x", "jan@example.com", to="support@example.com, eva@example.com"),  # its replies came first
+        _eml("r3@x", "jan@example.com", parent="r1@x", refs="<p@x> <r1@x>"),  # third level
+        _eml("old-re@x", "ola@example.com", parent="old@x"),  # an earlier chunk's mail: reopens it
+        _eml("eva@x", "eva@example.com", parent="p@x"),  # in the parent's To
+        _eml("new@x", "nobody@example.com"),
+    ]
+    with CaptureQueriesContext(connection) as ctx:
+        results = ingest_raw_emails(raws=raws, inbox=email_inbox, source="test")
+    r1, parent, r3, old_re, eva, new = results
+    assert r1.ticket == parent.ticket == r3.ticket == eva.ticket == later[0].ticket
+    assert old_re.ticket == old.ticket and Ticket.objects.get(pk=old.ticket.pk).status == Ticket.Status.OPEN
+    assert new.created_ticket and new.ticket not in {old.ticket, parent.ticket}
+    sql = [q["sql"] for q in ctx.captured_queries]
+    headers = [q for q in sql if q.startswith('SELECT "tickets_message"."id" AS "id", "tickets_message"."ticket_id"')]
+    assert len(headers) == 2, "the chunk's header lookup and its replies-first lookup, once each"
+    locks = [q for q in sql if q.startswith('SELECT "tickets_ticket"') and "FOR NO KEY UPDATE" in q]
+    assert not [q for q in locks if 'WHERE "tickets_ticket"."id" = ' in q], "no ticket locked alone"
+    assert len([q for q in locks if 'FROM "tickets_ticket" WHERE "tickets_ticket"."id" IN' in q]) == 1
+
+
+def test_a_chunk_that_meets_a_ticket_of_another_customer_asks_as_alone(email_inbox):
+    """A mail stored in a colleague's ticket (a recipient of it) is not in the chunk's rows:
+    a later reply to it in the same chunk asks the database, and threads the same."""
+    from channels_app.services import ingest_raw_emails
+
+    first = ingest_raw_emails(
+        raws=[_eml("p@x", "jan@example.com", to="support@example.com, eva@example.com")],
+        inbox=email_inbox,
+        source="test",
+    )[0]
+    raws = [
+        _eml("eva@x", "eva@example.com", parent="p@x"),  # joins jan's ticket (eva was in To)
+        _eml("jan-re@x", "jan@example.com", parent="eva@x", refs="<p@x> <eva@x>"),
+    ]
+    results = ingest_raw_emails(raws=raws, inbox=email_inbox, source="test")
+    assert results[0].ticket == results[1].ticket == first.ticket
+
+
+def test_a_chunk_writes_its_senders_last_sightings_in_one_statement(email_inbox):
+    """Known senders not seen for a while: each identity's `last_seen_at` is its own mail's
+    time, written for the chunk in one UPDATE as it ends, not one UPDATE per mail."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from channels_app.services import ingest_raw_emails
+    from customers.models import Identity
+
+    ingest_raw_emails(raws=[_mail(1), _mail(2), _mail(3)], inbox=email_inbox, source="test")
+    long_ago = timezone.now() - timedelta(days=3)
+    Identity.objects.update(last_seen_at=long_ago)
+    before = timezone.now()
+    with CaptureQueriesContext(connection) as ctx:
+        ingest_raw_emails(raws=[_mail(4, sender="c1@example.com"), _mail(5, sender="c2@example.com"),
+                                _mail(6, sender="c2@example.com")], inbox=email_inbox, source="test")  # fmt: skip
+    updates = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith('UPDATE "customers_identity"')]
+    assert len(updates) == 1, updates
+    seen = dict(Identity.objects.values_list("address", "last_seen_at"))
+    assert seen["c3@example.com"] == long_ago
+    assert before <= seen["c1@example.com"] <= timezone.now() and before <= seen["c2@example.com"] <= timezone.now()

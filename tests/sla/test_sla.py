@@ -103,3 +103,22 @@ def test_desk_shows_sla_filters_by_state_and_sets_agent_status(policies, sms_inb
     assert AgentProfile.objects.get(user=agent).status == "away"
     assert client.post("/desk/status/", {"status": "asleep"}, follow=True).status_code == 200
     assert AgentProfile.objects.get(user=agent).status == "away"
+
+
+def test_a_reopen_reads_the_clock_alone_without_a_savepoint(policies, email_inbox):
+    """Solved → open (a customer's reply) clears `resolved_at`; the clock is read without its
+    policy and calendar (only a pause counts business minutes) and inside the caller's
+    transaction, with no savepoint of its own."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ticket = ingest(email_inbound(email_inbox)).ticket
+    ticket_set_status(ticket=ticket, status=Ticket.Status.SOLVED)
+    assert TicketSla.objects.get(ticket=ticket).resolved_at is not None
+    with CaptureQueriesContext(connection) as ctx:
+        sla_status_changed(ticket=ticket, old="solved", new="open", now=timezone.now())
+    sql = [q["sql"] for q in ctx.captured_queries]
+    assert not [q for q in sql if q.startswith("SAVEPOINT")]
+    reads = [q for q in sql if q.startswith('SELECT "sla_ticketsla"')]
+    assert len(reads) == 1 and "JOIN" not in reads[0], reads
+    assert TicketSla.objects.get(ticket=ticket).resolved_at is None
