@@ -19,8 +19,11 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
-# Static files are part of the image: the proxy container serves them from STATIC_ROOT.
+# Static files are part of the image: the proxy container serves them from STATIC_ROOT. The
+# app's bytecode too: with PYTHONDONTWRITEBYTECODE nothing would ever write it, and every
+# process start (a worker's restart, a management command) would compile the app again.
 RUN SECRET_KEY=build-only python manage.py collectstatic --noinput -v0 \
+    && python -m compileall -q -x '/app/(var|tests)/' /app \
     && useradd --system --home /app cxdesk \
     && mkdir -p /data/media /app/var/run \
     && chown -R cxdesk /data /app/var
