@@ -50,7 +50,6 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.signals import setting_changed
 from django.db import connections
-from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 from django.template.loader import get_template
 from django.urls import get_script_prefix
@@ -58,6 +57,9 @@ from django.utils.safestring import SafeString
 from django.utils.translation import get_language
 
 from accounts.roles import user_role
+
+from . import write_watch
+from .write_watch import is_write
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,6 @@ def _watched_tables() -> list[str]:
     return [m._meta.db_table for m in (*models, Identity, SavedView, get_user_model())]
 
 
-_WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "TRUNCA")
 _writes_watched = None  # a compiled regex, built on the first connection (the apps are ready)
 
 
@@ -120,7 +121,7 @@ def writes_watched_table(sql) -> bool:
     """Whether a statement writes a table the counts read (conservative: a watched table's
     name anywhere in an INSERT/UPDATE/DELETE/TRUNCATE counts)."""
     global _writes_watched
-    if not isinstance(sql, str) or sql[:16].lstrip()[:6].upper() not in _WRITE_VERBS:
+    if not is_write(sql):
         return False
     if _writes_watched is None:
         names = "|".join(re.escape(name) for name in _watched_tables())
@@ -149,28 +150,15 @@ def _bump_after_commit(connection) -> None:
     connection._cxdesk_counts_hook = (connection.run_on_commit, len(connection.run_on_commit) - 1)
 
 
-def _watch(execute, sql, params, many, context):
-    result = execute(sql, params, many, context)
-    try:
-        if writes_watched_table(sql):
-            _bump_after_commit(context["connection"])
-    except Exception:  # never into the writer's path
-        log.exception("inbox counts: could not schedule the generation's bump")
-    return result
-
-
-def _install_on(connection, **kwargs) -> None:
-    if _watch not in connection.execute_wrappers:
-        connection.execute_wrappers.insert(0, _watch)
+def _watched_write(sql: str, connection) -> None:
+    """A write statement (`tickets.write_watch`): a table the counts read moves the generation."""
+    if writes_watched_table(sql):
+        _bump_after_commit(connection)
 
 
 def install() -> None:
     """Watch every database connection's writes (called from `tickets.apps.ready`)."""
-    connection_created.connect(_install_on, dispatch_uid="tickets.inbox_cache.watch")
-    for alias in connections:  # connections opened before (e.g. by a check at start-up)
-        connection = connections[alias]
-        if connection.connection is not None:
-            _install_on(connection)
+    write_watch.on_write(_watched_write)
 
 
 # --- the sidebar and the choices ---------------------------------------------------------

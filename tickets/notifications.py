@@ -85,36 +85,19 @@ def unread_count_preloaded(*, user_id: int, count: int) -> Iterator[None]:
         _unread_preloaded.reset(token)
 
 
-def _writes_notifications(sql) -> bool:
-    return (
-        isinstance(sql, str)
-        and sql[:16].lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE", "TRUNCA")
-        and Notification._meta.db_table in sql
-    )
-
-
-def _forget_on_write(execute, sql, params, many, context):
+def _forget_on_write(sql: str, connection) -> None:
+    """A write statement (`tickets.write_watch`): one to the notifications table forgets the
+    preloaded count."""
     known = _unread_preloaded.get()
-    if known and _writes_notifications(sql):
+    if known and Notification._meta.db_table in sql:
         known.clear()
-    return execute(sql, params, many, context)
-
-
-def _install_on(connection, **kwargs) -> None:
-    if _forget_on_write not in connection.execute_wrappers:
-        connection.execute_wrappers.insert(0, _forget_on_write)
 
 
 def install() -> None:
     """Watch every database connection's writes for the preloaded count (`tickets.apps.ready`)."""
-    from django.db import connections
-    from django.db.backends.signals import connection_created
+    from . import write_watch
 
-    connection_created.connect(_install_on, dispatch_uid="tickets.notifications.watch")
-    for alias in connections:
-        connection = connections[alias]
-        if connection.connection is not None:
-            _install_on(connection)
+    write_watch.on_write(_forget_on_write)
 
 
 def notifications_unread_count(*, user) -> int:

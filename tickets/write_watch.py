@@ -1,0 +1,54 @@
+"""One execute wrapper on every database connection that tells the desk's caches about writes
+(INSERT/UPDATE/DELETE/TRUNCATE, the ORM's, `update()` and raw SQL alike): the inbox counts'
+generation (`tickets.inbox_cache`) and the bell's count preloaded for a request
+(`tickets.notifications`). Installed once from `tickets.apps.ready`; each watcher registers
+with `on_write`. A statement that reads pays one string check."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections
+from django.db.backends.signals import connection_created
+
+log = logging.getLogger(__name__)
+
+WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "TRUNCA")
+_watchers: list[Callable[[str, Any], None]] = []
+
+
+def is_write(sql: object) -> bool:
+    return isinstance(sql, str) and sql[:16].lstrip()[:6].upper() in WRITE_VERBS
+
+
+def on_write(watcher: Callable[[str, Any], None]) -> None:
+    """`watcher(sql, connection)` after each write statement (once per watcher)."""
+    if watcher not in _watchers:
+        _watchers.append(watcher)
+
+
+def _watch(execute, sql, params, many, context):
+    result = execute(sql, params, many, context)
+    if is_write(sql):
+        for watcher in _watchers:
+            try:
+                watcher(sql, context["connection"])
+            except Exception:  # never into the writer's path
+                log.exception("a write watcher failed")
+    return result
+
+
+def _install_on(connection, **kwargs) -> None:
+    if _watch not in connection.execute_wrappers:
+        connection.execute_wrappers.insert(0, _watch)
+
+
+def install() -> None:
+    """Watch every database connection's writes (called from `tickets.apps.ready`)."""
+    connection_created.connect(_install_on, dispatch_uid="tickets.write_watch")
+    for alias in connections:  # connections opened before (e.g. by a check at start-up)
+        connection = connections[alias]
+        if connection.connection is not None:
+            _install_on(connection)
