@@ -11,7 +11,7 @@ import contextvars
 import logging
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -36,7 +36,7 @@ from outbox.services import Retry, enqueue
 from outbox.services import batch as outbox_batch
 from tickets import events
 from tickets.models import Message, Ticket
-from tickets.services import message_receive, message_set_status
+from tickets.services import activity_batched, message_receive, message_set_status
 
 from .models import Channel, Inbox, RawInbound
 from .types import InboundMessage, StatusUpdate
@@ -344,8 +344,12 @@ def _thread(
         # index and pick the newest here. With ORDER BY … LIMIT 1 the planner may walk the
         # desk-wide activity index instead, looking for this customer among every open ticket.
         cutoff = timezone.now() - inbound.inbox.continuity_window
+        threads = _threads.get()
+        candidates = threads.open_tickets(customer.pk, cutoff) if threads is not None else None
+        if candidates is None:
+            candidates = continuity_candidates([customer.pk], cutoff)
         ticket = max(
-            (t for t in continuity_candidates(customer, cutoff) if t.merged_into_id is None),
+            (t for t in candidates if t.merged_into_id is None),
             key=lambda t: (t.last_message_at, t.pk),
             default=None,
         )
@@ -354,16 +358,30 @@ def _thread(
     return None, R.NEW_TICKET, refused
 
 
-def continuity_candidates(customer: Customer, cutoff) -> QuerySet[Ticket]:
-    """The customer's open tickets active since `cutoff`, row-locked. "Not merged" is left
-    to the caller (a merged ticket is closed anyway): with it in the WHERE clause the open
-    tickets' partial indexes match the query, and a planner without statistics yet (a new
-    desk under a burst) walks one of them through every open ticket instead of the customer's."""
+def continuity_candidates(customer_ids: Iterable[int], cutoff) -> QuerySet[Ticket]:
+    """These customers' open tickets active since `cutoff`, row-locked in id order. "Not
+    merged" is left to the caller (a merged ticket is closed anyway): with it in the WHERE
+    clause the open tickets' partial indexes match the query, and a planner without
+    statistics yet (a new desk under a burst) walks one of them through every open ticket
+    instead of the customers' index."""
     return (
-        Ticket.objects.filter(customer=customer, status__in=Ticket.OPEN_STATUSES, last_message_at__gte=cutoff)
-        .order_by()
+        Ticket.objects.filter(
+            customer_id__in=customer_ids, status__in=Ticket.OPEN_STATUSES, last_message_at__gte=cutoff
+        )
+        .order_by("pk")
         .select_for_update(of=("self",), no_key=True)
     )
+
+
+def chunk_tickets(wanted: set[int], customers: set[int], cutoff) -> list[Ticket]:
+    """The open tickets of `customers` active since `cutoff`, then those of `wanted` not among
+    them, row-locked. (Two statements, not one with an OR: the OR lets a planner without
+    statistics walk the desk-wide activity index instead of the customers'.)"""
+    found = list(continuity_candidates(customers, cutoff)) if customers else []
+    rest = wanted.difference(t.pk for t in found)
+    if rest:
+        found += Ticket.objects.filter(pk__in=rest).order_by("pk").select_for_update(of=("self",), no_key=True)
+    return found
 
 
 def _header_ticket(header_ids: list[str], customer: Customer, address: str) -> tuple[Ticket | None, Ticket | None]:
@@ -417,13 +435,16 @@ def _newest_of(rows: list[tuple[int, int]]) -> Ticket | None:
 
 
 class _Threads:
-    """What threading asks of the database for a chunk of mail, asked once for all of it as
-    the chunk begins (in its transaction, its senders' customers locked): the messages its
-    reply headers name, the replies to its Message-IDs that arrived first (from customers
-    known before the chunk), and — locked, in id order — the tickets of those belonging to
-    the chunk's senders. Each mail then looks in dicts; a mail it stores is added to them,
-    so a reply whose parent is earlier in the same chunk, or a parent whose reply is, finds
-    it as it would in the database. Decisions are `_thread`'s, unchanged."""
+    """What threading asks of the database for a chunk of messages (a chunk of mail, a
+    drainer's batch of webhooks), asked once for all of it as the chunk begins (in its
+    transaction, its senders' customers locked): the messages its reply headers name, the
+    replies to its Message-IDs that arrived first (from customers known before the chunk),
+    and — locked, in id order, in one statement — the tickets of those belonging to the
+    chunk's senders and the senders' recently active open tickets (the continuity rule).
+    Each message then looks in dicts; a message it stores is added to them, so a reply
+    whose parent is earlier in the same chunk, or a parent whose reply is, or a second SMS
+    of a new number, finds it as it would in the database. Decisions are `_thread`'s,
+    unchanged."""
 
     def __init__(self, inbounds: list[InboundMessage]) -> None:
         self.by_mid: dict[str, list[tuple]] = {}
@@ -447,9 +468,31 @@ class _Threads:
             )
         wanted = {row[1] for rows in self.by_mid.values() for row in rows if row[2] in customers}
         wanted |= {row[1] for row in self.replies}
-        if wanted:
-            locked = Ticket.objects.filter(pk__in=wanted).order_by("pk").select_for_update(of=("self",), no_key=True)
-            self.tickets = {t.pk: t for t in locked}
+        # The senders' open tickets, for the continuity rule (`open_tickets`): read with
+        # the tickets above, in the same locking statement (one lock order, pk).
+        self.open: dict[int, list[Ticket]] = {}
+        self.cutoff = None
+        if customers and not all(_is_fresh_email(m) for m in inbounds):
+            self.cutoff = timezone.now() - max(m.inbox.continuity_window for m in inbounds)
+            self.open = {pk: [] for pk in customers}
+        if wanted or self.open:
+            self.tickets = {t.pk: t for t in chunk_tickets(wanted, set(self.open), self.cutoff)}
+            for ticket in self.tickets.values():
+                self._add_open(ticket)
+
+    def _add_open(self, ticket: Ticket) -> None:
+        tickets = self.open.get(ticket.customer_id)
+        if tickets is not None and ticket not in tickets and ticket.status in Ticket.OPEN_STATUSES:
+            tickets.append(ticket)
+
+    def open_tickets(self, customer_id: int, cutoff) -> list[Ticket] | None:
+        """The customer's open tickets active since `cutoff` (None: not read ahead, ask the
+        database) — the instances this chunk holds, so what its earlier messages did to
+        them (a new ticket, a reopen, the activity times) counts."""
+        tickets = self.open.get(customer_id)
+        if tickets is None or self.cutoff is None or cutoff < self.cutoff:
+            return None
+        return [t for t in tickets if t.status in Ticket.OPEN_STATUSES and t.last_message_at >= cutoff]
 
     def header_rows(self, header_ids: list[str]) -> list[tuple] | None:
         """The rows `_header_query` gives for these ids (None: ask the database)."""
@@ -467,6 +510,7 @@ class _Threads:
 
     def stored(self, message: Message, ticket: Ticket, customer: Customer, address: str) -> None:
         self.tickets[ticket.pk] = ticket
+        self._add_open(ticket)
         if message.email_message_id:
             if ticket.customer_id == customer.pk:
                 row = (message.pk, ticket.pk, customer.pk, customer.organization_id, address, message.metadata)
@@ -489,6 +533,25 @@ def threads_batched(inbounds: list[InboundMessage]) -> Iterator[None]:
         yield
     finally:
         _threads.reset(token)
+
+
+@contextlib.contextmanager
+def ingest_batched(inbounds: list[InboundMessage], *, create_senders: bool = False) -> Iterator[None]:
+    """Inside ONE transaction that is all or nothing (a drainer's batch, a chunk of mail),
+    around `ingest(…, in_batch=True)` of these messages: what they ask is asked once for all
+    of them — their senders and customers (`senders_batch`; `create_senders`: first-time
+    senders get theirs now, together), threading (`threads_batched`) — and what they write
+    beside the messages is written together as the block ends: the deliveries' processed
+    marks, the timeline events, the tickets' activity."""
+    senders = [(i.sender.kind, i.sender.address, i.inbox.default_region, i.sender.display_name) for i in inbounds]
+    with (
+        senders_batch(senders, create=create_senders),
+        raw_marks_batched(),
+        threads_batched(inbounds),
+        events.batched(),
+        activity_batched(),
+    ):
+        yield
 
 
 def _is_fresh_email(inbound: InboundMessage) -> bool:
@@ -651,15 +714,8 @@ def ingest_raw_emails(*, raws: list[bytes], inbox: Inbox, source: str) -> list[I
     results: list[IngestResult | ApplicationError | None] = [None] * len(records)
     if plain:
         try:
-            with outbox_batch():
-                senders = [(i.sender.kind, i.sender.address, inbox.default_region) for _k, i in plain]
-                with (
-                    senders_batch(senders),
-                    raw_marks_batched(),
-                    threads_batched([i for _k, i in plain]),
-                    events.batched(),
-                ):
-                    done = [(k, ingest(inbound, in_batch=True)) for k, inbound in plain]
+            with outbox_batch(), ingest_batched([i for _k, i in plain]):
+                done = [(k, ingest(inbound, in_batch=True)) for k, inbound in plain]
         except (OperationalError, InterfaceError):
             raise
         except Exception as exc:  # noqa: BLE001 - a repeat, a race, a bug: each mail alone knows

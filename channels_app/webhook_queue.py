@@ -41,15 +41,13 @@ from django.http import HttpRequest, QueryDict
 from django.http.request import RawPostDataException
 from django.utils import timezone
 
-from customers.services import senders_batch
 from cxdesk.errors import ApplicationError
 from cxdesk.memo import memo_scope
 from cxdesk.observability import get_request_id, request_id_scope
 from outbox.services import batch as outbox_batch
-from tickets import events
 
 from .models import Inbox, RawInbound
-from .services import ingest, raw_inbound_failed, raw_inbound_processed, raw_marks_batched, status_apply
+from .services import ingest, ingest_batched, raw_inbound_failed, raw_inbound_processed, status_apply
 from .types import WebhookError
 
 log = logging.getLogger(__name__)
@@ -259,14 +257,9 @@ def _drain_batch(batch: int) -> tuple[int, int]:
                 found = _parse(record)
             if found is not None:
                 parsed.append((record, *found))
-        senders = [
-            (item.sender.kind, item.sender.address, record.inbox.default_region, item.sender.display_name)
-            for record, items, _statuses in parsed
-            for item in items
-        ]
         # Every parsed delivery is stored or the batch rolls back: first-time senders get
         # their customers here, together.
-        with senders_batch(senders, create=True), raw_marks_batched(), events.batched():
+        with ingest_batched([item for _record, items, _statuses in parsed for item in items], create_senders=True):
             for record, items, statuses in parsed:
                 with request_id_scope(record.request_id or f"raw-{record.pk}"):
                     count = _store(record, items, statuses, in_batch=True)

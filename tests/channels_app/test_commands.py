@@ -213,7 +213,10 @@ def test_a_chunk_threads_with_one_lookup_for_all_its_headers_in_any_order(email_
     assert len(headers) == 2, "the chunk's header lookup and its replies-first lookup, once each"
     locks = [q for q in sql if q.startswith('SELECT "tickets_ticket"') and "FOR NO KEY UPDATE" in q]
     assert not [q for q in locks if 'WHERE "tickets_ticket"."id" = ' in q], "no ticket locked alone"
-    assert len([q for q in locks if 'FROM "tickets_ticket" WHERE "tickets_ticket"."id" IN' in q]) == 1
+    chunk = [q for q in locks if '"tickets_ticket"."customer_id" IN' in q]
+    assert len(chunk) == 1, "its senders' open tickets, in one statement"
+    by_pk = [q for q in locks if 'WHERE "tickets_ticket"."id" IN' in q]
+    assert len(by_pk) == 2, "the tickets its headers name besides, in one statement; routing's, after the commit"
 
 
 def test_a_chunk_that_meets_a_ticket_of_another_customer_asks_as_alone(email_inbox):

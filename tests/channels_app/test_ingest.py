@@ -243,10 +243,35 @@ def test_the_continuity_lookup_goes_through_the_customer_even_before_statistics(
     Ticket.objects.bulk_create(
         Ticket(customer=c, subject="x", channel="sms", status="open", last_message_at=now) for c in others
     )
-    qs = continuity_candidates(first.ticket.customer, now - timedelta(days=1))
+    qs = continuity_candidates([first.ticket.customer_id], now - timedelta(days=1))
     assert [t.pk for t in qs] == [first.ticket.pk]
     sql, params = qs.query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + sql, params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert re.search(r"Index Cond: \(+customer_id = ", plan), plan
+
+
+def test_a_batchs_ticket_lookup_goes_through_the_customers_even_before_statistics(sms_inbox):
+    """The same for a batch: its senders' open tickets are read and locked in one statement
+    through the customer index; tickets its headers name besides, by primary key."""
+    from channels_app.services import chunk_tickets, continuity_candidates
+
+    first = ingest(inbound(sms_inbox, address="+48600100501", text="mine"))
+    second = ingest(inbound(sms_inbox, address="+48600100502", text="mine too"))
+    others = [Customer(name=f"c{i}") for i in range(1500)]
+    Customer.objects.bulk_create(others)
+    now = timezone.now()
+    Ticket.objects.bulk_create(
+        Ticket(customer=c, subject="x", channel="sms", status="open", last_message_at=now) for c in others
+    )
+    named = Ticket.objects.filter(customer=others[0]).get()
+    customers, cutoff = {first.ticket.customer_id, second.ticket.customer_id}, now - timedelta(days=1)
+    found = chunk_tickets({named.pk, first.ticket.pk}, customers, cutoff)
+    assert sorted(t.pk for t in found) == sorted([first.ticket.pk, second.ticket.pk, named.pk])
+    sql, params = continuity_candidates(customers, cutoff).query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert re.search(r"Index Cond: \(+customer_id = ANY", plan), plan
+    assert "Seq Scan" not in plan, plan

@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 
 from channels_app.services import ingest
@@ -123,3 +125,36 @@ def test_split_and_undo(sms_inbox, agent):
     undo_move(move=move, actor=agent)
     assert Message.objects.get(pk=second.message.pk).ticket_id == first.ticket.pk
     assert Ticket.objects.get(pk=move.target_id).status == "closed"
+
+
+def test_activity_batched_writes_each_tickets_newest_activity_once_and_drops_a_rolled_back_one(sms_inbox):
+    """Inside `activity_batched()` the messages' tickets get their activity in one UPDATE as
+    the block ends — the newest per ticket — and a message stored in a savepoint that rolls
+    back leaves its ticket as it was."""
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from tickets.services import activity_batched, message_receive
+
+    kept = ingest(inbound(sms_inbox, address="+48600100701")).ticket
+    dropped = ingest(inbound(sms_inbox, address="+48600100702")).ticket
+    before = Ticket.objects.get(pk=dropped.pk).last_message_at
+
+    def receive(ticket, body):
+        return message_receive(
+            customer=ticket.customer, channel="whatsapp", ticket=ticket, body_text=body, thread_reason="test"
+        )
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as ctx, activity_batched():
+        receive(kept, "one")
+        last = receive(kept, "two").message
+        with contextlib.suppress(RuntimeError), transaction.atomic():
+            receive(dropped, "gone")
+            raise RuntimeError("rolled back")
+    updates = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith('UPDATE "tickets_ticket"')]
+    assert len(updates) == 1
+    kept.refresh_from_db()
+    assert kept.last_customer_channel == "whatsapp" and kept.last_message_at <= last.created_at
+    assert kept.last_message_at > Message.objects.get(body_text="one").created_at
+    dropped.refresh_from_db()
+    assert dropped.last_message_at == before and dropped.last_customer_channel == "sms"
