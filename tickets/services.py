@@ -497,7 +497,6 @@ class _Touch:
 
 
 _touch_scope: contextvars.ContextVar[object | None] = contextvars.ContextVar("tickets_touch_batch", default=None)
-_TOUCHED = ("last_customer_message_at", "last_message_at", "updated_at", "last_customer_channel")
 
 
 @contextlib.contextmanager
@@ -519,13 +518,27 @@ def activity_batched() -> Iterator[None]:
             hook.written = True
             if hook.ticket_id not in newest or hook.at >= newest[hook.ticket_id].at:
                 newest[hook.ticket_id] = hook
-    if newest:
-        rows = [
-            Ticket(pk=h.ticket_id, last_customer_message_at=h.at, last_message_at=h.at, updated_at=h.at,
-                   last_customer_channel=h.channel)
-            for h in newest.values()
-        ]  # fmt: skip
-        Ticket.objects.bulk_update(rows, _TOUCHED)
+    if not newest:
+        return
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":  # one UPDATE each (the embedded SQLite desk)
+            cursor.executemany(_touch_sql(), [[adapt(h.at)] * 3 + [h.channel, h.ticket_id] for h in newest.values()])
+            return
+        # One UPDATE joined to the (ticket, time, channel) rows: bulk_update's CASE per
+        # column per row cost more than the statements it replaced.
+        qn = connection.ops.quote_name
+        table = qn(Ticket._meta.db_table)
+        times = ("last_customer_message_at", "last_message_at", "updated_at")
+        sets = ", ".join(
+            [*(f"{qn(name)} = touched.at" for name in times), f"{qn('last_customer_channel')} = touched.channel"]
+        )
+        rows = ", ".join(["(%s::bigint, %s::timestamptz, %s::varchar)"] * len(newest))
+        cursor.execute(
+            f"UPDATE {table} SET {sets} FROM (VALUES {rows}) AS touched (id, at, channel) "  # noqa: S608 - names from the model, values as parameters
+            f"WHERE {table}.{qn('id')} = touched.id",
+            [value for h in newest.values() for value in (h.ticket_id, adapt(h.at), h.channel)],
+        )
 
 
 def message_created(*, message: Message, created_ticket: bool) -> None:
