@@ -116,6 +116,9 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's, with the per-request health check only after a connection rested (cxdesk/postgresql).
+    DATABASES["default"]["ENGINE"] = "cxdesk.postgresql"
 # Persistent connections: a new PostgreSQL connection per request cost more than the request's
 # own queries (bench/README.md). Checked before reuse, so a restarted database is survived.
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60 if IS_POSTGRES else 0))

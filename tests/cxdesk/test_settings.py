@@ -64,7 +64,7 @@ def test_services_from_the_environment():
     )
     assert result.returncode == 0, result.stderr
     engine, eager, layer = result.stdout.split()
-    assert engine == "django.db.backends.postgresql"
+    assert engine == "cxdesk.postgresql"
     assert eager == "False"
     assert layer == "channels_redis.core.RedisChannelLayer"
 
