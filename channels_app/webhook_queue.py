@@ -15,7 +15,9 @@ Waking is cheap and exact: a drainer holds one of `CXDESK_WEBHOOK_DRAINERS` slot
 key added with NX). An acknowledgement that finds a free slot takes it and queues a drainer;
 one that finds every slot taken queues nothing, because a drainer gives its slot back and
 only then looks for pending rows one last time — so a row committed before that look is
-drained by it, and a row committed after finds the slot free. Should the broker or the cache
+drained by it, and a row committed after finds the slot free. That last look is two, the
+second GRACE_SECONDS after the first, so an acknowledgement that found the slot held less
+than GRACE_SECONDS ago need not ask the cache again (under a flood, most of them). Should the broker or the cache
 be down at the moment, the row is still durable and the beat sweep (`drain_stale`) queues
 a drainer for rows left pending.
 
@@ -59,6 +61,7 @@ SLOT_KEY = "cxdesk:webhook-drainer:{}"
 SLOT_SECONDS = 15  # a drainer that died gives its slot back after this long (it renews it per batch)
 DRAIN_SECONDS = 60  # then a drainer hands its slot to a new task (Celery's time limits)
 LINGER_SECONDS = 0.02  # after a short batch, wait this long for more before taking the next
+GRACE_SECONDS = 0.05  # a slot seen held this recently is not asked for again (see `wake`)
 MEMO_SECONDS = 1.0  # settings every message asks about, asked again at most this often
 STALE = timedelta(seconds=10)  # pending this long: the sweep wakes a drainer (a lost wake-up)
 
@@ -103,6 +106,7 @@ def webhook_store(*, request: HttpRequest, inbox: Inbox) -> int:
 
 
 _turn = itertools.count()
+_held_at: dict[int, float] = {}  # slot → when this process last found it held (monotonic, before asking)
 
 
 def _slots() -> range:
@@ -125,12 +129,21 @@ def wake() -> None:
         # One slot, in turn: correct with any of them (whoever holds it looks again after
         # giving it back), and spreading the tries lets a burst run every drainer.
         slot = next(_turn) % len(_slots())
+        asked = time.monotonic()
+        if asked - _held_at.get(slot, float("-inf")) < GRACE_SECONDS:
+            # Found held less than GRACE_SECONDS ago (asked at `asked`): its holder had not
+            # given it back then, and after giving it back it looks for rows twice, the
+            # second time GRACE_SECONDS later — after this row's commit. Under a flood this
+            # spares most acknowledgements their round trip to the cache.
+            return
         if cache.add(SLOT_KEY.format(slot), 1, SLOT_SECONDS):
             try:
                 drain_webhooks.delay(slot)
             except Exception:
                 cache.delete(SLOT_KEY.format(slot))  # nobody holds it: the next delivery may try
                 raise
+        else:
+            _held_at[slot] = asked
     except Exception as exc:  # noqa: BLE001 - broker or cache down: the sweep wakes a drainer
         log.warning("webhook drainer not woken (%s); the sweep will", exc)
 
@@ -207,7 +220,11 @@ def _drain(slot: int | None, batch: int, settings_memo: contextlib.ExitStack) ->
             return stored
         cache.delete(SLOT_KEY.format(slot))
         if not _unclaimed_left():
-            return stored
+            # An acknowledgement that found the slot held within the last GRACE_SECONDS
+            # woke nobody (`wake`): look once more after that long.
+            time.sleep(GRACE_SECONDS)
+            if not _unclaimed_left():
+                return stored
         if not cache.add(SLOT_KEY.format(slot), 1, SLOT_SECONDS):
             return stored  # an acknowledgement took the slot: its drainer will take the rows
 

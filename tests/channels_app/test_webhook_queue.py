@@ -3,6 +3,7 @@
 ingests pending deliveries in batches with the same idempotency as the inline path."""
 
 import logging
+import time
 
 import pytest
 from django.core.cache import cache
@@ -27,8 +28,10 @@ def queued(settings):
     settings.CXDESK_WEBHOOKS = "queued"
     settings.CXDESK_WEBHOOK_DRAINERS = 1
     _free_slots()
+    webhook_queue._held_at.clear()
     yield
     _free_slots()
+    webhook_queue._held_at.clear()
 
 
 def test_answered_after_one_durable_write_and_ingested_by_the_drainer(
@@ -97,6 +100,51 @@ def test_a_delivery_that_arrives_while_the_slot_is_held_is_taken_by_its_holder(
     with django_capture_on_commit_callbacks(execute=True):
         _store(client, "second", "SMs2")  # the slot is free again: this one wakes a drainer
     assert woken == [0]
+
+
+def test_an_acknowledgement_that_just_found_the_slot_held_asks_nothing_and_its_row_is_still_drained(
+    client, twilio_inbox, queued, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Under a flood most acknowledgements skip the cache: one that found the slot held less
+    than GRACE_SECONDS ago does not ask again. Its row is safe because the holder, after
+    giving the slot back, looks twice, GRACE_SECONDS apart: a row committed between the two
+    looks (by an acknowledgement that skipped) is drained, with no drainer queued for it."""
+    woken, asked = [], []
+    monkeypatch.setattr("channels_app.tasks.drain_webhooks.delay", lambda slot: woken.append(slot))
+    real_add = cache.add
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(cache, name)
+
+        def add(self, key, *args, **kwargs):
+            asked.append(key)
+            return real_add(key, *args, **kwargs)
+
+    monkeypatch.setattr(webhook_queue, "cache", Counting())
+    assert cache.add(webhook_queue.SLOT_KEY.format(0), 1, 60)  # a drainer is at work
+    with django_capture_on_commit_callbacks(execute=True):
+        _store(client, "first", "SMg1")  # finds the slot held
+    with django_capture_on_commit_callbacks(execute=True):
+        _store(client, "second", "SMg2")  # a moment later: asks nothing
+    assert woken == [] and len(asked) == 1
+
+    looks = []
+    real_look = webhook_queue._unclaimed_left
+
+    def look():
+        found = real_look()
+        looks.append(found)
+        if len(looks) == 1:  # just after the holder's first look: an acknowledgement that skipped
+            webhook_queue._held_at[0] = time.monotonic()
+            with django_capture_on_commit_callbacks(execute=True):
+                _store(client, "third", "SMg3")
+        return found
+
+    monkeypatch.setattr(webhook_queue, "_unclaimed_left", look)
+    assert webhook_queue.drain(slot=0) == 3
+    assert woken == [] and looks[:2] == [False, True]
+    assert sorted(Message.objects.values_list("body_text", flat=True)) == ["first", "second", "third"]
 
 
 def test_a_batch_survives_a_delivery_that_breaks(client, twilio_inbox, queued, monkeypatch, caplog):
@@ -304,7 +352,8 @@ def test_a_drainer_holding_a_slot_waits_briefly_after_a_short_batch_for_more(cli
     monkeypatch.setattr(webhook_queue.time, "sleep", meanwhile)
     assert cache.add(webhook_queue.SLOT_KEY.format(0), 1, 60)
     assert webhook_queue.drain(slot=0, batch=5) == 2
-    assert sleeps == [webhook_queue.LINGER_SECONDS] * 2, "one wait per short batch, none after an empty one"
+    linger, grace = webhook_queue.LINGER_SECONDS, webhook_queue.GRACE_SECONDS
+    assert sleeps == [linger, linger, grace], "one wait per short batch, none after an empty one; the last look's"
     assert cache.get(webhook_queue.SLOT_KEY.format(0)) is None
 
 
