@@ -601,7 +601,7 @@ def message_set_status(*, message: Message, status: str, error: str = "", at=Non
 # --- creation from the API / portal ----------------------------------------------
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # inside a caller's transaction (the API's) its error rolls that back whole
 def ticket_open(
     *,
     customer: Customer,

@@ -95,9 +95,9 @@ def test_create_api_key_command_prints_the_key_once(db):
 
 
 def test_create_for_a_new_email_is_a_bounded_number_of_statements(api, django_capture_on_commit_callbacks):
-    """Auth, the customer found or created with its identity (one savepoint), the ticket,
-    its first message and event, the outbox row for routing, the settings asked once per
-    request (webhook subscriptions, SLA policies), the routing itself — run by the request
+    """Auth, the customer found or created with its identity (one savepoint), the ticket (no
+    savepoint of its own), its first message and event, the outbox row for routing, the
+    settings asked once per request (webhook subscriptions, SLA policies), the routing itself — run by the request
     after the commit, not by a Celery task: the ticket locked and read, the routing rules,
     the default team, the row marked done — and the answer's read-back."""
     from django.db import connection
@@ -110,6 +110,10 @@ def test_create_for_a_new_email_is_a_bounded_number_of_statements(api, django_ca
     control = ("SAVEPOINT", "RELEASE SAVEPOINT", "BEGIN", "COMMIT")
     sql = [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(control)]
     assert len(sql) <= 18, "\n".join(sql)
+    savepoints = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith("SAVEPOINT")]
+    # The request's transaction and its routing's (savepoints here: the test runs in a
+    # transaction of its own), and the customer's create; none for the ticket's.
+    assert len(savepoints) == 3, savepoints
     from outbox.models import OutboxTask
 
     assert list(OutboxTask.objects.values_list("kind", "status")) == [("route", "done")], "routed in the request"
