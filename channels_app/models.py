@@ -19,18 +19,26 @@ class RawInbound(models.Model):
     source = models.CharField(max_length=32, help_text="ingest_mail, api, imap, anymail, webhook…")
     content_type = models.CharField(max_length=100, default="message/rfc822")
     payload = models.BinaryField(help_text="zlib-compressed raw bytes")
-    sha256 = models.CharField(max_length=64, db_index=True)
+    # Not indexed: nothing looks a delivery up by it, and every acknowledgement would pay.
+    sha256 = models.CharField(max_length=64)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
-    message = models.ForeignKey("tickets.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    message = models.ForeignKey(
+        "tickets.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     request_id = models.CharField(max_length=64, blank=True, help_text="the request that stored it (its log lines)")
     created_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "created_at"], name="rawinbound_status_idx")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="rawinbound_status_idx"),
+            # For a message's deletion (SET NULL here); a delivery is acknowledged before it
+            # has a message, so the acknowledgement's INSERT does not touch this index.
+            models.Index(fields=["message"], condition=models.Q(message__isnull=False), name="rawinbound_message_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.source} #{self.pk} ({self.status})"

@@ -520,3 +520,21 @@ def test_a_batch_threads_as_one_message_at_a_time_would(client, twilio_inbox, qu
     assert list(fresh.messages.order_by("id").values_list("body_text", flat=True)) == ["new one", "new one again"]
     first, second = fresh.messages.order_by("id")
     assert first.created_at < fresh.last_message_at <= second.created_at and fresh.last_customer_channel == "sms"
+
+
+def test_the_acknowledgements_insert_feeds_three_indexes():
+    """Every acknowledgement inserts a RawInbound row: its indexes are what the drainer and
+    the desk look up (pending rows, an inbox's deliveries) and the primary key; the message
+    index covers only rows that have one (none yet when acknowledged)."""
+    import os
+
+    if connection.vendor != "postgresql":
+        assert os.environ.get("CI") != "true", "CI runs the suite on PostgreSQL"
+        pytest.skip("PostgreSQL only")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", [RawInbound._meta.db_table])
+        defs = [row[0] for row in cursor.fetchall()]
+    assert not [d for d in defs if "sha256" in d], defs
+    partial = [d for d in defs if "message_id" in d]
+    assert len(partial) == 1 and "WHERE (message_id IS NOT NULL)" in partial[0], defs
+    assert len(defs) == 4, defs
