@@ -29,6 +29,7 @@ from customers.services import (
     identity_touch,
     senders_batch,
     senders_locked,
+    senders_new,
 )
 from cxdesk.errors import ApplicationError
 from cxdesk.sanitize import html_to_text, sanitize_html
@@ -36,7 +37,7 @@ from outbox.services import Retry, enqueue
 from outbox.services import batch as outbox_batch
 from tickets import events
 from tickets.models import Message, Ticket
-from tickets.services import activity_batched, message_receive, message_set_status
+from tickets.services import activity_batched, message_receive, message_set_status, rows_batched
 
 from .models import Channel, Inbox, RawInbound
 from .types import InboundMessage, StatusUpdate
@@ -539,19 +540,20 @@ def threads_batched(inbounds: list[InboundMessage]) -> Iterator[None]:
 def ingest_batched(inbounds: list[InboundMessage], *, create_senders: bool = False) -> Iterator[None]:
     """Inside ONE transaction that is all or nothing (a drainer's batch, a chunk of mail),
     around `ingest(…, in_batch=True)` of these messages: what they ask is asked once for all
-    of them — their senders and customers (`senders_batch`; `create_senders`: first-time
-    senders get theirs now, together), threading (`threads_batched`) — and what they write
-    beside the messages is written together as the block ends: the deliveries' processed
-    marks, the timeline events, the tickets' activity."""
+    of them — their senders and customers (`senders_batch`), threading (`threads_batched`) —
+    and what they write beside the messages is written together as the block ends: the
+    deliveries' processed marks, the timeline events, the tickets' activity.
+    `create_senders` (a drainer's batch of webhooks): first-time senders get their customers
+    now, together, and the messages and the first-time senders' tickets are written in one
+    INSERT each as the block ends (`rows_batched`; not for mail, whose threading may look a
+    message of the chunk up in the database)."""
     senders = [(i.sender.kind, i.sender.address, i.inbox.default_region, i.sender.display_name) for i in inbounds]
-    with (
-        senders_batch(senders, create=create_senders),
-        raw_marks_batched(),
-        threads_batched(inbounds),
-        events.batched(),
-        activity_batched(),
-    ):
-        yield
+    with senders_batch(senders, create=create_senders):
+        rows = (
+            rows_batched(tickets=senders_new(), messages=len(inbounds)) if create_senders else contextlib.nullcontext()
+        )
+        with raw_marks_batched(), threads_batched(inbounds), events.batched(), activity_batched(), rows:
+            yield
 
 
 def _is_fresh_email(inbound: InboundMessage) -> bool:

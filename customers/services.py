@@ -182,6 +182,12 @@ def _touched_write(batch: _Batch) -> None:
         Identity.objects.bulk_update(identities, list(fields))
 
 
+def senders_new() -> int:
+    """How many first-time senders the current `senders_batch(create=True)` created."""
+    batch = _batch.get()
+    return len(batch.fresh) if batch else 0
+
+
 def senders_locked() -> set[int]:
     """The ids of the customers the current `senders_batch` holds locked (empty outside one)."""
     batch = _batch.get()

@@ -397,7 +397,9 @@ def message_receive(
             "team_id": inbox.default_team_id if inbox else None,
             **(new_ticket or {}),
         }
-        ticket = Ticket.objects.create(
+        ticket = _row_create(
+            Ticket,
+            now,
             customer=customer,
             inbox=inbox,
             channel=channel,
@@ -406,7 +408,9 @@ def message_receive(
             last_message_at=now,
             **fields,
         )
-    message = Message.objects.create(
+    message = _row_create(
+        Message,
+        now,
         ticket=ticket,
         direction=Message.Direction.INBOUND,
         channel=channel,
@@ -460,6 +464,8 @@ def _ticket_touch(*, ticket: Ticket, channel: str, now) -> None:
     one UPDATE, its SQL written once per process (compiling it through the ORM for every
     message cost more Python than the statement cost the database) — or, inside
     `activity_batched()`, one UPDATE for the whole batch as it ends."""
+    if _row_pending(ticket):
+        return  # created in this `rows_batched()` block: its INSERT writes what the instance holds
     scope = _touch_scope.get()
     if scope is not None and connection.in_atomic_block:
         transaction.on_commit(_Touch(scope, ticket.pk, channel, now))  # dropped with a savepoint that rolls back
@@ -539,6 +545,89 @@ def activity_batched() -> Iterator[None]:
             f"WHERE {table}.{qn('id')} = touched.id",
             [value for h in newest.values() for value in (h.ticket_id, adapt(h.at), h.channel)],
         )
+
+
+class _Rows:
+    """The tickets and messages of a `rows_batched()` block: ids drawn ahead, rows kept."""
+
+    def __init__(self, ids: dict[type, list[int]]) -> None:
+        self.ids = ids
+        self.rows: dict[type, list] = {model: [] for model in ids}
+        self.pending: set[tuple[type, int]] = set()
+
+
+_rows: contextvars.ContextVar[_Rows | None] = contextvars.ContextVar("tickets_rows_batch", default=None)
+
+
+@contextlib.contextmanager
+def rows_batched(*, tickets: int, messages: int) -> Iterator[None]:
+    """Inside ONE transaction that is all or nothing (a drainer's batch) on PostgreSQL: up
+    to `tickets` new tickets and `messages` messages that `message_receive` creates in the
+    block get their ids drawn ahead (one statement) and are INSERTed together as the block
+    ends (one statement each kind), instead of one INSERT each. What points at them (events,
+    SLA clocks, attachments, processed marks) may be written first: those foreign keys are
+    checked at commit. Past the ids drawn, or elsewhere, a row is written at once. Inside
+    the block nothing may read them back from the database; the instances are the truth
+    (their activity too: `_ticket_touch` leaves a pending ticket alone)."""
+    if connection.vendor != "postgresql" or not (tickets or messages):
+        yield
+        return
+    qn = connection.ops.quote_name
+    wanted = [(model, count) for model, count in ((Ticket, tickets), (Message, messages)) if count]
+    union = " UNION ALL ".join(
+        "SELECT %s, nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)" for _ in wanted
+    )
+    params = [v for model, count in wanted for v in (model.__name__, qn(model._meta.db_table), count)]
+    ids: dict[type, list[int]] = {model: [] for model, _count in wanted}
+    by_name = {model.__name__: model for model, _count in wanted}
+    with connection.cursor() as cursor:
+        cursor.execute(union, params)
+        for name, pk in cursor.fetchall():
+            ids[by_name[name]].append(pk)
+    rows = _Rows(ids)
+    token = _rows.set(rows)
+    try:
+        yield
+    finally:
+        _rows.reset(token)
+    for model in (Ticket, Message):
+        if rows.rows.get(model):
+            _rows_insert(model, rows.rows[model])
+
+
+def _row_create(model: type, now, **fields):
+    """`model.objects.create(**fields)`, or inside `rows_batched()` the instance with an id
+    drawn ahead and its times set to `now`, written as the block ends."""
+    rows = _rows.get()
+    ids = rows.ids.get(model) if rows is not None else None
+    if not ids:
+        return model.objects.create(**fields)
+    row = model(pk=ids.pop(0), created_at=now, updated_at=now, **fields)
+    rows.rows[model].append(row)
+    rows.pending.add((model, row.pk))
+    return row
+
+
+def _row_pending(row) -> bool:
+    rows = _rows.get()
+    return rows is not None and (type(row), row.pk) in rows.pending
+
+
+def _rows_insert(model: type, rows: list) -> None:
+    """One INSERT of these instances as they are (their ids and times included: what was
+    announced of them, a webhook's created_at say, is what is stored)."""
+    fields = model._meta.concrete_fields
+    qn = connection.ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params = [field.get_db_prep_save(getattr(obj, field.attname), connection) for obj in rows for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608 - names from the model, values as parameters
+            f"VALUES {', '.join([row] * len(rows))}",
+            params,
+        )
+    for obj in rows:
+        obj._state.adding, obj._state.db = False, connection.alias
 
 
 def message_created(*, message: Message, created_ticket: bool) -> None:

@@ -1,4 +1,5 @@
 import contextlib
+import os
 
 import pytest
 
@@ -158,3 +159,38 @@ def test_activity_batched_writes_each_tickets_newest_activity_once_and_drops_a_r
     assert kept.last_message_at > Message.objects.get(body_text="one").created_at
     dropped.refresh_from_db()
     assert dropped.last_message_at == before and dropped.last_customer_channel == "sms"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_batched_writes_tickets_and_messages_together_and_what_points_at_them_first(sms_inbox, settings, tmp_path):
+    """Inside `rows_batched()` the new tickets and the messages are one INSERT each as the
+    block ends; their attachments, events and SLA rows, written before them, point at ids
+    drawn ahead (the foreign keys are checked at commit). Past the ids drawn, a row is
+    written at once."""
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from customers.models import Customer
+    from tickets.services import message_receive, rows_batched
+
+    if connection.vendor != "postgresql":
+        assert os.environ.get("CI") != "true", "CI runs the suite on PostgreSQL"
+        pytest.skip("PostgreSQL only (elsewhere the block writes each row at once)")
+    settings.MEDIA_ROOT = str(tmp_path)
+    first, second = Customer.objects.create(name="A"), Customer.objects.create(name="B")
+    with transaction.atomic(), CaptureQueriesContext(connection) as ctx, rows_batched(tickets=1, messages=2):
+        a = message_receive(
+            customer=first, channel="sms", inbox=sms_inbox, body_text="photo", thread_reason="new_ticket",
+            attachments=[("photo.png", b"\x89PNG...", "image/png")],
+        )  # fmt: skip
+        b = message_receive(customer=second, channel="sms", inbox=sms_inbox, body_text="hi", thread_reason="new_ticket")
+        assert not Message.objects.filter(pk=a.message.pk).exists(), "not written yet"
+    inserts = [
+        q["sql"]
+        for q in ctx.captured_queries
+        if q["sql"].startswith(('INSERT INTO "tickets_message"', 'INSERT INTO "tickets_ticket"'))
+    ]
+    assert len(inserts) == 3, "the ticket past the ids drawn at once; then one INSERT per kind"
+    assert Message.objects.get(pk=a.message.pk).attachments.get().filename == "photo.png"
+    assert Ticket.objects.get(pk=a.ticket.pk).events.filter(kind="created").exists()
+    assert Message.objects.get(pk=b.message.pk).ticket_id == b.ticket.pk != a.ticket.pk
