@@ -548,12 +548,24 @@ def activity_batched() -> Iterator[None]:
 
 
 class _Rows:
-    """The tickets and messages of a `rows_batched()` block: ids drawn ahead, rows kept."""
+    """A `rows_batched()` block: the ids drawn ahead, the rows created with them."""
 
     def __init__(self, ids: dict[type, list[int]]) -> None:
         self.ids = ids
-        self.rows: dict[type, list] = {model: [] for model in ids}
         self.pending: set[tuple[type, int]] = set()
+
+
+class _PendingRow:
+    """A row created in a `rows_batched()` block: a commit hook, so that one created in a
+    savepoint that rolls back disappears with it; the block INSERTs those still standing.
+    (One left unwritten cannot be lost quietly: what points at it fails the commit.)"""
+
+    def __init__(self, scope: _Rows, row) -> None:
+        self.scope, self.row, self.written = scope, row, False
+
+    def __call__(self) -> None:
+        if not self.written:
+            log.error("%s #%s created in a batch was not written", type(self.row).__name__, self.row.pk)
 
 
 _rows: contextvars.ContextVar[_Rows | None] = contextvars.ContextVar("tickets_rows_batch", default=None)
@@ -590,9 +602,16 @@ def rows_batched(*, tickets: int, messages: int) -> Iterator[None]:
         yield
     finally:
         _rows.reset(token)
-    for model in (Ticket, Message):
-        if rows.rows.get(model):
-            _rows_insert(model, rows.rows[model])
+    standing = [
+        hook for _sids, hook, _robust in connection.run_on_commit
+        if isinstance(hook, _PendingRow) and hook.scope is rows and not hook.written
+    ]  # fmt: skip
+    for model in (Ticket, Message):  # the tickets first: nothing requires it, but it reads well
+        of_model = [hook for hook in standing if type(hook.row) is model]
+        if of_model:
+            _rows_insert(model, [hook.row for hook in of_model])
+            for hook in of_model:
+                hook.written = True
 
 
 def _row_create(model: type, now, **fields):
@@ -600,10 +619,10 @@ def _row_create(model: type, now, **fields):
     drawn ahead and its times set to `now`, written as the block ends."""
     rows = _rows.get()
     ids = rows.ids.get(model) if rows is not None else None
-    if not ids:
+    if not ids or not connection.in_atomic_block:
         return model.objects.create(**fields)
     row = model(pk=ids.pop(0), created_at=now, updated_at=now, **fields)
-    rows.rows[model].append(row)
+    transaction.on_commit(_PendingRow(rows, row))
     rows.pending.add((model, row.pk))
     return row
 

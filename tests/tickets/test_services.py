@@ -166,7 +166,7 @@ def test_rows_batched_writes_tickets_and_messages_together_and_what_points_at_th
     """Inside `rows_batched()` the new tickets and the messages are one INSERT each as the
     block ends; their attachments, events and SLA rows, written before them, point at ids
     drawn ahead (the foreign keys are checked at commit). Past the ids drawn, a row is
-    written at once."""
+    written at once; one created in a savepoint that rolls back is not written."""
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
@@ -178,13 +178,16 @@ def test_rows_batched_writes_tickets_and_messages_together_and_what_points_at_th
         pytest.skip("PostgreSQL only (elsewhere the block writes each row at once)")
     settings.MEDIA_ROOT = str(tmp_path)
     first, second = Customer.objects.create(name="A"), Customer.objects.create(name="B")
-    with transaction.atomic(), CaptureQueriesContext(connection) as ctx, rows_batched(tickets=1, messages=2):
+    with transaction.atomic(), CaptureQueriesContext(connection) as ctx, rows_batched(tickets=1, messages=3):
         a = message_receive(
             customer=first, channel="sms", inbox=sms_inbox, body_text="photo", thread_reason="new_ticket",
             attachments=[("photo.png", b"\x89PNG...", "image/png")],
         )  # fmt: skip
         b = message_receive(customer=second, channel="sms", inbox=sms_inbox, body_text="hi", thread_reason="new_ticket")
         assert not Message.objects.filter(pk=a.message.pk).exists(), "not written yet"
+        with contextlib.suppress(RuntimeError), transaction.atomic():
+            message_receive(customer=first, channel="sms", ticket=a.ticket, body_text="undone", thread_reason="test")
+            raise RuntimeError("rolled back")
     inserts = [
         q["sql"]
         for q in ctx.captured_queries
@@ -194,3 +197,4 @@ def test_rows_batched_writes_tickets_and_messages_together_and_what_points_at_th
     assert Message.objects.get(pk=a.message.pk).attachments.get().filename == "photo.png"
     assert Ticket.objects.get(pk=a.ticket.pk).events.filter(kind="created").exists()
     assert Message.objects.get(pk=b.message.pk).ticket_id == b.ticket.pk != a.ticket.pk
+    assert not Message.objects.filter(body_text="undone").exists(), "dropped with its savepoint"
