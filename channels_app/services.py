@@ -440,8 +440,8 @@ class _Threads:
     drainer's batch of webhooks), asked once for all of it as the chunk begins (in its
     transaction, its senders' customers locked): the messages its reply headers name, the
     replies to its Message-IDs that arrived first (from customers known before the chunk),
-    and — locked, in id order, in one statement — the tickets of those belonging to the
-    chunk's senders and the senders' recently active open tickets (the continuity rule).
+    and — locked — the senders' recently active open tickets (the continuity rule) and the
+    tickets of those messages that belong to the chunk's senders (`chunk_tickets`).
     Each message then looks in dicts; a message it stores is added to them, so a reply
     whose parent is earlier in the same chunk, or a parent whose reply is, or a second SMS
     of a new number, finds it as it would in the database. Decisions are `_thread`'s,
@@ -469,8 +469,8 @@ class _Threads:
             )
         wanted = {row[1] for rows in self.by_mid.values() for row in rows if row[2] in customers}
         wanted |= {row[1] for row in self.replies}
-        # The senders' open tickets, for the continuity rule (`open_tickets`): read with
-        # the tickets above, in the same locking statement (one lock order, pk).
+        # The senders' open tickets, for the continuity rule (`open_tickets`), locked with
+        # the tickets above.
         self.open: dict[int, list[Ticket]] = {}
         self.cutoff = None
         if customers and not all(_is_fresh_email(m) for m in inbounds):

@@ -17,9 +17,9 @@ one that finds every slot taken queues nothing, because a drainer gives its slot
 only then looks for pending rows one last time — so a row committed before that look is
 drained by it, and a row committed after finds the slot free. That last look is two, the
 second GRACE_SECONDS after the first, so an acknowledgement that found the slot held less
-than GRACE_SECONDS ago need not ask the cache again (under a flood, most of them). Should the broker or the cache
-be down at the moment, the row is still durable and the beat sweep (`drain_stale`) queues
-a drainer for rows left pending.
+than GRACE_SECONDS ago need not ask the cache again (under a flood, most of them). Should
+the broker or the cache be down at the moment, the row is still durable and the beat sweep
+(`drain_stale`) queues a drainer for rows left pending.
 
 `CXDESK_WEBHOOKS` chooses: "queued" (acknowledge after the raw write) or "inline" (ingest in
 the request, acknowledge after the message's commit). bench/webhook_ingest.py measures both.
