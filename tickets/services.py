@@ -580,7 +580,9 @@ def rows_batched(*, tickets: int, messages: int) -> Iterator[None]:
     SLA clocks, attachments, processed marks) may be written first: those foreign keys are
     checked at commit. Past the ids drawn, or elsewhere, a row is written at once. Inside
     the block nothing may read them back from the database; the instances are the truth
-    (their activity too: `_ticket_touch` leaves a pending ticket alone)."""
+    (their activity too: `_ticket_touch` leaves a pending ticket alone — so a message
+    continuing such a ticket inside a savepoint that rolls back would leave its time on the
+    instance; a drainer's batch takes no savepoints)."""
     if connection.vendor != "postgresql" or not (tickets or messages):
         yield
         return
