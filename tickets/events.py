@@ -8,11 +8,12 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from cxdesk.realtime import broadcast_on_commit
 
+from . import deferred
 from .models import Ticket, TicketEvent
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ def record(ticket: Ticket, kind: str, *, actor=None, **data: Any) -> TicketEvent
     scope = _scope.get()
     if scope is not None and connection.in_atomic_block:
         event = TicketEvent(ticket=ticket, kind=kind, actor=actor, data=data, created_at=timezone.now())
-        transaction.on_commit(_Deferred(scope, event))  # dropped with a savepoint that rolls back
+        deferred.defer(scope, event, _unwritten)  # dropped with a savepoint that rolls back
         return event
     event = TicketEvent.objects.create(ticket=ticket, kind=kind, actor=actor, data=data)
     _announce(event)
@@ -36,17 +37,10 @@ def _announce(event: TicketEvent) -> None:
     broadcast_on_commit(f"ticket.{ticket_id}", "ticket.event", ticket_id=ticket_id, event_id=event.pk, kind=event.kind)
 
 
-class _Deferred:
-    """An event recorded in a `batched()` block: a commit hook, so that one recorded in a
-    savepoint that rolls back disappears with it; `_write` inserts those still standing."""
-
-    def __init__(self, scope: object, event: TicketEvent) -> None:
-        self.scope, self.event, self.written = scope, event, False
-
-    def __call__(self) -> None:
-        if not self.written:  # not written by its batch (a bug): better late than lost
-            log.error("%s event recorded in a batch was not written; writing it now", self.event.kind)
-            TicketEvent.objects.bulk_create([self.event])
+def _unwritten(event: TicketEvent) -> None:
+    """An event its batch did not write (a bug): better late than lost."""
+    log.error("%s event recorded in a batch was not written; writing it now", event.kind)
+    TicketEvent.objects.bulk_create([event])
 
 
 _scope: contextvars.ContextVar[object | None] = contextvars.ContextVar("tickets_events_batch", default=None)
@@ -64,27 +58,16 @@ def batched() -> Iterator[None]:
         yield
     finally:
         _scope.reset(token)
-    pending = [
-        hook for _sids, hook, _robust in connection.run_on_commit
-        if isinstance(hook, _Deferred) and hook.scope is scope and not hook.written
-    ]  # fmt: skip
+    pending = deferred.standing(scope)
     if not pending:
         return
-    fields = [TicketEvent._meta.get_field(name) for name in _COLUMNS]
-    qn = connection.ops.quote_name
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params = [field.get_db_prep_save(getattr(h.event, field.attname), connection) for h in pending for field in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {qn(TicketEvent._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608 - names from the model, values as parameters
-            f"VALUES {', '.join([row] * len(pending))} RETURNING {qn('id')}",
-            params,
-        )
-        ids = [r[0] for r in cursor.fetchall()]
-    for hook, pk in zip(pending, ids, strict=True):
-        hook.event.pk, hook.written = pk, True
-        hook.event._state.adding = False
-        _announce(hook.event)
+    ids = deferred.insert(
+        TicketEvent, [TicketEvent._meta.get_field(name) for name in _COLUMNS], pending, returning=True
+    )
+    for event, pk in zip(pending, ids, strict=True):
+        event.pk = pk
+        event._state.adding = False
+        _announce(event)
 
 
 def created(ticket: Ticket, *, actor=None, channel: str) -> TicketEvent:

@@ -19,7 +19,7 @@ from cxdesk.errors import ApplicationError
 from cxdesk.realtime import broadcast_on_commit
 from outbox.services import enqueue
 
-from . import events, notifications, signals
+from . import deferred, events, notifications, signals
 from .attachments import AttachmentIn, attachments_store
 from .models import Channel, Inbox, Message, Tag, Team, Ticket, TicketMove
 
@@ -468,7 +468,7 @@ def _ticket_touch(*, ticket: Ticket, channel: str, now) -> None:
         return  # created in this `rows_batched()` block: its INSERT writes what the instance holds
     scope = _touch_scope.get()
     if scope is not None and connection.in_atomic_block:
-        transaction.on_commit(_Touch(scope, ticket.pk, channel, now))  # dropped with a savepoint that rolls back
+        deferred.defer(scope, (ticket.pk, channel, now), _touch_unwritten)  # dropped with a savepoint that rolls back
         return
     when = connection.ops.adapt_datetimefield_value(now)
     with connection.cursor() as cursor:
@@ -485,21 +485,13 @@ def _touch_sql() -> str:
     return f"UPDATE {qn(Ticket._meta.db_table)} SET {sets} WHERE {qn('id')} = %s"  # noqa: S608 - names from the model, values as parameters
 
 
-class _Touch:
-    """A ticket's activity recorded in an `activity_batched()` block: a commit hook, so that
-    one recorded in a savepoint that rolls back disappears with it; the block writes those
-    still standing."""
-
-    def __init__(self, scope: object, ticket_id: int, channel: str, at) -> None:
-        self.scope, self.ticket_id, self.channel, self.at, self.written = scope, ticket_id, channel, at, False
-
-    def __call__(self) -> None:
-        if not self.written:  # not written by its block (a bug): better late than lost
-            log.error("activity of ticket %s recorded in a batch was not written; writing it now", self.ticket_id)
-            Ticket.objects.filter(pk=self.ticket_id).update(
-                last_customer_message_at=self.at, last_message_at=self.at, updated_at=self.at,
-                last_customer_channel=self.channel,
-            )  # fmt: skip
+def _touch_unwritten(touch: tuple[int, str, object]) -> None:
+    """Activity its batch did not write (a bug): better late than lost."""
+    ticket_id, channel, at = touch
+    log.error("activity of ticket %s recorded in a batch was not written; writing it now", ticket_id)
+    Ticket.objects.filter(pk=ticket_id).update(
+        last_customer_message_at=at, last_message_at=at, updated_at=at, last_customer_channel=channel
+    )
 
 
 _touch_scope: contextvars.ContextVar[object | None] = contextvars.ContextVar("tickets_touch_batch", default=None)
@@ -518,18 +510,16 @@ def activity_batched() -> Iterator[None]:
         yield
     finally:
         _touch_scope.reset(token)
-    newest: dict[int, _Touch] = {}
-    for _sids, hook, _robust in connection.run_on_commit:
-        if isinstance(hook, _Touch) and hook.scope is scope and not hook.written:
-            hook.written = True
-            if hook.ticket_id not in newest or hook.at >= newest[hook.ticket_id].at:
-                newest[hook.ticket_id] = hook
+    newest: dict[int, tuple[str, object]] = {}
+    for ticket_id, channel, at in deferred.standing(scope):
+        if ticket_id not in newest or at >= newest[ticket_id][1]:
+            newest[ticket_id] = (channel, at)
     if not newest:
         return
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":  # one UPDATE each (the embedded SQLite desk)
-            cursor.executemany(_touch_sql(), [[adapt(h.at)] * 3 + [h.channel, h.ticket_id] for h in newest.values()])
+            cursor.executemany(_touch_sql(), [[adapt(at)] * 3 + [channel, pk] for pk, (channel, at) in newest.items()])
             return
         # One UPDATE joined to the (ticket, time, channel) rows: bulk_update's CASE per
         # column per row cost more than the statements it replaced.
@@ -543,7 +533,7 @@ def activity_batched() -> Iterator[None]:
         cursor.execute(
             f"UPDATE {table} SET {sets} FROM (VALUES {rows}) AS touched (id, at, channel) "  # noqa: S608 - names from the model, values as parameters
             f"WHERE {table}.{qn('id')} = touched.id",
-            [value for h in newest.values() for value in (h.ticket_id, adapt(h.at), h.channel)],
+            [value for pk, (channel, at) in newest.items() for value in (pk, adapt(at), channel)],
         )
 
 
@@ -555,17 +545,10 @@ class _Rows:
         self.pending: set[tuple[type, int]] = set()
 
 
-class _PendingRow:
-    """A row created in a `rows_batched()` block: a commit hook, so that one created in a
-    savepoint that rolls back disappears with it; the block INSERTs those still standing.
-    (One left unwritten cannot be lost quietly: what points at it fails the commit.)"""
-
-    def __init__(self, scope: _Rows, row) -> None:
-        self.scope, self.row, self.written = scope, row, False
-
-    def __call__(self) -> None:
-        if not self.written:
-            log.error("%s #%s created in a batch was not written", type(self.row).__name__, self.row.pk)
+def _row_unwritten(row) -> None:
+    """A row its batch did not write (a bug). Not written late: what points at it fails the
+    commit, so nothing is lost quietly."""
+    log.error("%s #%s created in a batch was not written", type(row).__name__, row.pk)
 
 
 _rows: contextvars.ContextVar[_Rows | None] = contextvars.ContextVar("tickets_rows_batch", default=None)
@@ -604,16 +587,11 @@ def rows_batched(*, tickets: int, messages: int) -> Iterator[None]:
         yield
     finally:
         _rows.reset(token)
-    standing = [
-        hook for _sids, hook, _robust in connection.run_on_commit
-        if isinstance(hook, _PendingRow) and hook.scope is rows and not hook.written
-    ]  # fmt: skip
+    standing = deferred.standing(rows)
     for model in (Ticket, Message):  # the tickets first: nothing requires it, but it reads well
-        of_model = [hook for hook in standing if type(hook.row) is model]
+        of_model = [row for row in standing if type(row) is model]
         if of_model:
-            _rows_insert(model, [hook.row for hook in of_model])
-            for hook in of_model:
-                hook.written = True
+            _rows_insert(model, of_model)
 
 
 def _row_create(model: type, now, **fields):
@@ -624,7 +602,7 @@ def _row_create(model: type, now, **fields):
     if not ids or not connection.in_atomic_block:
         return model.objects.create(**fields)
     row = model(pk=ids.pop(0), created_at=now, updated_at=now, **fields)
-    transaction.on_commit(_PendingRow(rows, row))
+    deferred.defer(rows, row, _row_unwritten)  # dropped with a savepoint that rolls back
     rows.pending.add((model, row.pk))
     return row
 
@@ -637,16 +615,7 @@ def _row_pending(row) -> bool:
 def _rows_insert(model: type, rows: list) -> None:
     """One INSERT of these instances as they are (their ids and times included: what was
     announced of them, a webhook's created_at say, is what is stored)."""
-    fields = model._meta.concrete_fields
-    qn = connection.ops.quote_name
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params = [field.get_db_prep_save(getattr(obj, field.attname), connection) for obj in rows for field in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608 - names from the model, values as parameters
-            f"VALUES {', '.join([row] * len(rows))}",
-            params,
-        )
+    deferred.insert(model, model._meta.concrete_fields, rows)
     for obj in rows:
         obj._state.adding, obj._state.db = False, connection.alias
 

@@ -230,6 +230,23 @@ def test_ingest_of_a_new_customer_runs_a_bounded_number_of_queries(sms_inbox, dj
         ingest(inbound(sms_inbox, address="+48600100202", text="new customer"))
 
 
+def _other_open_tickets(count: int = 1500) -> tuple[list[Customer], object]:
+    """`count` other customers with an open ticket each, never analysed; and the time now."""
+    others = Customer.objects.bulk_create([Customer(name=f"c{i}") for i in range(count)])
+    now = timezone.now()
+    Ticket.objects.bulk_create(
+        Ticket(customer=c, subject="x", channel="sms", status="open", last_message_at=now) for c in others
+    )
+    return others, now
+
+
+def _plan(qs) -> str:
+    sql, params = qs.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql, params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
 def test_the_continuity_lookup_goes_through_the_customer_even_before_statistics(sms_inbox):
     """A new desk under a burst: the tickets table has no statistics yet (this test's rows are
     never analysed). The lookup of a customer's open tickets must still start from the
@@ -237,18 +254,10 @@ def test_the_continuity_lookup_goes_through_the_customer_even_before_statistics(
     from channels_app.services import continuity_candidates
 
     first = ingest(inbound(sms_inbox, address="+48600100500", text="mine"))
-    others = [Customer(name=f"c{i}") for i in range(1500)]
-    Customer.objects.bulk_create(others)
-    now = timezone.now()
-    Ticket.objects.bulk_create(
-        Ticket(customer=c, subject="x", channel="sms", status="open", last_message_at=now) for c in others
-    )
+    _others, now = _other_open_tickets()
     qs = continuity_candidates([first.ticket.customer_id], now - timedelta(days=1))
     assert [t.pk for t in qs] == [first.ticket.pk]
-    sql, params = qs.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + sql, params)
-        plan = "\n".join(row[0] for row in cursor.fetchall())
+    plan = _plan(qs)
     assert re.search(r"Index Cond: \(+customer_id = ", plan), plan
 
 
@@ -259,19 +268,11 @@ def test_a_batchs_ticket_lookup_goes_through_the_customers_even_before_statistic
 
     first = ingest(inbound(sms_inbox, address="+48600100501", text="mine"))
     second = ingest(inbound(sms_inbox, address="+48600100502", text="mine too"))
-    others = [Customer(name=f"c{i}") for i in range(1500)]
-    Customer.objects.bulk_create(others)
-    now = timezone.now()
-    Ticket.objects.bulk_create(
-        Ticket(customer=c, subject="x", channel="sms", status="open", last_message_at=now) for c in others
-    )
+    others, now = _other_open_tickets()
     named = Ticket.objects.filter(customer=others[0]).get()
     customers, cutoff = {first.ticket.customer_id, second.ticket.customer_id}, now - timedelta(days=1)
     found = chunk_tickets({named.pk, first.ticket.pk}, customers, cutoff)
     assert sorted(t.pk for t in found) == sorted([first.ticket.pk, second.ticket.pk, named.pk])
-    sql, params = continuity_candidates(customers, cutoff).query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + sql, params)
-        plan = "\n".join(row[0] for row in cursor.fetchall())
+    plan = _plan(continuity_candidates(customers, cutoff))
     assert re.search(r"Index Cond: \(+customer_id = ANY", plan), plan
     assert "Seq Scan" not in plan, plan
