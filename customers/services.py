@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 
 from audit import services as audit
 from cxdesk.errors import ApplicationError
+from cxdesk.memo import kept
 from cxdesk.realtime import broadcast_on_commit
 
 from . import signals
@@ -227,7 +228,10 @@ def _organization_for(kind: str, address: str) -> Organization | None:
     if batch and domain in batch.organizations:
         return batch.organizations[domain]
     # domains is a JSON list of strings; a text match on the quoted domain works on every backend.
-    return Organization.objects.filter(domains__icontains=f'"{domain}"').first()
+    return kept(
+        f"customers.organization.{domain}",
+        lambda: Organization.objects.filter(domains__icontains=f'"{domain}"').first(),
+    )
 
 
 @transaction.atomic

@@ -13,3 +13,9 @@ class IntegrationsConfig(AppConfig):
         from outbox.services import register
 
         register("deliver_webhook", "integrations.services.deliver_handler", queue="webhooks")
+
+        from cxdesk.memo import watch
+
+        from .models import WebhookSubscription
+
+        watch(WebhookSubscription)  # the active subscriptions

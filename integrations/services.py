@@ -16,7 +16,7 @@ from django.utils import timezone
 from audit import services as audit
 from cxdesk.errors import ApplicationError
 from cxdesk.http import UnsafeTarget, check_url, excerpt, safe_request
-from cxdesk.memo import memoized
+from cxdesk.memo import kept
 
 from .models import ApiKey, WebhookDelivery, WebhookSubscription
 
@@ -106,9 +106,7 @@ def sign(secret: str, body: bytes, timestamp: int) -> str:
 
 def webhook_enqueue(*, event: str, data: dict[str, Any]) -> list[int]:
     """Create a delivery per active subscription to `event`; sent by Celery after commit."""
-    active = memoized(
-        "integrations.active_subscriptions", lambda: list(WebhookSubscription.objects.filter(is_active=True))
-    )
+    active = kept("integrations.active_subscriptions", lambda: list(WebhookSubscription.objects.filter(is_active=True)))
     subs = [s for s in active if event in s.events]
     if not subs:
         return []

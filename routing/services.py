@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from cxdesk.memo import memoized
+from cxdesk.memo import kept
 from outbox.services import batch as outbox_batch
 from tickets import events
 from tickets.models import Message, Team, Ticket
@@ -99,8 +99,8 @@ def agent_loads(user_ids: list[int]) -> dict[int, int]:
 
 def _config_for(ticket: Ticket) -> RoutingConfig | None:
     """The inbox's routing config, else the team's; locked (round robin moves its cursor).
-    Which inboxes and teams have one is asked once per batch of routings."""
-    configured = memoized("routing.configured", lambda: list(RoutingConfig.objects.values_list("inbox_id", "team_id")))
+    Which inboxes and teams have one is kept by the process (`cxdesk.memo.kept`)."""
+    configured = kept("routing.configured", lambda: list(RoutingConfig.objects.values_list("inbox_id", "team_id")))
     if ticket.inbox_id and any(inbox_id == ticket.inbox_id for inbox_id, _ in configured):
         cfg = RoutingConfig.objects.select_for_update().filter(inbox_id=ticket.inbox_id).first()
         if cfg:
@@ -126,11 +126,14 @@ def _candidates(team: Team, channel: str) -> list[int]:
 def _locked_tickets(ids: Iterable[int]) -> dict[int, Ticket]:
     """The tickets to route, row-locked in id order (two routers never wait on each other
     in a cycle)."""
+    ids = sorted(set(ids))
+    if not ids:  # compiling the query only to find it empty costs a request's worth of Python
+        return {}
     return {
         t.pk: t
         for t in Ticket.objects.select_for_update(of=("self",), no_key=True)
         .select_related("customer", "inbox__default_team")
-        .filter(pk__in=sorted(set(ids)))
+        .filter(pk__in=ids)
         .order_by("pk")
     }
 
@@ -143,12 +146,18 @@ def route_ticket(
     return _route(_locked_tickets([ticket_id]).get(ticket_id), trigger=trigger, message_id=message_id, now=now)
 
 
-def route_tickets(items: list[tuple[int, str, int | None]], *, now: datetime | None = None) -> list[int | None]:
+def route_tickets(
+    items: list[tuple[int, str, int | None]], *, now: datetime | None = None, known: dict[int, Ticket] | None = None
+) -> list[int | None]:
     """`route_ticket` for many (ticket id, trigger, message id) at once — a drainer's batch:
     one transaction (an outbox batch: the outbox rows and timeline events it writes go in
-    one INSERT each), the tickets locked and read in one statement. All or nothing."""
+    one INSERT each), the tickets locked and read in one statement. All or nothing.
+    `known`: tickets created by the caller's own uncommitted transaction, as it holds them
+    (no other transaction sees them, so there is nothing to lock or read back)."""
+    known = known or {}
     with outbox_batch(kinds=()), events.batched():
-        tickets = _locked_tickets(ticket_id for ticket_id, _trigger, _message_id in items)
+        wanted = (ticket_id for ticket_id, _trigger, _message_id in items if ticket_id not in known)
+        tickets = {**_locked_tickets(wanted), **known}
         return [
             _route(tickets.get(ticket_id), trigger=trigger, message_id=message_id, now=now)
             for ticket_id, trigger, message_id in items
@@ -156,7 +165,7 @@ def route_tickets(items: list[tuple[int, str, int | None]], *, now: datetime | N
 
 
 def _rules(trigger: str) -> list[Rule]:
-    return memoized(f"routing.rules.{trigger}", lambda: list(Rule.objects.filter(trigger=trigger, is_active=True)))
+    return kept(f"routing.rules.{trigger}", lambda: list(Rule.objects.filter(trigger=trigger, is_active=True)))
 
 
 def _route(ticket: Ticket | None, *, trigger: str, message_id: int | None, now: datetime | None) -> int | None:
@@ -169,7 +178,7 @@ def _route(ticket: Ticket | None, *, trigger: str, message_id: int | None, now: 
     if ticket.team_id is None:
         # The inbox's team, else the desk's default team: every entry point gets routed.
         team = ticket.inbox.default_team if ticket.inbox_id else None
-        team = team or memoized("routing.default_team", lambda: Team.objects.filter(is_default=True).first())
+        team = team or kept("routing.default_team", lambda: Team.objects.filter(is_default=True).first())
         if team:
             ticket_assign(ticket=ticket, assignee=ticket.assignee, team=team)
     # Continuity: the agent who owns the conversation keeps it, unless away → their team.

@@ -9,3 +9,9 @@ class SlaConfig(AppConfig):
         from . import receivers
 
         receivers.connect()
+
+        from cxdesk.memo import watch
+
+        from .models import BusinessCalendar, SlaPolicy
+
+        watch(SlaPolicy, BusinessCalendar)  # the active policies, with their calendars

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from cxdesk.i18n import agent_language
-from cxdesk.memo import memoized
+from cxdesk.memo import kept
 from tickets import events
 from tickets.models import Notification, Ticket
 from tickets.notifications import notify
@@ -26,7 +26,7 @@ ESCALATE_PRIORITY = {"low": "normal", "normal": "high", "high": "urgent", "urgen
 def policy_for(ticket: Ticket) -> SlaPolicy | None:
     """The most specific active policy: organisation > channel > priority."""
     organization_id = ticket.customer.organization_id
-    active = memoized(
+    active = kept(
         "sla.active_policies",
         lambda: list(SlaPolicy.objects.filter(is_active=True).select_related("calendar", "escalate_to")),
     )

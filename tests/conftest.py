@@ -25,6 +25,15 @@ def _isolated_files(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _nothing_kept():
+    """The configuration a process keeps (`cxdesk.memo.kept`) is read afresh by each test: the
+    previous test's rows were rolled back without a write this process could see."""
+    from cxdesk.memo import kept_clear
+
+    kept_clear()
+
+
+@pytest.fixture(autouse=True)
 def _default_language(settings):
     """Each test starts in the site's language (a view that activated a customer's language
     in an earlier test, in this thread, must not leak into the next)."""

@@ -13,12 +13,11 @@ class TicketsConfig(AppConfig):
         user = get_user_model()
         pre_save.connect(_remember_access, sender=user, dispatch_uid="tickets.remember_access")
         post_save.connect(_access_changed, sender=user, dispatch_uid="tickets.close_sockets_on_access_change")
-        # One execute wrapper watches every connection's writes: those to what the inbox counts
-        # read move the counts' cache generation (after commit); one to the notifications table
-        # forgets the bell's count read with the desk user.
-        from . import inbox_cache, notifications, write_watch
+        # One execute wrapper watches every connection's writes (`cxdesk.write_watch`): those to
+        # what the inbox counts read move the counts' cache generation (after commit); one to
+        # the notifications table forgets the bell's count read with the desk user.
+        from . import inbox_cache, notifications
 
-        write_watch.install()
         inbox_cache.install()
         notifications.install()
 

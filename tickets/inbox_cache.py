@@ -57,9 +57,8 @@ from django.utils.safestring import SafeString
 from django.utils.translation import get_language
 
 from accounts.roles import user_role
-
-from . import write_watch
-from .write_watch import is_write
+from cxdesk import write_watch
+from cxdesk.write_watch import is_write
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +150,7 @@ def _bump_after_commit(connection) -> None:
 
 
 def _watched_write(sql: str, connection) -> None:
-    """A write statement (`tickets.write_watch`): a table the counts read moves the generation."""
+    """A write statement (`cxdesk.write_watch`): a table the counts read moves the generation."""
     if writes_watched_table(sql):
         _bump_after_commit(connection)
 

@@ -86,7 +86,7 @@ def unread_count_preloaded(*, user_id: int, count: int) -> Iterator[None]:
 
 
 def _forget_on_write(sql: str, connection) -> None:
-    """A write statement (`tickets.write_watch`): one to the notifications table forgets the
+    """A write statement (`cxdesk.write_watch`): one to the notifications table forgets the
     preloaded count."""
     known = _unread_preloaded.get()
     if known and Notification._meta.db_table in sql:
@@ -95,7 +95,7 @@ def _forget_on_write(sql: str, connection) -> None:
 
 def install() -> None:
     """Watch every database connection's writes for the preloaded count (`tickets.apps.ready`)."""
-    from . import write_watch
+    from cxdesk import write_watch
 
     write_watch.on_write(_forget_on_write)
 

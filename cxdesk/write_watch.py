@@ -1,8 +1,9 @@
 """One execute wrapper on every database connection that tells the desk's caches about writes
 (INSERT/UPDATE/DELETE/TRUNCATE, the ORM's, `update()` and raw SQL alike): the inbox counts'
-generation (`tickets.inbox_cache`) and the bell's count preloaded for a request
-(`tickets.notifications`). Installed once from `tickets.apps.ready`; each watcher registers
-with `on_write`. A statement that reads pays one string check."""
+generation (`tickets.inbox_cache`), the bell's count preloaded for a request (`tickets.notifications`)
+and the configuration each process keeps (`cxdesk.memo.kept`). Each watcher registers with
+`on_write`, which installs the wrapper the first time. A statement that reads pays one
+string check."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def is_write(sql: object) -> bool:
 
 def on_write(watcher: Callable[[str, Any], None]) -> None:
     """`watcher(sql, connection)` after each write statement (once per watcher)."""
+    install()
     if watcher not in _watchers:
         _watchers.append(watcher)
 
@@ -46,8 +48,8 @@ def _install_on(connection, **kwargs) -> None:
 
 
 def install() -> None:
-    """Watch every database connection's writes (called from `tickets.apps.ready`)."""
-    connection_created.connect(_install_on, dispatch_uid="tickets.write_watch")
+    """Watch every database connection's writes (from the first `on_write`; idempotent)."""
+    connection_created.connect(_install_on, dispatch_uid="cxdesk.write_watch")
     for alias in connections:  # connections opened before (e.g. by a check at start-up)
         connection = connections[alias]
         if connection.connection is not None:
