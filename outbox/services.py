@@ -13,6 +13,8 @@
   `ingest_mail` chunk, an API create) whose rows are written together as it ends, one
   INSERT; rows of the kinds it runs (routing) are written already claimed and run by the
   same process right after the commit, all at once when the kind has a `many` handler.
+  Kinds it settles `before_commit` (the API create's routing) run inside the transaction
+  instead and write no row at all, unless they fail.
 
 A handler's side effect must be idempotent per row (the send path fixes the
 Message-ID and records `sending` before it talks to the provider)."""
@@ -57,7 +59,8 @@ _MANY: dict[str, str] = {}
 def register(kind: str, handler: str, *, queue: str = "default", many: str = "") -> None:
     """Called from an app's `ready()`: `handler` is a dotted path, imported when first run.
     `many`, if given, runs a batch's rows of `kind` together (see `batch`); it must be
-    all-or-nothing (one transaction), because when it raises each row runs alone."""
+    all-or-nothing (its own `transaction.atomic()` block, so a savepoint inside a caller's
+    transaction), because when it raises each row runs alone, or after the commit."""
     _HANDLERS[kind] = (handler, queue)
     if many:
         _MANY[kind] = many
@@ -76,8 +79,12 @@ def enqueue(
     ref: str = "",
     payload: dict | None = None,
     delay: float = 0.0,
+    instance: Any = None,
 ) -> OutboxTask:
-    """Record work of `kind` in the current transaction; dispatch it after commit."""
+    """Record work of `kind` in the current transaction; dispatch it after commit.
+    `instance`: the object the work is about, as the caller holds it; a `batch` that settles
+    the kind before its commit hands it to the handler (`task.instance`) instead of the
+    handler reading it back. Every other run reads it back (`task.instance` is None)."""
     if kind not in _HANDLERS:
         raise LookupError(f"no outbox handler for {kind!r}")
     now = timezone.now()
@@ -96,7 +103,7 @@ def enqueue(
             task.claimed_until, task.attempts = now + _lease(), 1
         # Written with the rest of the batch's rows as its transaction ends (`_flush`); the
         # hook stays only if the savepoint it was made in is not rolled back.
-        transaction.on_commit(_Deferred(here, task, runs_here, delay))
+        transaction.on_commit(_Deferred(here, task, runs_here, delay, instance))
         return task
     task.save(force_insert=True)
     if runs_here:
@@ -111,6 +118,7 @@ class _Here:
     kinds: frozenset[str]
     tasks: list[OutboxTask] = field(default_factory=list)
     batching: bool = False
+    before_commit: frozenset[str] = frozenset()
 
 
 _here: contextvars.ContextVar[_Here | None] = contextvars.ContextVar("outbox_run_here", default=None)
@@ -125,9 +133,13 @@ class _Deferred:
     task: OutboxTask
     runs_here: bool
     delay: float
+    instance: Any = None  # handed to a handler that runs before the commit, never stored
     written: bool = False
+    settled: bool = False  # run before the commit (`_settle`): nothing left to do
 
     def __call__(self) -> None:
+        if self.settled:
+            return
         if not self.written:  # not flushed (a bug): better late than lost
             log.error("outbox %s row enqueued in a batch was not flushed; writing it now", self.task.kind)
             self.task.claimed_until, self.task.attempts = None, 0
@@ -138,12 +150,48 @@ class _Deferred:
             _embedded_sweep()
 
 
-def _flush(here: _Here) -> int:
-    """Insert the rows `here` deferred whose savepoints still stand: one statement."""
-    pending = [
+def _pending(here: _Here) -> list[_Deferred]:
+    """The rows `here` deferred whose savepoints still stand, not yet written."""
+    return [
         hook for _sids, hook, _robust in connection.run_on_commit
         if isinstance(hook, _Deferred) and hook.here is here and not hook.written
     ]  # fmt: skip
+
+
+def _settle(here: _Here) -> None:
+    """Run the deferred rows of `here.before_commit` kinds inside the transaction, each
+    kind's rows in one call of its `many` handler (which is all or nothing), else each by its
+    single handler in one savepoint. Done, they are never written: their work commits with the rest. If the
+    handler raises, the savepoint is rolled back (with whatever the handler wrote or
+    enqueued) and the rows are left to `_flush`, to run as if they had not been settled."""
+    by_kind: dict[str, list[_Deferred]] = {}
+    for hook in _pending(here):
+        if hook.task.kind in here.before_commit and not hook.delay:
+            by_kind.setdefault(hook.task.kind, []).append(hook)
+    for kind, hooks in by_kind.items():
+        tasks = [hook.task for hook in hooks]
+        for hook in hooks:
+            hook.task.instance = hook.instance
+        try:
+            if kind in _MANY:  # all or nothing by contract (`register`): its own savepoint
+                import_string(_MANY[kind])(tasks)
+            else:
+                with transaction.atomic():
+                    for task in tasks:
+                        _handler(kind)(task)
+        except Exception:  # noqa: BLE001 - the rows stay, run after the commit (and retried) as usual
+            log.exception("outbox: %s rows failed before the commit; they run after it instead", kind)
+            continue
+        finally:
+            for task in tasks:
+                task.instance = None
+        for hook in hooks:
+            hook.written = hook.settled = True
+
+
+def _flush(here: _Here) -> int:
+    """Insert the rows `here` deferred whose savepoints still stand: one statement."""
+    pending = _pending(here)
     if pending:
         OutboxTask.objects.bulk_create([hook.task for hook in pending])
         for hook in pending:
@@ -161,18 +209,23 @@ def flush_pending() -> None:
 
 
 @contextlib.contextmanager
-def batch(kinds: Iterable[str] = ("route",)) -> Iterator[None]:
+def batch(kinds: Iterable[str] = ("route",), *, before_commit: Iterable[str] = ()) -> Iterator[None]:
     """One transaction for a batch of work (a drainer's deliveries): the outbox rows it
     enqueues are written together as it ends — one INSERT, not one each — and rows of
     `kinds` are written already claimed by this process, which runs them right after the
     commit (a kind with a `many` handler all at once). If the block raises, nothing was
     written and nothing runs. A crash after the commit leaves the claimed rows to the
-    sweeper once their lease ends."""
-    here = _Here(frozenset(kinds), batching=True)
+    sweeper once their lease ends.
+
+    Rows of `before_commit` kinds are run by this process as the block ends, inside its
+    transaction (`_settle`), and are not written: the work is committed with what caused it,
+    or not at all. A handler that fails there leaves its rows to run after the commit."""
+    here = _Here(frozenset(kinds), batching=True, before_commit=frozenset(before_commit))
     token = _here.set(here)
     try:
         with transaction.atomic():
             yield
+            _settle(here)
             _flush(here)
             # The commit hooks may run tasks (eagerly in `make run`) whose own transactions
             # enqueue: those rows are written as usual, not deferred to a flush that is over.

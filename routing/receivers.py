@@ -1,21 +1,23 @@
 """Routing runs after the ticket or message is committed: an outbox row written with
 it, run by Celery (eager in `make run`) — or, inside an `outbox.services.batch` (a webhook
-drainer's batch, an `ingest_mail` chunk, an API create), by the same process right after
-the commit, a batch's rows together (`routing.services.route_tickets`)."""
+drainer's batch, an `ingest_mail` chunk), by the same process right after the commit, a
+batch's rows together (`routing.services.route_tickets`). A batch that settles routing
+before its commit (an API create) routes its new tickets inside the transaction, on the
+instances it created."""
 
 from __future__ import annotations
 
 from tickets import signals
 
 
-def _later(ticket_id: int, trigger: str, message_id: int | None = None) -> None:
+def _later(ticket_id: int, trigger: str, message_id: int | None = None, *, ticket=None) -> None:
     from outbox.services import enqueue
 
-    enqueue("route", object_id=ticket_id, payload={"trigger": trigger, "message_id": message_id})
+    enqueue("route", object_id=ticket_id, payload={"trigger": trigger, "message_id": message_id}, instance=ticket)
 
 
 def on_ticket_created(sender, *, ticket, actor=None, **kwargs):
-    _later(ticket.pk, "ticket_created")
+    _later(ticket.pk, "ticket_created", ticket=ticket)
 
 
 def on_message_created(sender, *, message, created_ticket, **kwargs):

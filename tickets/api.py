@@ -1,3 +1,4 @@
+from django.db import IntegrityError
 from django.http import FileResponse
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -11,7 +12,7 @@ from customers import services as customer_services
 from customers.models import Customer, Identity
 from customers.selectors import customers_visible_to
 from cxdesk.errors import ApplicationError
-from cxdesk.memo import memo_scope
+from cxdesk.memo import kept_clear, memo_scope
 from integrations.idempotency import idempotent
 
 from . import selectors, services
@@ -206,7 +207,9 @@ class EventSerializer(serializers.ModelSerializer):
 
 def _customer_for(data: dict, *, agent) -> tuple[Customer, Identity | None]:
     """The customer by id, email or phone — created when unknown — and the identity used.
-    Unknown identities given together with a known one are added to that customer."""
+    Unknown identities given together with a known one are added to that customer. A new
+    single address that a simultaneous request took first raises IntegrityError, for the
+    caller to run its transaction again (no savepoint here)."""
     from django.conf import settings
 
     from customers.normalize import normalize_address
@@ -227,10 +230,10 @@ def _customer_for(data: dict, *, agent) -> tuple[Customer, Identity | None]:
     normalized = [(k, normalize_address(k, v, region)) for k, v in pairs]
     if len(normalized) == 1:
         # One address: found, or created with its customer (the unique constraint settles a
-        # simultaneous create of the same address: both requests get the one customer).
+        # simultaneous create of the same address: the loser runs again and gets the one customer).
         (kind, address) = normalized[0]
         identity, _created = customer_services.identity_resolve(
-            kind=kind, address=address, display_name=data.get("name", "")
+            kind=kind, address=address, display_name=data.get("name", ""), caller_retries=True
         )
         return customer_services.live_customer(identity.customer), identity
     for attempt in range(2):
@@ -294,22 +297,31 @@ class TicketViewSet(
         data = TicketCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        # One transaction whose outbox rows are written in one INSERT, and the new ticket
-        # routed by this request right after the commit (not a Celery task): the answer
-        # shows the team or agent it went to.
-        with memo_scope(), outbox_batch():
-            customer, identity = _customer_for(v["customer"], agent=request.user)
-            ticket = services.ticket_open(
-                customer=customer,
-                subject=v["subject"],
-                body=v["body"],
-                channel=Channel.API,
-                identity=identity,
-                priority=v["priority"],
-            )
-        # The creator is answered with what they created, even when routing sent it to a
-        # team they cannot see (from then on it is a 404 for them, like any other such ticket).
-        created = Ticket.objects.select_related("customer", "assignee", "team", "inbox", "survey").get(pk=ticket.pk)
+        # One transaction, which routes the new ticket before it commits (no outbox row, no
+        # second transaction): the answer shows the team or agent it went to. A simultaneous
+        # create of the same new customer that committed first fails it on the unique
+        # address: it runs once more, and finds theirs.
+        for attempt in (1, 2):
+            try:
+                with memo_scope(), outbox_batch(before_commit=("route",)):
+                    customer, identity = _customer_for(v["customer"], agent=request.user)
+                    ticket = services.ticket_open(
+                        customer=customer,
+                        subject=v["subject"],
+                        body=v["body"],
+                        channel=Channel.API,
+                        identity=identity,
+                        priority=v["priority"],
+                    )
+                break
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                kept_clear()  # and the configuration read afresh, should a kept row be gone
+        # The creator is answered with what they created, as the transaction left it (routing
+        # changed this instance), even when routing sent it to a team they cannot see (from
+        # then on it is a 404 for them, like any other such ticket).
+        created = ticket
         return Response(TicketSerializer(created).data, status=201)
 
     @extend_schema(request=TicketUpdateSerializer, responses={200: TicketSerializer})

@@ -226,6 +226,13 @@ class Ticket(models.Model):
     def reference(self) -> str:
         return self.reference_of(self.pk)
 
+    def created_here(self) -> None:
+        """This instance was just created by the running transaction: it has no tags (a tag
+        added later drops this, as any change of the relation does) and no survey. Its
+        relation caches say so, so reading them asks the database nothing."""
+        self._prefetched_objects_cache = {**getattr(self, "_prefetched_objects_cache", {}), "tags": Tag.objects.none()}
+        Ticket.survey.related.set_cached_value(self, None)
+
     @staticmethod
     def reference_of(pk: int) -> str:
         return f"{settings.CXDESK_TICKET_PREFIX}-{pk}"

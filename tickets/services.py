@@ -408,6 +408,7 @@ def message_receive(
             last_message_at=now,
             **fields,
         )
+        ticket.created_here()
     message = _row_create(
         Message,
         now,

@@ -15,7 +15,7 @@ from integrations.models import ApiKey
 from integrations.services import api_key_create
 from tests.channels_app.factories import InboxFactory, email_inbound, inbound
 from tests.tickets.factories import AgentFactory
-from tickets.models import Message, Ticket
+from tickets.models import Message, Team, Ticket, TicketEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -95,29 +95,38 @@ def test_create_api_key_command_prints_the_key_once(db):
 
 
 def test_create_for_a_new_email_is_a_bounded_number_of_statements(api, django_capture_on_commit_callbacks):
-    """Auth, the customer found or created with its identity (one savepoint), the ticket (no
-    savepoint of its own), its first message and event, the outbox row for routing, the
-    settings asked once per request (webhook subscriptions, SLA policies), the routing itself — run by the request
-    after the commit, not by a Celery task: the ticket locked and read, the routing rules,
-    the default team, the row marked done — and the answer's read-back."""
+    """Once the process keeps the desk's configuration (routing rules, default team, SLA
+    policies, webhook subscriptions, the domain's organisation): auth, the customer and its
+    identity (no savepoint: a lost race runs the transaction again), the ticket, its first
+    message and event, and its routing in the same transaction, on the ticket as created —
+    its team set and that event. No outbox row, no second transaction, no read-back."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from outbox.models import OutboxTask
+
+    with django_capture_on_commit_callbacks(execute=True):  # committed: the process may keep it
+        front = Team.objects.create(name="Front", is_default=True)
+    warm = {"subject": "Hello", "body": "First.", "customer": {"email": "warm@example.com"}}
+    assert api.post("/api/v1/tickets/", warm, format="json").status_code == 201
     payload = {"subject": "Where is it?", "body": "Order 77.", "customer": {"email": "first@example.com"}}
-    with CaptureQueriesContext(connection) as ctx, django_capture_on_commit_callbacks(execute=False):
+    with CaptureQueriesContext(connection) as ctx, django_capture_on_commit_callbacks(execute=True):
         response = api.post("/api/v1/tickets/", payload, format="json")
     assert response.status_code == 201, response.content
     control = ("SAVEPOINT", "RELEASE SAVEPOINT", "BEGIN", "COMMIT")
     sql = [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(control)]
-    assert len(sql) <= 18, "\n".join(sql)
+    assert len(sql) <= 9, "\n".join(sql)
     savepoints = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith("SAVEPOINT")]
-    # The request's transaction and its routing's (savepoints here: the test runs in a
-    # transaction of its own), and the customer's create; none for the ticket's.
-    assert len(savepoints) == 3, savepoints
-    from outbox.models import OutboxTask
-
-    assert list(OutboxTask.objects.values_list("kind", "status")) == [("route", "done")], "routed in the request"
-    customer = Customer.objects.get(pk=response.json()["customer"]["id"])
+    # The request's transaction (a savepoint here: the test runs in a transaction of its
+    # own) and its routing's; none for the customer's create nor for the ticket's.
+    assert len(savepoints) == 2, savepoints
+    assert not OutboxTask.objects.exists(), "routed before the commit: no row to write or run"
+    body = response.json()
+    ticket = Ticket.objects.get(pk=body["id"])
+    assert body["team"] == ticket.team_id == front.pk, "the answer is the ticket as routed"
+    assert body["tags"] == [] and body["satisfaction"] is None
+    assert ticket.events.filter(kind=TicketEvent.Kind.ASSIGNMENT).exists()
+    customer = Customer.objects.get(pk=body["customer"]["id"])
     assert list(customer.identities.values_list("kind", "address")) == [("email", "first@example.com")]
 
 

@@ -323,3 +323,41 @@ def test_a_task_run_by_a_batchs_commit_hook_writes_its_own_rows(monkeypatch, cap
         enqueue("send_survey", object_id=1)
     assert "not flushed" not in caplog.text
     assert sorted(OutboxTask.objects.values_list("object_id", flat=True)) == [1, 101]
+
+
+def test_a_batch_settles_its_before_commit_kinds_in_the_transaction(django_capture_on_commit_callbacks, monkeypatch):
+    """`batch(before_commit=…)`: those rows run inside the transaction, with the instance the
+    enqueuer holds, and are never written; a handler that fails there takes back what it
+    wrote (its savepoint), and its rows are written and run after the commit as usual."""
+    from django.db import transaction
+
+    from customers.models import Customer
+    from outbox.services import batch
+
+    seen, after = [], []
+
+    def settle(tasks):
+        with transaction.atomic():  # all or nothing, as a `many` handler must be
+            seen.append([(t.object_id, t.instance) for t in tasks])
+            Customer.objects.create(name=f"written by the handler {len(seen)}")
+            if len(seen) == 2:
+                raise RuntimeError("the handler fails")
+        return {}
+
+    monkeypatch.setattr("routing.tasks.route_many_handler", settle)
+    monkeypatch.setattr("outbox.services._run", lambda tasks: after.extend((t.object_id, t.instance) for t in tasks))
+    marker = object()
+    with django_capture_on_commit_callbacks(execute=True), batch(before_commit=("route",)):
+        enqueue("route", object_id=1, payload={"trigger": "ticket_created"}, instance=marker)
+        enqueue("send_survey", object_id=7)
+    assert seen == [[(1, marker)]]
+    assert list(OutboxTask.objects.values_list("kind", flat=True)) == ["send_survey"], "settled: no row"
+    assert after == []
+    assert Customer.objects.filter(name="written by the handler 1").exists()
+
+    with django_capture_on_commit_callbacks(execute=True), batch(before_commit=("route",)):
+        enqueue("route", object_id=2, payload={"trigger": "ticket_created"}, instance=marker)
+    assert seen[1] == [(2, marker)]
+    assert not Customer.objects.filter(name="written by the handler 2").exists(), "its savepoint rolled back"
+    assert OutboxTask.objects.filter(kind="route", object_id=2).exists(), "written after all"
+    assert after == [(2, None)], "run after the commit, reading the ticket back (no instance)"
