@@ -371,20 +371,26 @@ def test_idempotency_under_concurrent_retries(agent_key):
     assert set(results) == {(201, Ticket.objects.get().pk)}
 
 
-def test_throttling_answers_429_with_retry_after(api, settings):
+def test_throttling_answers_429_with_retry_after(api, settings, monkeypatch):
+    """At most the rate's count in each window of its period; the 429 says when the window
+    ends, and the next window allows again."""
     from django.core.cache import cache
 
-    cache.clear()
-    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "api": "3/min"}
     from integrations.throttling import ApiKeyRateThrottle
 
+    cache.clear()
+    now = [6_000_000 * 60 + 45.0]  # 45 s into a minute
+    monkeypatch.setattr(ApiKeyRateThrottle, "timer", lambda self: now[0])
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "api": "3/min"}
     ApiKeyRateThrottle.THROTTLE_RATES = rates
     try:
         codes = [api.get("/api/v1/tags/").status_code for _ in range(4)]
         assert codes == [200, 200, 200, 429]
         response = api.get("/api/v1/tags/")
-        assert int(response["Retry-After"]) > 0
+        assert response["Retry-After"] == "15"
         assert error_of(response)["code"] == "throttled"
+        now[0] += 15
+        assert api.get("/api/v1/tags/").status_code == 200, "a new window"
     finally:
         ApiKeyRateThrottle.THROTTLE_RATES = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
         cache.clear()
