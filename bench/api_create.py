@@ -8,7 +8,8 @@ Bearer key, each ticket for a new customer email, as fast as they are answered.
         .venv/bin/python bench/api_create.py --clients 8 --tickets 1000
 
 Prints tickets/s and p50/p95, the bare view's req/s with the same clients on the same server
-and the ratio, the ratio to the peer (django-helpdesk 2.6.1: 52 tickets/s on this machine;
+and the ratio, the API's floor (an authenticated GET of an empty list: what any API call
+costs before its own work) and the create's ratio to it, the ratio to the peer (django-helpdesk 2.6.1: 52 tickets/s on this machine;
 issue 12's goal ≥ 5×), queries per create (counted in this process), then the race: P pairs
 of simultaneous creates for the same new email (barrier-synchronised threads, real HTTP)
 → the answers' status codes, how many 5xx, and how many customers hold each address
@@ -162,7 +163,8 @@ def main() -> None:
     broker = os.environ.get("CELERY_BROKER_URL", redis_url)
     common.event_loop_policy()
     common.recreate_database(url)
-    common.django_setup()
+    os.environ["CXDESK_API_RATE"] = common.server_env(public_url="", conn_max_age=0)["CXDESK_API_RATE"]
+    common.django_setup()  # the in-process creates share the servers' rate (their key's count is in Redis)
     key = setup()
     port = common.free_port()
     base = f"http://127.0.0.1:{port}"
@@ -188,6 +190,11 @@ def main() -> None:
         servers.celery(env, concurrency=args.celery_concurrency)
         servers.gunicorn(port, env, workers=args.workers, worker_class=args.worker_class, threads=threads)
         bare = common.bare_load(base, clients=args.clients, requests=args.bare_requests)
+        # The API's own floor: an authenticated read of an empty list (the key looked up, the
+        # rate counted, one query, DRF's cycle) — what any API call costs before its work.
+        floor = asyncio.run(
+            common.http_load([("GET", f"{base}/api/v1/tags/", {"headers": headers})] * args.bare_requests, args.clients)
+        )
         warmed = asyncio.run(common.http_load(warm, args.clients))
         assert not warmed.errors(), warmed.errors()
         load = asyncio.run(common.http_load(creates, args.clients))
@@ -206,6 +213,7 @@ def main() -> None:
         "p50_ms": common.pct(load.latencies, 50) * 1000,
         "p95_ms": common.pct(load.latencies, 95) * 1000,
         "bare_per_s": bare.rate,
+        "api_floor_per_s": floor.rate,
         "bare_p95_ms": common.pct(bare.latencies, 95) * 1000,
         "ratio_to_bare": load.rate / bare.rate,
         "ratio_to_peer": load.rate / PEER_TICKETS_PER_S,
@@ -219,6 +227,8 @@ def main() -> None:
         f"\nPOST /api/v1/tickets/ ×{args.tickets}, {args.clients} clients, gunicorn {args.workers} {name} workers, "
         f"CONN_MAX_AGE={args.conn_max_age}:\n"
         f"  {load.summary()} tickets; errors {load.errors() or 'none'}\n"
+        f"  API floor (GET /api/v1/tags/, empty, same key) {floor.summary()} → the create is "
+        f"{load.rate / floor.rate:.2f}× it\n"
         f"  bare view {bare.summary()} → {common.ratio(load.rate, bare.rate)}; "
         f"{load.rate / PEER_TICKETS_PER_S:.2f}× the peer's {PEER_TICKETS_PER_S:.0f} tickets/s (goal ≥ 5×)\n"
         f"  queries per create: {queries}\n"
