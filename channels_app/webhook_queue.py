@@ -254,10 +254,11 @@ def _unclaimed_left() -> bool:
 
 
 def _drain_batch(batch: int) -> tuple[int, int]:
-    """One transaction: claim up to `batch` pending deliveries and ingest them; the batch's
-    routing runs after the commit, in this process. Returns (claimed, messages stored)."""
+    """One transaction: claim up to `batch` pending deliveries, ingest them and route their
+    tickets (before the commit, on the tickets the batch holds locked or created). Returns
+    (claimed, messages stored)."""
     stored = 0
-    with memo_scope(), outbox_batch():
+    with memo_scope(), outbox_batch(before_commit=("route",)):
         records = list(
             RawInbound.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("inbox")
