@@ -13,8 +13,8 @@
   `ingest_mail` chunk, an API create) whose rows are written together as it ends, one
   INSERT; rows of the kinds it runs (routing) are written already claimed and run by the
   same process right after the commit, all at once when the kind has a `many` handler.
-  Kinds it settles `before_commit` (the API create's routing) run inside the transaction
-  instead and write no row at all, unless they fail.
+  Kinds it settles `before_commit` (routing, for an API create and a drainer's batch) run
+  inside the transaction instead and write no row at all, unless they fail.
 
 A handler's side effect must be idempotent per row (the send path fixes the
 Message-ID and records `sending` before it talks to the provider)."""
@@ -159,11 +159,11 @@ def _pending(here: _Here) -> list[_Deferred]:
 
 
 def _settle(here: _Here) -> None:
-    """Run the deferred rows of `here.before_commit` kinds inside the transaction, each
+    """Run the deferred rows of `here.before_commit` kinds inside the transaction: each
     kind's rows in one call of its `many` handler (which is all or nothing), else each by its
-    single handler in one savepoint. Done, they are never written: their work commits with the rest. If the
-    handler raises, the savepoint is rolled back (with whatever the handler wrote or
-    enqueued) and the rows are left to `_flush`, to run as if they had not been settled."""
+    single handler, in one savepoint. Done, they are never written: their work commits with
+    the rest. If the handler raises, the savepoint is rolled back (with whatever the handler
+    wrote or enqueued) and the rows are left to `_flush`, to run as if never settled."""
     by_kind: dict[str, list[_Deferred]] = {}
     for hook in _pending(here):
         if hook.task.kind in here.before_commit and not hook.delay:

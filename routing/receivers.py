@@ -1,9 +1,9 @@
 """Routing runs after the ticket or message is committed: an outbox row written with
-it, run by Celery (eager in `make run`) — or, inside an `outbox.services.batch` (a webhook
-drainer's batch, an `ingest_mail` chunk), by the same process right after the commit, a
-batch's rows together (`routing.services.route_tickets`). A batch that settles routing
-before its commit (an API create) routes its new tickets inside the transaction, on the
-instances it created."""
+it, run by Celery (eager in `make run`) — or, inside an `outbox.services.batch` (an
+`ingest_mail` chunk), by the same process right after the commit, a batch's rows together
+(`routing.services.route_tickets`). A batch that settles routing before its commit (an API
+create, a webhook drainer's batch) routes its tickets inside the transaction, the ones it
+created on the instances it holds."""
 
 from __future__ import annotations
 
