@@ -252,7 +252,10 @@ def test_the_batch_routes_its_new_tickets_itself(client, twilio_inbox, queued, m
     # process after (`cxdesk.memo.kept`).
     control = ("SAVEPOINT", "RELEASE SAVEPOINT", "BEGIN", "COMMIT")
     sql = [q for q in statements if not q.startswith(control)]
-    assert len(sql) <= 3 * 1 + 16, "\n".join(sql)
+    # (Elsewhere than on PostgreSQL, `rows_batched` writes as it goes: each conversation's
+    # ticket and message one by one, not one INSERT per table for the batch.)
+    bound = 3 * 1 + 16 if connection.vendor == "postgresql" else 3 * 3 + 14
+    assert len(sql) <= bound, "\n".join(sql)
 
 
 def test_a_lost_wake_up_is_caught_by_the_sweep(client, twilio_inbox, queued, monkeypatch):
