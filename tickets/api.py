@@ -332,8 +332,7 @@ class TicketViewSet(
         # The creator is answered with what they created, as the transaction left it (routing
         # changed this instance), even when routing sent it to a team they cannot see (from
         # then on it is a 404 for them, like any other such ticket).
-        created = ticket
-        return Response(ticket_data(created), status=201)
+        return Response(ticket_data(ticket), status=201)
 
     @extend_schema(request=TicketUpdateSerializer, responses={200: TicketSerializer})
     def partial_update(self, request, *args, **kwargs):
