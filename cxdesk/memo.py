@@ -61,7 +61,8 @@ def forget(key: str) -> None:
 #
 # Every ticket created asks the same questions of tables an admin changes a few times a
 # day: the routing rules, the default team, the SLA policies, the webhook subscriptions,
-# the organisations' email domains. Each process keeps their answers for KEPT_SECONDS.
+# the organisations' email domains; and every API call looks its key up. Each process
+# keeps their answers for KEPT_SECONDS.
 # A write to one of the `watch`ed tables by this process — any INSERT, UPDATE or DELETE,
 # the ORM's, `update()` or raw SQL (`cxdesk.write_watch`) — is seen at once; one by another
 # process within KEPT_SECONDS. The transaction that wrote reads its own view and keeps none
@@ -75,9 +76,11 @@ _tables: set[str] = set()
 _tables_written = None  # a compiled regex over `_tables`
 
 
-def kept(key: str, loader: Callable[[], T]) -> T:
+def kept(key: str, loader: Callable[[], T], *, keep_none: bool = True) -> T:
     """`loader()`, asked at most once every KEPT_SECONDS by this process (see above). The
-    answer is shared by the process's threads: treat it as read-only."""
+    answer is shared by the process's threads: treat it as read-only. With `keep_none=False`
+    an answer of None is not kept (asked again each time: a lookup of what an outsider
+    names, an API key, must not fill the memory with what does not exist)."""
     if getattr(_writer, "open", False):
         if connection.in_atomic_block:
             return memoized(key, loader)  # its own uncommitted view: not kept (once per scope)
@@ -88,6 +91,8 @@ def kept(key: str, loader: Callable[[], T]) -> T:
         if hit is None and len(_kept) >= KEPT_MAX:  # keys with a value in them (a domain): stay small
             _kept.clear()
         hit = (now, loader())
+        if hit[1] is None and not keep_none:
+            return None  # type: ignore[return-value]
         _kept[key] = hit
     return hit[1]  # type: ignore[return-value]
 

@@ -14,8 +14,11 @@ class IntegrationsConfig(AppConfig):
 
         register("deliver_webhook", "integrations.services.deliver_handler", queue="webhooks")
 
+        from django.contrib.auth import get_user_model
+
         from cxdesk.memo import watch
 
-        from .models import WebhookSubscription
+        from .models import ApiKey, WebhookSubscription
 
         watch(WebhookSubscription)  # the active subscriptions
+        watch(ApiKey, get_user_model())  # the keys in use, with their users (revoked, deactivated)

@@ -46,9 +46,18 @@ def api_key_create(*, user, name: str, scope: str = ApiKey.Scope.READ_WRITE, act
 
 
 def api_key_authenticate(key: str) -> ApiKey | None:
+    """The record of a live key, with its user; None for anything else. A key in use is kept
+    by the process for a second (`cxdesk.memo.kept`; an unknown one is asked each time):
+    revoking it or deactivating its user — a write to either table — is seen at once by
+    the process that wrote, within a second by the others."""
     if not key.startswith(KEY_PREFIX):
         return None
-    record = ApiKey.objects.select_related("user").filter(key_hash=_hash(key), revoked_at=None).first()
+    digest = _hash(key)
+    record = kept(
+        f"integrations.api_key.{digest}",
+        lambda: ApiKey.objects.select_related("user").filter(key_hash=digest, revoked_at=None).first(),
+        keep_none=False,
+    )
     if record is None or not record.user.is_active:
         return None
     now = timezone.now()

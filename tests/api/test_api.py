@@ -47,6 +47,39 @@ def test_no_key_unknown_key_and_revoked_key_are_401(agent_key):
     assert revoked.get("/api/v1/tickets/").status_code == 401
 
 
+@pytest.mark.django_db(transaction=True)  # committed, as a process keeps only what is
+def test_a_key_in_use_is_kept_until_it_is_revoked_or_its_user_deactivated():
+    """The process keeps a key in use: the next call asks nothing of the database for it.
+    Revoking the key, or deactivating its user, is seen by the very next call."""
+    from django.test.utils import CaptureQueriesContext
+
+    from integrations.services import api_key_revoke
+
+    agent = AgentFactory(username="kept-agent")
+
+    def calls(key: str) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        return client
+
+    record, key = api_key_create(user=agent, name="kept")
+    client = calls(key)
+    assert client.get("/api/v1/tags/").status_code == 200  # writes its last use: forgets what is kept
+    assert client.get("/api/v1/tags/").status_code == 200  # keeps it
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get("/api/v1/tags/").status_code == 200
+    assert not [q["sql"] for q in ctx.captured_queries if "integrations_apikey" in q["sql"]]
+    api_key_revoke(key=record)
+    assert client.get("/api/v1/tags/").status_code == 401
+
+    _, other = api_key_create(user=agent, name="other")
+    client = calls(other)
+    assert [client.get("/api/v1/tags/").status_code for _ in range(2)] == [200, 200]
+    agent.is_active = False
+    agent.save(update_fields=["is_active"])
+    assert client.get("/api/v1/tags/").status_code == 401
+
+
 def test_key_is_stored_hashed_with_a_prefix_and_records_last_use(api, agent_key):
     agent, key = agent_key
     record = ApiKey.objects.get(user=agent)
@@ -96,26 +129,31 @@ def test_create_api_key_command_prints_the_key_once(db):
 
 def test_create_for_a_new_email_is_a_bounded_number_of_statements(api, django_capture_on_commit_callbacks):
     """Once the process keeps the desk's configuration (routing rules, default team, SLA
-    policies, webhook subscriptions, the domain's organisation): auth, the customer and its
+    policies, webhook subscriptions, the domain's organisation) and the key in use: the customer and its
     identity (no savepoint: a lost race runs the transaction again), the ticket, its first
     message and event, and its routing in the same transaction, on the ticket as created —
     its team set and that event. No outbox row, no second transaction, no read-back."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from cxdesk.memo import kept_clear
     from outbox.models import OutboxTask
 
+    kept_clear()  # what a commit of the fixtures' agent and key does (the test's transaction never commits)
     with django_capture_on_commit_callbacks(execute=True):  # committed: the process may keep it
         front = Team.objects.create(name="Front", is_default=True)
-    warm = {"subject": "Hello", "body": "First.", "customer": {"email": "warm@example.com"}}
-    assert api.post("/api/v1/tickets/", warm, format="json").status_code == 201
+    for n in (1, 2):  # the first writes its key's last use (forgetting what it kept), the second keeps
+        warm = {"subject": "Hello", "body": "First.", "customer": {"email": f"warm{n}@example.com"}}
+        with django_capture_on_commit_callbacks(execute=True):
+            assert api.post("/api/v1/tickets/", warm, format="json").status_code == 201
     payload = {"subject": "Where is it?", "body": "Order 77.", "customer": {"email": "first@example.com"}}
     with CaptureQueriesContext(connection) as ctx, django_capture_on_commit_callbacks(execute=True):
         response = api.post("/api/v1/tickets/", payload, format="json")
     assert response.status_code == 201, response.content
     control = ("SAVEPOINT", "RELEASE SAVEPOINT", "BEGIN", "COMMIT")
     sql = [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(control)]
-    assert len(sql) <= 9, "\n".join(sql)
+    assert len(sql) <= 8, "\n".join(sql)
+    assert not any("integrations_apikey" in q for q in sql), "the key in use is kept by the process"
     savepoints = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith("SAVEPOINT")]
     # The request's transaction (a savepoint here: the test runs in a transaction of its
     # own) and its routing's; none for the customer's create nor for the ticket's.
