@@ -34,25 +34,25 @@ class RedisCache(DjangoRedisCache):
         super().__init__(server, params)
         self._class = _Client
 
-    def count(self, key: str, timeout: int) -> int:
-        """One more at `key`, a counter that starts at 0 and lives `timeout` seconds from its
-        first count; returns the new value. One round trip (Django's `incr` asks first
-        whether the key exists)."""
+    def count(self, key: str, timeout: int | None, start: int = 0) -> int:
+        """One more at `key`, a counter that starts at `start` and lives `timeout` seconds
+        from its first count (None: until evicted); returns the new value. One round trip
+        (Django's `incr` asks first whether the key exists)."""
         key = self.make_and_validate_key(key)
         pipe = self._cache.get_client(key, write=True).pipeline(transaction=False)
-        pipe.set(key, 0, ex=timeout, nx=True)
+        pipe.set(key, start, ex=timeout, nx=True)
         pipe.incr(key)
         return pipe.execute()[1]
 
 
-def count(cache: BaseCache, key: str, timeout: int) -> int:
+def count(cache: BaseCache, key: str, timeout: int | None, start: int = 0) -> int:
     """`RedisCache.count` on any cache backend (two calls elsewhere: `make run`'s local memory)."""
     if isinstance(cache, RedisCache):
-        return cache.count(key, timeout)
-    if cache.add(key, 1, timeout):
-        return 1
+        return cache.count(key, timeout, start)
+    if cache.add(key, start + 1, timeout):
+        return start + 1
     try:
         return cache.incr(key)
     except ValueError:  # expired in between
-        cache.add(key, 1, timeout)
-        return 1
+        cache.add(key, start + 1, timeout)
+        return start + 1

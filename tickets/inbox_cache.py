@@ -58,6 +58,7 @@ from django.utils.translation import get_language
 
 from accounts.roles import user_role
 from cxdesk import write_watch
+from cxdesk.cache import count
 from cxdesk.write_watch import is_write
 
 log = logging.getLogger(__name__)
@@ -89,10 +90,8 @@ def generation_bump() -> None:
     hook of the writer's transaction, so it never raises (a failed bump leaves entries to
     their TTL)."""
     try:
-        try:
-            cache.incr(GENERATION_KEY)
-        except ValueError:  # missing (evicted, or never read): any fresh value will do
-            cache.set(GENERATION_KEY, time.time_ns(), timeout=None)
+        # One round trip; a generation gone (evicted, or never read) starts again from a fresh value.
+        count(cache, GENERATION_KEY, None, start=time.time_ns())
     except Exception:
         log.exception("inbox counts: the generation could not be bumped (entries expire in %ss)", ttl())
 

@@ -5,6 +5,8 @@ counts it, an agent never gets another agent's counts, rows are never cached.
 Transactional tests: the generation moves on real commits (a test inside one transaction
 never commits, and the cache is bypassed inside transactions)."""
 
+import time
+
 import pytest
 from django.db import connection, transaction
 from django.test import Client
@@ -99,6 +101,20 @@ def test_the_generation_moves_after_the_commit_never_before(agent, email_inbox):
 
     Notification.objects.filter(user=agent).update(read_at=None)
     assert inbox_cache.generation() == after + 1
+
+
+def test_a_generation_gone_starts_again_from_a_fresh_value():
+    """Evicted, the generation is not restarted at 1 by the next bump (a value some cached
+    counts may still carry), but from a fresh one: one round trip either way."""
+    from django.core.cache import cache
+
+    cache.delete(inbox_cache.GENERATION_KEY)
+    before = time.time_ns()
+    inbox_cache.generation_bump()
+    assert inbox_cache.generation() > before
+    moved = inbox_cache.generation()
+    inbox_cache.generation_bump()
+    assert inbox_cache.generation() == moved + 1
 
 
 def test_an_agent_never_gets_another_agents_counts(email_inbox):
