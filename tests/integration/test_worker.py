@@ -28,3 +28,19 @@ def test_a_reply_is_sent_by_a_real_celery_worker(celery_worker_process, agent, t
     assert len(replies) == 1
     assert "w@example.com" in replies[0]
     assert sum("Auto-Submitted: auto-replied" in b for b in bodies) == 1
+
+
+def test_a_worker_in_a_session_of_its_own_yields_the_cpu_to_the_web(celery_worker_process):
+    """CXDESK_WORKER_NICE lowers the worker's priority and, as it leads its own session (as
+    deploy/serve.py starts it), its session's scheduling group: with Linux's autogroups a nice
+    value alone weighs only against the processes of the same session, not the web's."""
+    import os
+    from pathlib import Path
+
+    worker = celery_worker_process(extra_env={"CXDESK_WORKER_NICE": "7"})
+    assert os.getpriority(os.PRIO_PROCESS, worker.pid) == 7
+    autogroup = Path(f"/proc/{worker.pid}/autogroup")
+    if Path("/proc/self/autogroup").exists():  # a kernel with autogroups (this machine's and CI's)
+        assert autogroup.read_text().split()[-1] == "7", autogroup.read_text()
+        mine = Path("/proc/self/autogroup").read_text()
+        assert mine != autogroup.read_text(), "the test's own session is another group, untouched"
