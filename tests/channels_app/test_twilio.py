@@ -66,6 +66,30 @@ def test_every_sdk_signature_vector_passes_our_verify_and_a_tampered_one_fails(r
     assert checked >= 6
 
 
+def test_a_signature_over_the_url_with_or_without_its_port_passes(rf):
+    """Twilio signs the URL with its default port or without it, inconsistently: either form
+    passes, whichever the request carries; any other port does not."""
+    from twilio.request_validator import RequestValidator
+
+    from channels_app.adapters import get_adapter
+    from channels_app.types import WebhookError
+
+    adapter = get_adapter("twilio")
+    params = {"From": "+48600100200", "Body": "hello", "MessageSid": "SM1"}
+    for public, signed in [
+        ("https://desk.example.com", "https://desk.example.com:443/hooks/twilio/3/"),
+        ("https://desk.example.com", "https://desk.example.com/hooks/twilio/3/"),
+        ("https://desk.example.com:443", "https://desk.example.com/hooks/twilio/3/"),
+    ]:
+        inbox = Inbox(kind="twilio", config={"public_url": public}, secrets={"auth_token": "tok"})
+        signature = RequestValidator("tok").compute_signature(signed, params)
+        adapter.verify(rf.post("/hooks/twilio/3/", params, HTTP_X_TWILIO_SIGNATURE=signature), inbox)
+    inbox = Inbox(kind="twilio", config={"public_url": "https://desk.example.com"}, secrets={"auth_token": "tok"})
+    signature = RequestValidator("tok").compute_signature("https://desk.example.com:8443/hooks/twilio/3/", params)
+    with pytest.raises(WebhookError):
+        adapter.verify(rf.post("/hooks/twilio/3/", params, HTTP_X_TWILIO_SIGNATURE=signature), inbox)
+
+
 def test_inbound_sms_with_the_real_signature_lands_once(client, twilio_inbox, vectors):
     v = vectors["inbound SMS"]
     for _ in range(5):
