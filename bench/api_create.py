@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common  # noqa: E402
 
-PEER_TICKETS_PER_S = 52.0  # django-helpdesk 2.6.1, same workload, this machine (issue 12)
+PEER_TICKETS_PER_S = 52.0  # django-helpdesk 2.6.1 as issue 12 measured it once; side by side: bench/peer_helpdesk.py
 
 
 def setup() -> str:
