@@ -13,7 +13,8 @@ Prints, per worker class:
   - end to end: messages/s until every message is a committed Message row and nothing is
     left to do in the background (no pending outbox task or raw delivery, the broker's
     queues empty and nothing unacknowledged);
-  - the bare view's req/s with the same clients on the same server, and the ratios;
+  - the bare view's req/s with the same clients on the same server, measured before the
+    webhooks and again after the drain, and the ratios to the mean of the two;
   - queries per webhook request (new conversation, continuing one), counted in this process
     with CaptureQueriesContext, and with --profile the top 15 functions of one in-process
     ingest by cumulative time.
@@ -112,6 +113,10 @@ def run_one(args, run: int, worker_class: str, inbox_id: int, base: str, redis_u
         if args.drain_after:
             release_slots()
         drained = wait_drained(inbox_id, before + warm + args.messages, redis_url, timeout=args.timeout)
+        # Again after the load: this machine's speed drifts within a run, and the ratios are
+        # given against the mean of the two.
+        bare_after = common.bare_load(base, clients=args.clients, requests=args.bare_requests)
+    bare_rate = (bare.rate + bare_after.rate) / 2
     e2e = args.messages / (drained - started)
     drain_rate = args.messages / (drained - drain_started) if args.drain_after else None
     return {
@@ -127,11 +132,13 @@ def run_one(args, run: int, worker_class: str, inbox_id: int, base: str, redis_u
         "ack_p95_ms": common.pct(load.latencies, 95) * 1000,
         "e2e_per_s": e2e,
         "drain_per_s": drain_rate,
-        "bare_per_s": bare.rate,
+        "bare_per_s": bare_rate,
+        "bare_before_per_s": bare.rate,
+        "bare_after_per_s": bare_after.rate,
         "bare_p50_ms": common.pct(bare.latencies, 50) * 1000,
         "bare_p95_ms": common.pct(bare.latencies, 95) * 1000,
-        "ack_ratio": load.rate / bare.rate,
-        "e2e_ratio": e2e / bare.rate,
+        "ack_ratio": load.rate / bare_rate,
+        "e2e_ratio": e2e / bare_rate,
         "new_tickets": tickets_count(inbox_id) - tickets_before,
         "expected_new_tickets": args.messages - args.messages // 2,
     }
@@ -257,13 +264,15 @@ def main() -> None:
             f"gunicorn {args.workers} workers, CONN_MAX_AGE={args.conn_max_age}, Celery worker ×{args.celery_concurrency}"
         )
         print(
-            "class     acknowledged msg/s  p50 / p95 ms       end-to-end msg/s   bare req/s (p95)   ack ÷ bare  e2e ÷ bare"
+            "class     acknowledged msg/s  p50 / p95 ms       end-to-end msg/s   bare req/s before/after (p95)   "
+            "ack ÷ bare  e2e ÷ bare"
         )
         for r in results:
             name = r["worker_class"] + (f"×{r['threads']}" if r["threads"] > 1 else "")
             print(
                 f"{name:<9} {r['ack_per_s']:>18.1f}  {r['ack_p50_ms']:>6.1f} / {r['ack_p95_ms']:>6.1f}    "
-                f"{r['e2e_per_s']:>16.1f}   {r['bare_per_s']:>8.0f} ({r['bare_p95_ms']:.1f})   "
+                f"{r['e2e_per_s']:>16.1f}   {r['bare_before_per_s']:>8.0f} / {r['bare_after_per_s']:<5.0f} "
+                f"({r['bare_p95_ms']:.1f})       "
                 f"{r['ack_ratio']:>10.3f}  {r['e2e_ratio']:>10.3f}"
                 + (f"   drained alone {r['drain_per_s']:.1f} msg/s" if r["drain_per_s"] else "")
                 + (f"   errors {r['errors']}" if r["errors"] else "")
