@@ -22,6 +22,8 @@ from typing import TypeVar
 
 from django.db import connection
 
+from . import write_watch
+
 T = TypeVar("T")
 
 _scope: contextvars.ContextVar[dict[str, object] | None] = contextvars.ContextVar("cxdesk_memo", default=None)
@@ -109,7 +111,7 @@ def _written(sql: str, conn) -> None:
     global _tables_written
     if _tables_written is None:
         _tables_written = re.compile(rf"\b(?:{'|'.join(re.escape(t) for t in sorted(_tables))})\b", re.IGNORECASE)
-    if not _tables_written.search(sql):
+    if not _tables_written.search(write_watch.target(sql)):
         return
     _kept.clear()
     if conn.in_atomic_block and not getattr(_writer, "open", False):
@@ -130,8 +132,6 @@ def watch(*models: type) -> None:
     global _tables_written
     from celery.signals import task_prerun
     from django.core.signals import request_started
-
-    from . import write_watch
 
     for model in models:
         _tables.add(model._meta.db_table)

@@ -116,15 +116,15 @@ _writes_watched = None  # a compiled regex, built on the first connection (the a
 
 
 def writes_watched_table(sql) -> bool:
-    """Whether a statement writes a table the counts read (conservative: a watched table's
-    name anywhere in an INSERT/UPDATE/DELETE/TRUNCATE counts)."""
+    """Whether a statement writes a table the counts read (an INSERT/UPDATE/DELETE/TRUNCATE
+    naming one as its target: `write_watch.target`)."""
     global _writes_watched
     if not is_write(sql):
         return False
     if _writes_watched is None:
         names = "|".join(re.escape(name) for name in _watched_tables())
         _writes_watched = re.compile(rf"\b(?:{names})\b", re.IGNORECASE)
-    return _writes_watched.search(sql) is not None
+    return _writes_watched.search(write_watch.target(sql)) is not None
 
 
 def _bump_after_commit(connection) -> None:
