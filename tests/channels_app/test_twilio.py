@@ -90,6 +90,45 @@ def test_a_signature_over_the_url_with_or_without_its_port_passes(rf):
         adapter.verify(rf.post("/hooks/twilio/3/", params, HTTP_X_TWILIO_SIGNATURE=signature), inbox)
 
 
+def test_webhooks_are_served_without_the_desks_middleware(rf, twilio_inbox, vectors):
+    """Through the real WSGI application: a signed webhook is answered and stored by the
+    webhooks' handler (no sessions, sign-in or language: LocaleMiddleware would have said
+    Content-Language), with the request id and security headers every answer has; a desk page
+    still goes through the whole stack."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    from cxdesk.wsgi import application
+
+    def serve(request):
+        answer = {}
+
+        def start_response(status, headers, exc_info=None):
+            answer["status"], answer["headers"] = int(status.split()[0]), dict(headers)
+
+        # The real handler closes "old" connections as a request starts and ends: the test's
+        # transaction is one (Django's test client does the same).
+        for signal in (request_started, request_finished):
+            signal.disconnect(close_old_connections)
+        try:
+            iterable = application(request.environ, start_response)
+            body = b"".join(iterable)
+            iterable.close()
+        finally:
+            for signal in (request_started, request_finished):
+                signal.connect(close_old_connections)
+        return answer["status"], answer["headers"], body
+
+    v = vectors["inbound SMS"]
+    status, headers, body = serve(rf.post("/hooks/twilio/3/", v["params"], HTTP_X_TWILIO_SIGNATURE=v["signature"]))
+    assert status == 200, body
+    assert Message.objects.get().body_text == v["params"]["Body"]
+    assert "Content-Language" not in headers and "Set-Cookie" not in headers
+    assert headers.get("X-Request-ID") and headers.get("X-Content-Type-Options") == "nosniff"
+    status, headers, _ = serve(rf.get("/desk/"))
+    assert status == 302 and "Content-Language" in headers and headers.get("X-Request-ID")
+
+
 def test_inbound_sms_with_the_real_signature_lands_once(client, twilio_inbox, vectors):
     v = vectors["inbound SMS"]
     for _ in range(5):
