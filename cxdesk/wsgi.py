@@ -6,7 +6,8 @@ by a handler of their own whose middleware is the app's without the desk's: no s
 sign-in, CSRF (there is no cookie to forge a request with), language, messages, two-factor,
 htmx, desk user or static files. The request id, the metrics, the security headers and CSP,
 the input checks and the audit context stay. A burst of webhooks is the hottest path the
-server has: the desk's middleware was ~15 % of each answer (issue 12)."""
+server has: the desk's middleware was ~15 % of each answer (issue 12). (`make run` serves
+everything through ASGI, `cxdesk.asgi`, with the whole stack: the same answers, slower.)"""
 
 import os
 
