@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -96,9 +97,11 @@ def senders_batch(
     identities of these (kind, address, region, display name) senders in one statement and
     lock their customers in one more, in id order — so `identity_resolve` and
     `customer_lock` ask nothing more of them in the block, and two batches lock common
-    customers in the same order. `create`: the senders nobody knows get their customer and
-    identity now, two INSERTs for the batch (the caller stores a message of every sender, or
-    rolls the batch back); `identity_resolve` calls them new the first time it is asked.
+    customers in the same order. `create`: the batch first takes its turn on each of its
+    senders (`senders_take_turns`: a batch sharing one waits for this one), then the senders
+    nobody knows get their customer and identity now, two INSERTs for the batch (the caller
+    stores a message of every sender, or rolls the batch back); `identity_resolve` calls them
+    new the first time it is asked.
     An address that does not parse is left to `identity_resolve`, which says why."""
     batch = _Batch()
     token = _batch.set(batch)
@@ -108,6 +111,8 @@ def senders_batch(
             with contextlib.suppress(ApplicationError):
                 pair = (kind, normalize_address(kind, address, region))
                 names[pair] = names.get(pair) or (display_name[0] if display_name else "")
+        if names and create:
+            senders_take_turns(names)
         if names:
             by_kind: dict[str, list[str]] = {}
             for kind, address in sorted(names):
@@ -143,10 +148,40 @@ def senders_batch(
         _batch.reset(token)
 
 
+SENDER_LOCKS = 0x63786964  # "cxid": the advisory-lock namespace of senders' addresses
+
+
+def sender_lock_key(kind: str, address: str) -> int:
+    """A sender's advisory-lock key (a 32-bit hash: two addresses that share one only wait
+    for each other)."""
+    digest = hashlib.blake2b(f"{kind}:{address}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def senders_take_turns(pairs: Iterable[tuple[str, str]]) -> None:
+    """Two batches that share a sender take turns on it: a transaction-scoped advisory lock
+    per (kind, address), all taken in one statement in key order before the batch reads or
+    locks anything else. The second batch then reads the identity the first one created,
+    instead of creating it too and failing its whole batch on the unique address when the
+    first commits (a number that writes twice within a moment, each message in another
+    drainer's batch). Writers that create one customer at a time (the API, the desk) do not
+    take these locks: a batch that meets one of theirs is still taken again. PostgreSQL only
+    (SQLite has one writer at a time)."""
+    if connection.vendor != "postgresql" or not connection.in_atomic_block:
+        return
+    keys = sorted({sender_lock_key(kind, address) for kind, address in pairs})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, key) FROM (SELECT unnest(%s::int[]) AS key ORDER BY 1) AS keys",
+            [SENDER_LOCKS, keys],
+        )
+
+
 def _senders_create(batch: _Batch, missing: list[tuple[tuple[str, str], str]]) -> None:
     """Customers and identities of a batch's first-time senders, as `identity_resolve` would
-    make them one by one. Two drainers meeting the same new sender: the unique (kind,
-    address) constraint fails one batch, which is taken again and finds the customer."""
+    make them one by one. Another batch with the same new sender waits for this one's
+    commit (`senders_take_turns`); a customer created meanwhile by another writer fails the
+    batch on the unique (kind, address) constraint, and it is taken again and finds it."""
     now = timezone.now()
     customers = Customer.objects.bulk_create(
         [Customer(name=name[:200], organization=_organization_for(kind, address)) for (kind, address), name in missing]
