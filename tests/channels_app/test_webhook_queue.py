@@ -447,6 +447,28 @@ def test_a_batch_costs_the_same_statements_whatever_its_messages(client, twilio_
 
 
 @pytest.mark.django_db(transaction=True)
+def _other_connection():
+    """A second connection to the test database: another drainer, another process."""
+    import psycopg
+
+    db = connection.settings_dict
+    return psycopg.connect(dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=db["PORT"] or 5432)
+
+
+def _customer_created_by(other, phone: str) -> int:
+    """What another writer's ingest creates for a new number: a customer and its identity."""
+    customer_id = other.execute(
+        "INSERT INTO customers_customer (name, attributes, language, created_at, updated_at) "
+        "VALUES ('', '{}', '', now(), now()) RETURNING id"
+    ).fetchone()[0]
+    other.execute(
+        "INSERT INTO customers_identity (customer_id, kind, address, display_name, created_at) "
+        "VALUES (%s, 'phone', %s, '', now())",
+        [customer_id, phone],
+    )
+    return customer_id
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_batches_with_the_same_new_sender_take_turns_instead_of_failing(
     client, twilio_inbox, queued, monkeypatch, caplog
@@ -457,26 +479,15 @@ def test_two_batches_with_the_same_new_sender_take_turns_instead_of_failing(
     unique-address failure, no batch taken again."""
     import threading
 
-    import psycopg
-
     from customers.models import Customer, Identity
     from customers.services import SENDER_LOCKS, sender_lock_key
 
     monkeypatch.setattr("channels_app.tasks.drain_webhooks.delay", lambda slot: None)
     _store(client, "second message", "SMt2", sender="+48600100911")
-    db = connection.settings_dict
-    other = psycopg.connect(dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=db["PORT"] or 5432)
+    other = _other_connection()
     try:  # the other drainer's batch: its turn on the number, its new customer, not committed yet
         other.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SENDER_LOCKS, sender_lock_key("phone", "+48600100911")])
-        customer_id = other.execute(
-            "INSERT INTO customers_customer (name, attributes, language, created_at, updated_at) "
-            "VALUES ('', '{}', '', now(), now()) RETURNING id"
-        ).fetchone()[0]
-        other.execute(
-            "INSERT INTO customers_identity (customer_id, kind, address, display_name, created_at) "
-            "VALUES (%s, 'phone', '+48600100911', '', now())",
-            [customer_id],
-        )
+        customer_id = _customer_created_by(other, "+48600100911")
         commit = threading.Timer(0.5, other.commit)
         commit.start()
         with caplog.at_level(logging.INFO, logger="channels_app.webhook_queue"):
@@ -496,7 +507,6 @@ def test_a_batch_that_meets_a_customer_another_drainer_just_created_is_taken_aga
     """Two drainers, two batches, one new number in both (it wrote twice within a moment):
     the batch that commits second meets the first one's customer at its INSERT. It is taken
     again as a batch — it finds the customer now — not one delivery at a time."""
-    import psycopg
 
     from customers import services as customer_services
     from customers.models import Customer, Identity
@@ -514,18 +524,9 @@ def test_a_batch_that_meets_a_customer_another_drainer_just_created_is_taken_aga
         return real(batch, missing)
 
     def other_drainer_first_commit():
-        db = connection.settings_dict
-        with psycopg.connect(dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=db["PORT"] or 5432) as other:
+        with _other_connection() as other:
             other.autocommit = True
-            customer_id = other.execute(
-                "INSERT INTO customers_customer (name, attributes, language, created_at, updated_at) "
-                "VALUES ('', '{}', '', now(), now()) RETURNING id"
-            ).fetchone()[0]
-            other.execute(
-                "INSERT INTO customers_identity (customer_id, kind, address, display_name, created_at) "
-                "VALUES (%s, 'phone', '+48600100901', '', now())",
-                [customer_id],
-            )
+            _customer_created_by(other, "+48600100901")
 
     monkeypatch.setattr(customer_services, "_senders_create", created_after_the_other)
     with caplog.at_level(logging.INFO, logger="channels_app.webhook_queue"):
