@@ -245,7 +245,8 @@ def test_the_batch_routes_its_new_tickets_itself(client, twilio_inbox, queued, m
     assert len([q for q in statements if q.startswith("SAVEPOINT")]) == 2
     # What a new conversation costs in a batch: 1 statement, giving it the default team (the
     # update); everything else once per batch: the claim of the deliveries, the senders' turns
-    # (an advisory lock each, one statement), their senders, the new customers and identities, the open tickets, ids drawn ahead, the tickets, messages
+    # (an advisory lock each, one statement), their senders, the new customers and
+    # identities, the open tickets, ids drawn ahead, the tickets, messages
     # and timeline events (one INSERT each), the deliveries marked processed, the routing's
     # events, and the configuration, read once here (webhook subscriptions, SLA policies,
     # routing rules, the default team, which inboxes have a routing config) and kept by the
@@ -501,6 +502,7 @@ def test_two_batches_with_the_same_new_sender_take_turns_instead_of_failing(
     assert Message.objects.get(provider_message_id="SMt2").identity.customer_id == customer_id
 
 
+@pytest.mark.django_db(transaction=True)  # the other connection commits: flushed after
 def test_a_batch_that_meets_a_customer_another_drainer_just_created_is_taken_again_whole(
     client, twilio_inbox, queued, monkeypatch, caplog
 ):
