@@ -11,10 +11,10 @@ Prints tickets/s and p50/p95, the bare view's req/s with the same clients on the
 (before and after the creates) and the ratio to their mean, the API's floor (an authenticated
 GET of an empty list: what any API call costs before its own work) and the create's ratio to
 it, the ratio to the peer's 52 tickets/s as issue 12 measured it once (goal ≥ 5×; side by side
-in the same minutes: bench/peer_helpdesk.py), queries per create (counted in this process), then the race: P pairs
-of simultaneous creates for the same new email (barrier-synchronised threads, real HTTP)
-→ the answers' status codes, how many 5xx, and how many customers hold each address
-(must be one). The database in DATABASE_URL is dropped and recreated.
+in the same minutes: bench/peer_helpdesk.py), queries per create (counted in this process),
+then the race: P pairs of simultaneous creates for the same new email (barrier-synchronised
+threads, real HTTP) → the answers' status codes, how many 5xx, and how many customers hold
+each address (must be one). The database in DATABASE_URL is dropped and recreated.
 """
 
 from __future__ import annotations
@@ -146,10 +146,6 @@ def race(base: str, key: str, pairs: int) -> dict:
     }
 
 
-def result_bare(before: common.Load, after: common.Load) -> float:
-    return (before.rate + after.rate) / 2
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=8)
@@ -203,9 +199,9 @@ def main() -> None:
         warmed = asyncio.run(common.http_load(warm, args.clients))
         assert not warmed.errors(), warmed.errors()
         load = asyncio.run(common.http_load(creates, args.clients))
-        # Again after the load: this machine's speed drifts within a run; the ratio is to the mean.
         bare_after = common.bare_load(base, clients=args.clients, requests=args.bare_requests)
         raced = race(base, key, args.pairs)
+    bare_rate = common.bare_mean(bare, bare_after)
     queries, profile = in_process(key, args.profile)
     import redis
 
@@ -219,12 +215,12 @@ def main() -> None:
         "tickets_per_s": load.rate,
         "p50_ms": common.pct(load.latencies, 50) * 1000,
         "p95_ms": common.pct(load.latencies, 95) * 1000,
-        "bare_per_s": result_bare(bare, bare_after),
+        "bare_per_s": bare_rate,
         "bare_before_per_s": bare.rate,
         "bare_after_per_s": bare_after.rate,
         "api_floor_per_s": floor.rate,
         "bare_p95_ms": common.pct(bare.latencies, 95) * 1000,
-        "ratio_to_bare": load.rate / result_bare(bare, bare_after),
+        "ratio_to_bare": load.rate / bare_rate,
         "ratio_to_peer": load.rate / PEER_TICKETS_PER_S,
         "queries_per_create": queries,
         "race": raced,
@@ -239,7 +235,7 @@ def main() -> None:
         f"  API floor (GET /api/v1/tags/, empty, same key) {floor.summary()} → the create is "
         f"{load.rate / floor.rate:.2f}× it\n"
         f"  bare view {bare.summary()}, after the load {bare_after.summary()} → "
-        f"{common.ratio(load.rate, result_bare(bare, bare_after))} (their mean); "
+        f"{common.ratio(load.rate, bare_rate)} (their mean); "
         f"{load.rate / PEER_TICKETS_PER_S:.2f}× the peer's {PEER_TICKETS_PER_S:.0f} tickets/s (goal ≥ 5×)\n"
         f"  queries per create: {queries}\n"
         f"  race, {raced['pairs']} pairs of simultaneous creates for one new email: answers {raced['statuses']}, "

@@ -353,6 +353,12 @@ def bare_load(base: str, *, clients: int, requests: int) -> Load:
     return asyncio.run(http_load([("GET", f"{base}/bench/bare/", {})] * requests, clients))
 
 
+def bare_mean(before: Load, after: Load) -> float:
+    """The bare view's req/s for a run's ratios: measured before the load and again after it
+    (this machine's speed drifts within a run), their mean."""
+    return (before.rate + after.rate) / 2
+
+
 def ratio(value: float, bare: float) -> str:
     return f"{value / bare:.3f}× the bare view" if bare else "n/a"
 

@@ -113,10 +113,8 @@ def run_one(args, run: int, worker_class: str, inbox_id: int, base: str, redis_u
         if args.drain_after:
             release_slots()
         drained = wait_drained(inbox_id, before + warm + args.messages, redis_url, timeout=args.timeout)
-        # Again after the load: this machine's speed drifts within a run, and the ratios are
-        # given against the mean of the two.
         bare_after = common.bare_load(base, clients=args.clients, requests=args.bare_requests)
-    bare_rate = (bare.rate + bare_after.rate) / 2
+    bare_rate = common.bare_mean(bare, bare_after)
     e2e = args.messages / (drained - started)
     drain_rate = args.messages / (drained - drain_started) if args.drain_after else None
     return {

@@ -105,13 +105,13 @@ def kept_clear() -> None:
     _kept.clear()
 
 
-def _written(sql: str, conn) -> None:
+def _written(written: str, conn) -> None:
     """A write statement (`cxdesk.write_watch`): to a watched table, forget what is kept,
     and keep nothing more in this thread until its transaction has committed."""
     global _tables_written
     if _tables_written is None:
         _tables_written = re.compile(rf"\b(?:{'|'.join(re.escape(t) for t in sorted(_tables))})\b", re.IGNORECASE)
-    if not _tables_written.search(write_watch.target(sql)):
+    if not _tables_written.search(written):
         return
     _kept.clear()
     if conn.in_atomic_block and not getattr(_writer, "open", False):

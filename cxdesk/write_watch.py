@@ -3,7 +3,8 @@
 generation (`tickets.inbox_cache`), the bell's count preloaded for a request (`tickets.notifications`)
 and the configuration each process keeps (`cxdesk.memo.kept`). Each watcher registers with
 `on_write`, which installs the wrapper the first time. A statement that reads pays one
-string check."""
+string check; a write, one anchored match for the table it writes (`target`), shared by the
+watchers."""
 
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ def target(sql: str) -> str:
 
 
 def on_write(watcher: Callable[[str, Any], None]) -> None:
-    """`watcher(sql, connection)` after each write statement (once per watcher)."""
+    """`watcher(written, connection)` after each write statement, `written` being its
+    `target`: the table it writes as the statement names it, or a TRUNCATE whole (once per
+    watcher)."""
     install()
     if watcher not in _watchers:
         _watchers.append(watcher)
@@ -47,9 +50,10 @@ def on_write(watcher: Callable[[str, Any], None]) -> None:
 def _watch(execute, sql, params, many, context):
     result = execute(sql, params, many, context)
     if is_write(sql):
+        written = target(sql)
         for watcher in _watchers:
             try:
-                watcher(sql, context["connection"])
+                watcher(written, context["connection"])
             except Exception:  # never into the writer's path
                 log.exception("a write watcher failed")
     return result

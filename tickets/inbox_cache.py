@@ -118,13 +118,15 @@ _writes_watched = None  # a compiled regex, built on the first connection (the a
 def writes_watched_table(sql) -> bool:
     """Whether a statement writes a table the counts read (an INSERT/UPDATE/DELETE/TRUNCATE
     naming one as its target: `write_watch.target`)."""
+    return is_write(sql) and _names_a_watched_table(write_watch.target(sql))
+
+
+def _names_a_watched_table(written: str) -> bool:
     global _writes_watched
-    if not is_write(sql):
-        return False
     if _writes_watched is None:
         names = "|".join(re.escape(name) for name in _watched_tables())
         _writes_watched = re.compile(rf"\b(?:{names})\b", re.IGNORECASE)
-    return _writes_watched.search(write_watch.target(sql)) is not None
+    return _writes_watched.search(written) is not None
 
 
 def _bump_after_commit(connection) -> None:
@@ -148,9 +150,10 @@ def _bump_after_commit(connection) -> None:
     connection._cxdesk_counts_hook = (connection.run_on_commit, len(connection.run_on_commit) - 1)
 
 
-def _watched_write(sql: str, connection) -> None:
-    """A write statement (`cxdesk.write_watch`): a table the counts read moves the generation."""
-    if writes_watched_table(sql):
+def _watched_write(written: str, connection) -> None:
+    """A write statement (`cxdesk.write_watch`, the table it writes): one the counts read
+    moves the generation."""
+    if _names_a_watched_table(written):
         _bump_after_commit(connection)
 
 

@@ -85,11 +85,11 @@ def unread_count_preloaded(*, user_id: int, count: int) -> Iterator[None]:
         _unread_preloaded.reset(token)
 
 
-def _forget_on_write(sql: str, connection) -> None:
+def _forget_on_write(written: str, connection) -> None:
     """A write statement (`cxdesk.write_watch`): one to the notifications table forgets the
     preloaded count."""
     known = _unread_preloaded.get()
-    if known and Notification._meta.db_table in sql:
+    if known and Notification._meta.db_table in written:
         known.clear()
 
 
