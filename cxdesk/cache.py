@@ -46,9 +46,12 @@ class RedisCache(DjangoRedisCache):
 
 
 def count(cache: BaseCache, key: str, timeout: int | None, start: int = 0) -> int:
-    """`RedisCache.count` on any cache backend (two calls elsewhere: `make run`'s local memory)."""
-    if isinstance(cache, RedisCache):
-        return cache.count(key, timeout, start)
+    """`RedisCache.count` on any cache backend (two calls elsewhere: `make run`'s local memory).
+    `cache` may be `django.core.cache.cache`, a proxy that is no backend itself: the method is
+    looked up through it (an `isinstance` test of the proxy would never see a RedisCache)."""
+    counter = getattr(cache, "count", None)
+    if counter is not None:
+        return counter(key, timeout, start)
     if cache.add(key, start + 1, timeout):
         return start + 1
     try:

@@ -30,3 +30,29 @@ def test_the_client_is_built_once_and_every_call_reaches_redis(redis_cache):
         "cxdesk-test:b": {"x": [1, 2]},
     }
     assert client.ttl(redis_cache.make_key("cxdesk-test:a")) > 0, "the same Redis the calls went to"
+
+
+def test_count_is_one_round_trip_through_djangos_cache_proxy(redis_cache, monkeypatch):
+    """The callers pass `django.core.cache.cache`, a proxy that is not a RedisCache itself:
+    `count` must still take the one-pipeline path, not `add` then `incr` (EXISTS, INCRBY)."""
+    from django.core.cache import cache as proxy
+    from redis.client import Pipeline, Redis
+
+    from cxdesk.cache import count
+
+    sent: list[str] = []
+    real_execute, real_pipeline_execute = Redis.execute_command, Pipeline.execute
+
+    def execute_command(self, *args, **options):
+        sent.append(str(args[0]))
+        return real_execute(self, *args, **options)
+
+    def pipeline_execute(self, *args, **options):
+        sent.append("PIPELINE " + " ".join(str(c[0][0]) for c in self.command_stack))
+        return real_pipeline_execute(self, *args, **options)
+
+    monkeypatch.setattr(Redis, "execute_command", execute_command)
+    monkeypatch.setattr(Pipeline, "execute", pipeline_execute)
+    assert count(proxy, "cxdesk-test:a", 30, start=10) == 11
+    assert count(proxy, "cxdesk-test:a", 30, start=10) == 12
+    assert sent == ["PIPELINE SET INCRBY", "PIPELINE SET INCRBY"], sent
