@@ -42,15 +42,28 @@ def standing(scope: object) -> list:
 
 
 def insert(model: type, fields: Iterable, rows: list, *, returning: bool = False) -> list[int]:
-    """One INSERT of these instances' `fields` as they are; with `returning`, their new ids."""
+    """One INSERT of these instances' `fields` as they are; with `returning`, their new ids
+    (in the rows' order, as `bulk_create` takes them).
+
+    On PostgreSQL the values go as one array per column (`INSERT … SELECT * FROM unnest(…)`):
+    the statement's text is the same for any number of rows, so psycopg converts it once (a
+    statement of over 50 parameters, as `VALUES (…), (…)` gives a batch, is parsed again by
+    psycopg's Python every time: a tenth of a drainer's time) and PostgreSQL prepares and
+    plans it once."""
     fields = list(fields)
     qn = connection.ops.quote_name
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params = [field.get_db_prep_save(getattr(obj, field.attname), connection) for obj in rows for field in fields]
+    target = f"{qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)})"
+    returned = f" RETURNING {qn('id')}" if returning else ""
+    if connection.vendor == "postgresql":
+        # As Django's bulk_create builds it there: each type without its length (a cast to
+        # varchar(n) would cut a longer value short instead of failing on it).
+        arrays = ", ".join(f"%s::{field.db_type(connection).split('(')[0]}[]" for field in fields)
+        sql = f"INSERT INTO {target} SELECT * FROM unnest({arrays})"  # noqa: S608 - names from the model
+        params = [[field.get_db_prep_save(getattr(obj, field.attname), connection) for obj in rows] for field in fields]
+    else:
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        sql = f"INSERT INTO {target} VALUES {', '.join([row] * len(rows))}"  # noqa: S608 - names from the model
+        params = [field.get_db_prep_save(getattr(obj, field.attname), connection) for obj in rows for field in fields]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608 - names from the model, values as parameters
-            f"VALUES {', '.join([row] * len(rows))}" + (f" RETURNING {qn('id')}" if returning else ""),
-            params,
-        )
+        cursor.execute(sql + returned, params)
         return [r[0] for r in cursor.fetchall()] if returning else []
