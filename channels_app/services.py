@@ -632,7 +632,9 @@ def _raw_record(*, raw: bytes, source: str, inbox: Inbox | None, content_type: s
     )
 
 
-_raw_marks: contextvars.ContextVar[list[RawInbound] | None] = contextvars.ContextVar("raw_marks", default=None)
+_raw_marks: contextvars.ContextVar[list[tuple[int, int | None, object]] | None] = contextvars.ContextVar(
+    "raw_marks", default=None
+)
 
 
 def raw_inbound_processed(*, raw_id: int, message: Message | None, at=None, only_open: bool = False) -> None:
@@ -642,7 +644,7 @@ def raw_inbound_processed(*, raw_id: int, message: Message | None, at=None, only
     at = at or timezone.now()
     marks = _raw_marks.get()
     if marks is not None:
-        marks.append(RawInbound(pk=raw_id, status=RawInbound.Status.PROCESSED, message=message, processed_at=at))
+        marks.append((raw_id, message.pk if message is not None else None, at))
         return
     rows = RawInbound.objects.filter(pk=raw_id)
     if only_open:
@@ -654,7 +656,7 @@ def raw_inbound_processed(*, raw_id: int, message: Message | None, at=None, only
 def raw_marks_batched() -> Iterator[None]:
     """Inside the caller's transaction (a drainer's batch, whose rows it holds locked): the
     deliveries marked processed in the block are written as it ends, in one UPDATE."""
-    marks: list[RawInbound] = []
+    marks: list[tuple[int, int | None, object]] = []  # (delivery, its message, when)
     token = _raw_marks.set(marks)
     try:
         yield
@@ -662,16 +664,22 @@ def raw_marks_batched() -> Iterator[None]:
         _raw_marks.reset(token)
     if marks:
         # One UPDATE joined to the (row, message) pairs: cheaper than bulk_update's CASE
-        # per column, and the same SQL on PostgreSQL and SQLite (3.33+).
+        # per column. On PostgreSQL the pairs go as two arrays, one statement text for any
+        # batch (converted and planned once, see `tickets.deferred.insert`); elsewhere
+        # (SQLite 3.33+) as a VALUES list.
         table = RawInbound._meta.db_table
-        pairs = ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * len(marks))
-        params = [value for mark in marks for value in (mark.pk, mark.message_id)]
+        if connection.vendor == "postgresql":
+            pairs = "SELECT * FROM unnest(%s::bigint[], %s::bigint[])"
+            params = [[pk for pk, _message, _at in marks], [message for _pk, message, _at in marks]]
+        else:
+            pairs = "VALUES " + ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * len(marks))
+            params = [value for pk, message, _at in marks for value in (pk, message)]
         with connection.cursor() as cursor:
             cursor.execute(
-                f"WITH marks (id, message_id) AS (VALUES {pairs}) "  # noqa: S608 - table from the model, values as parameters
+                f"WITH marks (id, message_id) AS ({pairs}) "  # noqa: S608 - table from the model, values as parameters
                 f"UPDATE {table} SET status = %s, processed_at = %s, error = '', message_id = marks.message_id "
                 f"FROM marks WHERE {table}.id = marks.id",
-                [*params, RawInbound.Status.PROCESSED, connection.ops.adapt_datetimefield_value(marks[0].processed_at)],
+                [*params, RawInbound.Status.PROCESSED, connection.ops.adapt_datetimefield_value(marks[0][2])],
             )
 
 
