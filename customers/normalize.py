@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from email.utils import parseaddr
 
@@ -58,7 +59,11 @@ def normalize_phone(value: str, region: str | None = None) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_address(kind: str, value: str, region: str | None = None) -> str:
+    """The address as stored, or ApplicationError saying why it is none. Kept for the last
+    4,096 addresses asked (a pure function; phonenumbers takes ~0.1 ms a number, and a
+    drainer's batch asks it twice per sender: reading the batch's senders, then storing)."""
     if kind == "email":
         return normalize_email(value)
     if kind == "phone":
