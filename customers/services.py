@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from audit import services as audit
+from cxdesk.compiled import Compiled
 from cxdesk.errors import ApplicationError
 from cxdesk.memo import kept
 from cxdesk.realtime import broadcast_on_commit
@@ -31,6 +32,20 @@ def live_customer(customer: Customer) -> Customer:
         seen.add(customer.pk)
         customer = customer.merged_into
     return customer
+
+
+_IDENTITY = Compiled(
+    lambda kind, address: Identity.objects.select_related("customer").filter(kind=kind, address=address),
+    "kind",
+    "address",
+)
+
+
+def identity_with_customer(kind: str, address: str) -> Identity | None:
+    """The identity of this normalised (kind, address), its customer read with it, or None.
+    One statement, compiled once per process (`cxdesk.compiled`): every new conversation and
+    every API create asks it."""
+    return _IDENTITY.first(kind=kind, address=address)
 
 
 def identity_resolve(
@@ -51,7 +66,7 @@ def identity_resolve(
     batch = _batch.get()  # a batch's senders, read ahead (`senders_batch`)
     identity = batch.known.get((kind, address), _UNREAD) if batch else _UNREAD
     if identity is _UNREAD:
-        identity = Identity.objects.select_related("customer").filter(kind=kind, address=address).first()
+        identity = identity_with_customer(kind, address)
     if identity is not None:
         if batch and (kind, address) in batch.fresh:
             batch.fresh.discard((kind, address))  # created ahead for this batch: new the first time

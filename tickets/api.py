@@ -248,9 +248,7 @@ def _customer_for(data: dict, *, agent) -> tuple[Customer, Identity | None]:
         )
         return customer_services.live_customer(identity.customer), identity
     for attempt in range(2):
-        existing = [
-            Identity.objects.select_related("customer").filter(kind=k, address=a).first() for k, a in normalized
-        ]
+        existing = [customer_services.identity_with_customer(k, a) for k, a in normalized]
         found = next((i for i in existing if i is not None), None)
         if found is not None:
             break
