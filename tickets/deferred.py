@@ -49,12 +49,13 @@ def insert(model: type, fields: Iterable, rows: list, *, returning: bool = False
     the statement's text is the same for any number of rows, so psycopg converts it once (a
     statement of over 50 parameters, as `VALUES (…), (…)` gives a batch, is parsed again by
     psycopg's Python every time: a tenth of a drainer's time) and PostgreSQL prepares and
-    plans it once."""
+    plans it once. One row goes as VALUES, as Django's bulk_create sends it too: dumping
+    an array per column costs more than the row's own parameters."""
     fields = list(fields)
     qn = connection.ops.quote_name
     target = f"{qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)})"
     returned = f" RETURNING {qn('id')}" if returning else ""
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and len(rows) > 1:
         # As Django's bulk_create builds it there: each type without its length (a cast to
         # varchar(n) would cut a longer value short instead of failing on it).
         arrays = ", ".join(f"%s::{field.db_type(connection).split('(')[0]}[]" for field in fields)
