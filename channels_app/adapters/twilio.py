@@ -64,11 +64,12 @@ def verify_signature(request: HttpRequest, inbox: Inbox) -> None:
         valid = validator.validate(url, request.body.decode("utf-8", "replace"), signature)
     else:
         # Twilio signs the URL with or without its port, inconsistently: `validate` computes
-        # both every time; the second only when the first does not match, here.
+        # both every time. Here the URL as configured is tried first, and the other form only
+        # when it does not match.
         uri = urlparse(url)
+        candidates = dict.fromkeys((url, remove_port(uri), add_port(uri)))
         valid = any(
-            compare(validator.compute_signature(candidate, request.POST), signature)
-            for candidate in (remove_port(uri), add_port(uri))
+            compare(validator.compute_signature(candidate, request.POST), signature) for candidate in candidates
         )
     if not valid:
         raise WebhookError("invalid X-Twilio-Signature", status=403)

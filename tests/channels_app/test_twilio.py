@@ -90,6 +90,33 @@ def test_a_signature_over_the_url_with_or_without_its_port_passes(rf):
         adapter.verify(rf.post("/hooks/twilio/3/", params, HTTP_X_TWILIO_SIGNATURE=signature), inbox)
 
 
+def test_the_url_as_configured_is_signed_first_and_alone_when_it_matches(rf, monkeypatch):
+    """A public URL with a port of its own (a proxy on :8443) is checked as configured, with
+    one signature computed; the other form only when that one does not match."""
+    from twilio.request_validator import RequestValidator
+
+    from channels_app.adapters import get_adapter
+    from channels_app.types import WebhookError
+
+    adapter = get_adapter("twilio")
+    params = {"From": "+48600100200", "Body": "hello", "MessageSid": "SM1"}
+    inbox = Inbox(kind="twilio", config={"public_url": "https://desk.example.com:8443"}, secrets={"auth_token": "tok"})
+    signature = RequestValidator("tok").compute_signature("https://desk.example.com:8443/hooks/twilio/3/", params)
+    computed = []
+    real = RequestValidator.compute_signature
+    monkeypatch.setattr(
+        RequestValidator,
+        "compute_signature",
+        lambda self, uri, *a, **k: computed.append(uri) or real(self, uri, *a, **k),
+    )
+    adapter.verify(rf.post("/hooks/twilio/3/", params, HTTP_X_TWILIO_SIGNATURE=signature), inbox)
+    assert computed == ["https://desk.example.com:8443/hooks/twilio/3/"]
+    computed.clear()
+    with pytest.raises(WebhookError):
+        adapter.verify(rf.post("/hooks/twilio/3/", params, HTTP_X_TWILIO_SIGNATURE="forged"), inbox)
+    assert len(computed) == 2, "then the other form (as the SDK's `validate`), then refused"
+
+
 def test_webhooks_are_served_without_the_desks_middleware(rf, twilio_inbox, vectors):
     """Through the real WSGI application: a signed webhook is answered and stored by the
     webhooks' handler (no sessions, sign-in or language: LocaleMiddleware would have said
