@@ -16,9 +16,10 @@ import logging
 import time
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+
+from cxdesk.sockets import database_sync_to_async
 
 from .adapters.webchat import origin_allowed, ticket_chat_group, visitor_gone, visitor_group, visitor_seen
 from .models import Inbox
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 def chat_sync(fn):
     """Run a visitor's frame in the worker thread pool, not the one shared thread that
     `database_sync_to_async` uses by default: one slow ingest must not queue every other
-    visitor of this process behind it (each pool thread has its own DB connection)."""
+    visitor of this process behind it (each pool thread keeps a DB connection of its own:
+    cxdesk.sockets)."""
     return database_sync_to_async(fn, thread_sensitive=False)
 
 

@@ -33,7 +33,6 @@ import json
 import logging
 import time
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
 from django.utils import translation
@@ -43,6 +42,7 @@ from accounts import twofactor
 from accounts.roles import forget_role
 from cxdesk.i18n import agent_language_for_scope
 from cxdesk.middleware import MalformedInput, check_json
+from cxdesk.sockets import database_sync_to_async
 
 from . import presence
 

@@ -1,0 +1,56 @@
+"""The database from websocket consumers (the desk's and the chat widget's).
+
+A consumer's ORM calls run in asgiref's worker threads. Channels' `database_sync_to_async`
+ends every call with `close_old_connections()`, which with `CONN_MAX_AGE=0` closes the
+thread's connection each time: every live event opened a new PostgreSQL connection for each
+socket that rendered it, and with 200 agents connected the desk fell 4–6 s behind
+(bench/README.md, eighth pass).
+
+`database_sync_to_async` here is the same wrapper, except that a connection its calls open
+is kept for at least `KEEP_SECONDS` whatever `CONN_MAX_AGE` says. Everything else about
+closing stays Django's: a connection is closed at once when it is unusable (an error and a
+failed check, autocommit left off), when it is older than both limits, and a rested one is
+health-checked before use (`CONN_HEALTH_CHECKS`). The threads are few (asgiref's one shared
+thread, and the pool of `thread_sensitive=False` calls), so a process holds at most that
+many connections this way, instead of opening one per socket per event. With psycopg's pool
+(`OPTIONS["pool"]`) closing is already cheap and nothing is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import SyncToAsync
+from django.db import close_old_connections, connections
+
+KEEP_SECONDS = 60.0  # as the default CONN_MAX_AGE on PostgreSQL (cxdesk/settings.py)
+
+
+class DatabaseSyncToAsync(SyncToAsync):
+    """channels.db.DatabaseSyncToAsync, with the thread's connections kept (module doc)."""
+
+    def thread_handler(self, loop: Any, *args: Any, **kwargs: Any) -> Any:
+        close_old_connections()
+        try:
+            return super().thread_handler(loop, *args, **kwargs)
+        finally:
+            keep_open()
+            close_old_connections()
+
+
+database_sync_to_async: Callable[..., Any] = DatabaseSyncToAsync
+
+
+def keep_open() -> None:
+    """Let this thread's open connections live KEEP_SECONDS from when they were opened,
+    unless their own CONN_MAX_AGE is longer (or None: forever). Once per connection opened."""
+    seconds = KEEP_SECONDS
+    for conn in connections.all(initialized_only=True):
+        max_age = conn.settings_dict.get("CONN_MAX_AGE")
+        if conn.connection is None or conn.close_at is None or max_age is None or max_age >= seconds:
+            continue
+        if conn.settings_dict.get("OPTIONS", {}).get("pool") or getattr(conn, "_kept", None) is conn.connection:
+            continue
+        conn._kept = conn.connection
+        conn.close_at = max(conn.close_at, conn.close_at - max_age + seconds)
