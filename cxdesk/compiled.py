@@ -1,6 +1,15 @@
-"""A queryset compiled to SQL once per process, then run with new values (issue 12).
+"""Querysets compiled to SQL once per process, then run again (issue 12).
 
-Building and compiling a queryset costs Django more than PostgreSQL spends running a lookup
+Building and compiling a queryset often costs Django more than PostgreSQL spends running it.
+Two ways to keep the work:
+
+- `Statements`: a statement kept under a key that decides its whole text and parameters
+  (the inbox's counts and pages, the desk user's row): compiled on the first call with that
+  key, run as it is from then on. Bounded; forgotten all at once when full.
+- `Compiled`: one statement per database alias, whose parameters change from call to call
+  (markers in their places), building model instances as Django would.
+
+`Compiled` in detail. Building and compiling a queryset costs Django more than PostgreSQL spends running a lookup
 by a unique key: `Identity.objects.select_related("customer").filter(kind=…, address=…)
 .first()` took 1.2 ms of Python and 0.1 ms of database here. A `Compiled` builds its
 queryset once per database alias with a marker in place of each parameter, keeps the SQL,
@@ -15,12 +24,97 @@ current user must not be kept this way."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
+
+
+def _converted(row: Any, converters: Any, connection: Any) -> Any:
+    """`row` (a tuple) with the compiler's converters applied, as its apply_converters does."""
+    if not converters:
+        return row
+    values = list(row)
+    for pos, (convs, expression) in converters:
+        for converter in convs:
+            values[pos] = converter(values[pos], expression, connection)
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A compiled statement and what running it needs: its database alias and the row
+    converters Django's compiler would apply (e.g. SQLite's datetimes). `sql` is None for a
+    queryset that can match nothing (Django raises EmptyResultSet rather than compile it);
+    `labels` is whatever its caller keeps with it (the counts' view names)."""
+
+    sql: str | None
+    params: tuple
+    alias: str
+    converters: tuple = ()
+    labels: tuple = ()
+
+    @classmethod
+    def of(cls, queryset: QuerySet) -> Statement:
+        """A `values_list` (or `values`) queryset compiled, with its converters."""
+        compiler = queryset.query.get_compiler(queryset.db)
+        try:
+            sql, params = compiler.as_sql()
+        except EmptyResultSet:
+            return cls(None, (), queryset.db)
+        fields = [column[0] for column in compiler.select[: compiler.col_count]]
+        return cls(sql, tuple(params), queryset.db, tuple(compiler.get_converters(fields).items()))
+
+    def rows(self) -> list:
+        """Every row, converted (an empty list for a statement that matches nothing)."""
+        if self.sql is None:
+            return []
+        connection = connections[self.alias]
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, list(self.params))
+            rows = cursor.fetchall()
+        return [_converted(row, self.converters, connection) for row in rows] if self.converters else rows
+
+    def row(self) -> Any:
+        """The first row, converted, or None."""
+        if self.sql is None:
+            return None
+        connection = connections[self.alias]
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, list(self.params))
+            row = cursor.fetchone()
+        return None if row is None else _converted(row, self.converters, connection)
+
+
+class Statements:
+    """Statements kept per key, per process. The key must decide the statement's whole text
+    and parameters (who asks, their role and teams, the filters…): a statement is reused only
+    where the ORM would write the very same one. At most `size` are kept; when full, all are
+    forgotten (the keys in use come back at once). A key of None keeps nothing."""
+
+    def __init__(self, size: int = 2000) -> None:
+        self.size = size
+        self._kept: dict[Hashable, Statement] = {}
+
+    def get(self, key: Hashable | None, build: Callable[[], Statement]) -> Statement:
+        statement = self._kept.get(key) if key is not None else None
+        if statement is None:
+            statement = build()
+            if key is not None:
+                if len(self._kept) >= self.size:
+                    self._kept.clear()
+                self._kept[key] = statement
+        return statement
+
+    def clear(self) -> None:
+        self._kept.clear()
+
+    def __len__(self) -> int:
+        return len(self._kept)
 
 
 class Compiled:
@@ -74,11 +168,7 @@ class Compiled:
             row: Any = cursor.fetchone()
         if row is None:
             return None
-        if converters:  # as the compiler's apply_converters, with this thread's connection
-            row = list(row)
-            for pos, (convs, expression) in converters:
-                for converter in convs:
-                    row[pos] = converter(row[pos], expression, connection)
+        row = _converted(row, converters, connection)
         obj = model.from_db(using, init_list, row[start:end])
         for populator in populators:
             populator.populate(row, obj)

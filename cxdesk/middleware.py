@@ -22,6 +22,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonR
 from django.http.multipartparser import MultiPartParserError
 from django.utils.html import escape
 
+from cxdesk.compiled import Statement, Statements
+
 log = logging.getLogger("cxdesk.input")
 
 MAX_REPORTED_NAME = 60
@@ -185,15 +187,10 @@ class DeskUserMiddleware:
 
 # The statement per user, compiled once per process: building three subqueries through the
 # ORM cost more than running them (the values differ by user only; roles are constants).
-DESK_USER_STATEMENTS_SIZE = 2000
-_desk_user_statements: dict[tuple, tuple[str, tuple]] = {}
+_desk_user_statements = Statements(size=2000)
 
 
-def _desk_user_statement(user_id: int, alias: str) -> tuple[str, tuple]:
-    key = (user_id, alias)
-    statement = _desk_user_statements.get(key)
-    if statement is not None:
-        return statement
+def _desk_user_statement(user_id: int, alias: str) -> Statement:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
     from django.db.models import Count, OuterRef, Subquery
@@ -228,27 +225,19 @@ def _desk_user_statement(user_id: int, alias: str) -> tuple[str, tuple]:
         .values_list("desk_language", "desk_role", "desk_agent_status", "desk_unread")
         .order_by()
     )
-    sql, params = qs.query.get_compiler(alias).as_sql()
-    statement = (sql, tuple(params))
-    if len(_desk_user_statements) >= DESK_USER_STATEMENTS_SIZE:
-        _desk_user_statements.clear()
-    _desk_user_statements[key] = statement
-    return statement
+    return Statement.of(qs)
 
 
 def desk_user_preload(user) -> int | None:
     """Set `user.desk_language`, `user.desk_agent_status` and the role `user_role` reads, in
     one query of subqueries, and return the user's unread notifications count read by the
     same query (None: no such user)."""
-    from django.db import connections, router
+    from django.db import router
 
     from accounts.roles import role_remember
 
     alias = router.db_for_read(type(user))
-    sql, params = _desk_user_statement(user.pk, alias)
-    with connections[alias].cursor() as cursor:
-        cursor.execute(sql, list(params))
-        row = cursor.fetchone()
+    row = _desk_user_statements.get((user.pk, alias), lambda: _desk_user_statement(user.pk, alias)).row()
     if row is None:
         return None
     language, role, status, unread = row

@@ -10,6 +10,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.roles import is_supervisor, user_role
+from cxdesk.compiled import Statement, Statements
 
 from .models import Inbox, Message, SavedView, Team, Ticket
 
@@ -215,31 +216,25 @@ def inbox_counts_querysets(*, agent, teams: tuple[int, ...] | None = None) -> di
 # (read on each call: one query), the saved views' filters and the cap — so a statement is
 # reused only where the ORM would write the very same one. A saved view with an SLA filter
 # reads the clock (its parameters change by the second): such statements are compiled each time.
-COUNT_STATEMENTS_SIZE = 2000
-_count_statements: dict[tuple, tuple[str, tuple, tuple, str]] = {}
+_count_statements = Statements(size=2000)
 
 
 def _counts_compiled(key: tuple | None, build, cap: int) -> dict:
     """Run the capped counts of the querysets `build()` returns, compiled once per `key`
     (None: not kept)."""
-    from django.db import connections
 
-    statement = _count_statements.get(key) if key is not None else None
-    if statement is None:
+    def compile_counts() -> Statement:
         querysets = build()
         if not querysets:
-            return {}
+            return Statement(None, (), "")
         sql, params = _capped_counts_sql(querysets, cap=cap)
-        statement = (sql, tuple(params), tuple(querysets), next(iter(querysets.values())).db)
-        if key is not None:
-            if len(_count_statements) >= COUNT_STATEMENTS_SIZE:
-                _count_statements.clear()
-            _count_statements[key] = statement
-    sql, params, keys, db = statement
-    with connections[db].cursor() as cursor:
-        cursor.execute(sql, list(params))
-        row = cursor.fetchone()
-    return {key: CappedCount.of(value, cap) for key, value in zip(keys, row, strict=True)}
+        return Statement(sql, tuple(params), next(iter(querysets.values())).db, labels=tuple(querysets))
+
+    statement = _count_statements.get(key, compile_counts)
+    row = statement.row()
+    if row is None:
+        return {}
+    return {label: CappedCount.of(value, cap) for label, value in zip(statement.labels, row, strict=True)}
 
 
 def inbox_counts(*, agent, cap: int | None = None) -> dict[str, CappedCount]:
@@ -386,48 +381,13 @@ def inbox_page(
 
 # Inbox pages' statements compiled, per process, like the counts' (`_counts_compiled`): the
 # SQL, parameters and value converters of a page are a function of its key.
-LIST_STATEMENTS_SIZE = 2000
-_list_statements: dict[tuple, tuple] = {}
+_list_statements = Statements(size=2000)
 
 
 def _inbox_tickets_compiled(key: tuple | None, build) -> list[InboxTicket]:
     """`_inbox_tickets(build())`, the statement compiled once per `key` (None: not kept)."""
-    from django.core.exceptions import EmptyResultSet
-    from django.db import connections
-
-    statement = _list_statements.get(key) if key is not None else None
-    if statement is None:
-        qs = build().values_list(*_INBOX_TICKET_FIELDS.values())
-        compiler = qs.query.get_compiler(qs.db)
-        try:
-            sql, params = compiler.as_sql()
-        except EmptyResultSet:  # none() for someone who sees no ticket
-            sql, params, converters = None, (), ()
-        else:
-            # What the compiler's results_iter applies to each row (e.g. SQLite's datetimes).
-            fields = [column[0] for column in compiler.select[: compiler.col_count]]
-            converters = tuple(compiler.get_converters(fields).items())
-        statement = (sql, tuple(params), converters, qs.db)
-        if key is not None:
-            if len(_list_statements) >= LIST_STATEMENTS_SIZE:
-                _list_statements.clear()
-            _list_statements[key] = statement
-    sql, params, converters, db = statement
-    if sql is None:
-        return []
-    connection = connections[db]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, list(params))
-        rows = cursor.fetchall()
-    if converters:
-        rows = [list(row) for row in rows]
-        for row in rows:
-            for pos, (convs, expression) in converters:
-                value = row[pos]
-                for converter in convs:
-                    value = converter(value, expression, connection)
-                row[pos] = value
-    return [InboxTicket(*row) for row in rows]
+    statement = _list_statements.get(key, lambda: Statement.of(build().values_list(*_INBOX_TICKET_FIELDS.values())))
+    return [InboxTicket(*row) for row in statement.rows()]
 
 
 def inbox_row(*, agent, ticket_id: int, filters: dict[str, str]) -> InboxTicket | None:

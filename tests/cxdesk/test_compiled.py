@@ -1,5 +1,5 @@
-"""cxdesk.compiled: a queryset compiled once per process, run with new values, gives what
-the ORM gives."""
+"""cxdesk.compiled: a queryset compiled once per process, run with new values (`Compiled`)
+or kept under a key (`Statements`), gives what the ORM gives."""
 
 import pytest
 from django.db import connection
@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from customers.models import Customer, Identity
 from customers.services import identity_with_customer
-from cxdesk.compiled import Compiled
+from cxdesk.compiled import Compiled, Statement, Statements
 
 pytestmark = pytest.mark.django_db
 
@@ -65,3 +65,33 @@ def test_identity_with_customer_is_the_kept_lookup():
     identity = Identity.objects.create(customer=customer, kind="email", address="cy@example.com")
     assert identity_with_customer("email", "cy@example.com") == identity
     assert identity_with_customer("email", "cy@example.com").customer.name == "Cy"
+
+
+def test_a_kept_statement_reads_what_the_orm_reads_converted_every_time(monkeypatch):
+    Customer.objects.create(name="Ann", attributes={"plan": "gold"})
+    kept = Statements(size=10)
+    built = []
+
+    def build():
+        built.append(1)
+        return Statement.of(Customer.objects.order_by("pk").values_list("name", "attributes", "created_at"))
+
+    assert kept.get("all", build).rows() == list(
+        Customer.objects.order_by("pk").values_list("name", "attributes", "created_at")
+    )
+    assert kept.get("all", build).rows()[0][1] == {"plan": "gold"}, "the JSON column is converted"
+    Customer.objects.create(name="Bob")
+    assert [row[0] for row in kept.get("all", build).rows()] == ["Ann", "Bob"], "run again, not replayed"
+    assert built == [1] and len(kept) == 1
+    assert kept.get(None, build).row()[0] == "Ann" and built == [1, 1] and len(kept) == 1, "None keeps nothing"
+
+
+def test_kept_statements_are_bounded_and_a_statement_that_matches_nothing_runs_nothing():
+    kept = Statements(size=2)
+    for n in range(3):
+        kept.get(n, lambda: Statement.of(Customer.objects.values_list("pk")))
+    assert len(kept) == 1, "full: forgotten all at once, then the new one kept"
+    nothing = Statement.of(Customer.objects.none().values_list("pk"))
+    with CaptureQueriesContext(connection) as ctx:
+        assert nothing.rows() == [] and nothing.row() is None
+    assert not ctx.captured_queries
