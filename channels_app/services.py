@@ -703,7 +703,8 @@ def ingest_raw_emails(*, raws: list[bytes], inbox: Inbox, source: str) -> list[I
     error, in order. The raw mails are stored first, in one INSERT (durable whatever comes
     next); then the plain ones — not a delivery report, not our own mail, parsed — are
     ingested in ONE transaction without a savepoint each, their senders read once, their
-    outbox rows, routing and processed marks written together. If anything goes wrong in it,
+    outbox rows and processed marks written together, and their new tickets routed inside
+    that transaction before it commits (as the webhook drainer's batch does). If anything goes wrong in it,
     nothing of it stays and every mail is taken alone, as `ingest_raw_email` does; the
     others (reports, loops, mail that does not parse) are always taken alone, after."""
     from .adapters.email import parse_raw
@@ -724,7 +725,7 @@ def ingest_raw_emails(*, raws: list[bytes], inbox: Inbox, source: str) -> list[I
     results: list[IngestResult | ApplicationError | None] = [None] * len(records)
     if plain:
         try:
-            with outbox_batch(), ingest_batched([i for _k, i in plain]):
+            with outbox_batch(before_commit=("route",)), ingest_batched([i for _k, i in plain]):
                 done = [(k, ingest(inbound, in_batch=True)) for k, inbound in plain]
         except (OperationalError, InterfaceError):
             raise
