@@ -9,6 +9,7 @@ from django.template import engines
 from django.utils import timezone, translation
 
 from channels_app.services import ingest
+from customers.models import Customer
 from tests.channels_app.factories import email_inbound
 from tests.tickets.factories import AgentFactory, TeamFactory
 from tickets import inbox_rows, selectors
@@ -163,3 +164,34 @@ def test_a_compiled_page_reads_the_rows_every_time(varied, agent, monkeypatch):
     assert cursor and len(rows) == 2
     after, _next = selectors.inbox_page(agent=agent, view="open", limit=2, before=cursor)
     assert [r.pk for r in rows + after] == [r.pk for r in _orm_page(agent, limit=4, view="open")]
+
+
+@pytest.mark.parametrize("view", ["open", "mine", "unassigned", "solved"])
+def test_a_views_list_statement_is_planned_once_on_a_connection(agent, view):
+    """PostgreSQL prepares a statement run often and then runs it with a generic plan. The
+    views' partial indexes name their statuses; with the statuses bound as parameters no
+    generic plan could use them, so the list was planned again on every page (0 generic
+    plans in 46 runs). Written into the SQL (cxdesk.lookups.InConstants), it is planned once."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.fail("needs PostgreSQL (prepared statements)")
+    customer = Customer.objects.create(name="Many")
+    with connection.cursor() as cursor:  # enough rows that a plan without the index costs more
+        cursor.execute(
+            "INSERT INTO tickets_ticket (subject, customer_id, status, priority, channel, last_customer_channel,"
+            " reply_token, created_at, updated_at, last_message_at, reopen_count)"
+            " SELECT 't' || n, %s, (ARRAY['new','open','pending','solved','closed'])[1 + n %% 5], 'normal', 'email',"
+            " '', md5(n::text), now(), now(), now() - n * interval '1 minute', 0"
+            " FROM generate_series(1, %s) AS n",
+            [customer.pk, 5000],
+        )
+        cursor.execute("ANALYZE tickets_ticket")
+    for _ in range(20):  # prepared by psycopg on its 5th run; custom plans for PostgreSQL's first 5
+        selectors.inbox_page(agent=agent, view=view)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT generic_plans, custom_plans, statement FROM pg_prepared_statements")
+        plans = [(generic, custom) for generic, custom, sql in cursor.fetchall() if 'AS "excerpt"' in sql]
+    assert len(plans) == 1, plans
+    generic, custom = plans[0]
+    assert custom <= 5 and generic >= 5, plans
