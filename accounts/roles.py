@@ -46,6 +46,19 @@ def role_remember(user, group_name: str | None) -> None:
     setattr(user, _CACHE_ATTR, group_name if group_name in _RANK else AGENT)
 
 
+def role_groups() -> dict[int, str]:
+    """{user id: the name of their highest role group} for every user in one (one query):
+    for `role_remember` on user objects kept across events (the desk's websockets, which ask
+    it through `cxdesk.memo.kept`: one query a second for all the sockets of a process)."""
+    from django.contrib.auth.models import Group
+
+    roles: dict[int, str] = {}
+    for user_id, name in Group.objects.filter(name__in=ROLES).values_list("user__pk", "name"):
+        if user_id is not None and _RANK[name] > _RANK.get(roles.get(user_id, ""), -1):
+            roles[user_id] = name
+    return roles
+
+
 def role_rank_case():
     """SQL for a role group's rank (higher: more rights), to pick a user's highest."""
     from django.db.models import Case, IntegerField, Value, When

@@ -8,6 +8,12 @@ posted to gunicorn (2 workers) at a fixed rate; a real Celery worker runs the ba
 work. Latency: from the POST being sent to the `message.created` frame (with the rendered
 message) on the socket of the agent who has that ticket open.
 
+With `--inbox-view`, every socket also follows the inbox's "All open" list, as the inbox
+page does (`{"inbox": {"view": "open", "sort": "activity"}}`): each message then moves its
+ticket's row to the top of every agent's list (one re-rendered row and the view counts per
+socket, at most every 0.3 s, tickets/consumers.py). Also measured: from the POST to the
+`ticket.activity` frame whose row shows the message, on every socket.
+
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/cxdesk_bench_run REDIS_URL=redis://127.0.0.1:6379/13 \\
         .venv/bin/python bench/live_latency.py --agents 200 --rate 5 --messages 200
 
@@ -86,6 +92,7 @@ async def measure(args, http: str, ws: str, inbox_id: int, sessions: list[tuple[
 
         # Agents connect and open their ticket; a `presence` frame confirms the join.
         sockets = []
+        following = 0
         for a, (_user, key) in enumerate(sessions):
             sock = await websockets.connect(
                 f"{ws}/ws/desk/", origin=ws.replace("ws://", "http://"),
@@ -94,16 +101,30 @@ async def measure(args, http: str, ws: str, inbox_id: int, sessions: list[tuple[
             await sock.send(json.dumps({"subscribe_ticket": ticket_of[a]}))
             while json.loads(await asyncio.wait_for(sock.recv(), 30)).get("event") != "presence":
                 pass
+            if args.inbox_view:
+                await sock.send(json.dumps({"inbox": {"view": "open", "sort": "activity"}}))
+                while json.loads(await asyncio.wait_for(sock.recv(), 30)).get("event") != "inbox.following":
+                    pass
+                following += 1
             sockets.append(sock)
 
         sent: dict[str, float] = {}
+        sent_at: dict[str, float] = {}  # every mark, kept: the inbox frames of all sockets
         latency: list[float] = []
+        row_latency: list[float] = []
         frames = {"total": 0}
 
         async def reader(sock) -> None:
             try:
                 async for raw in sock:
                     frames["total"] += 1
+                    if '"ticket.activity"' in raw:
+                        message = json.loads(raw)  # a socket's changed rows come together ("inbox.rows")
+                        for frame in message.get("frames") or [message]:
+                            for found in MARK.finditer(frame.get("html", "")):
+                                if found.group(0) in sent_at:
+                                    row_latency.append(time.perf_counter() - sent_at[found.group(0)])
+                        continue
                     if '"message.created"' not in raw:
                         continue
                     frame = json.loads(raw)
@@ -125,7 +146,7 @@ async def measure(args, http: str, ws: str, inbox_id: int, sessions: list[tuple[
             mark = f"live-{k}-{uuid.uuid4().hex[:8]}"
             params, signature = common.twilio_sms(url, TOKEN, sender=sender(agent), body=f"{mark} any news?")
             t0 = time.perf_counter()
-            sent[mark] = t0
+            sent[mark] = sent_at[mark] = t0
             async with client.post(url, data=params, headers={"X-Twilio-Signature": signature}) as r:
                 await r.read()
             acks.append(time.perf_counter() - t0)
@@ -163,6 +184,11 @@ async def measure(args, http: str, ws: str, inbox_id: int, sessions: list[tuple[
         "webhook_p95_ms": common.pct(acks, 95) * 1000,
         "webhook_errors": sum(s != 200 for s in statuses),
         "frames_received": frames["total"],
+        "sockets_following_the_inbox": following,
+        "rows_received": len(row_latency),
+        "rows_expected": following * args.messages,
+        "row_p50_ms": common.pct(row_latency, 50) * 1000,
+        "row_p95_ms": common.pct(row_latency, 95) * 1000,
     }
 
 
@@ -178,6 +204,7 @@ def main() -> None:
     parser.add_argument("--celery-concurrency", type=int, default=1)
     parser.add_argument("--bare-clients", type=int, default=4)
     parser.add_argument("--bare-requests", type=int, default=2000)
+    parser.add_argument("--inbox-view", action="store_true", help="every socket also follows the open inbox list")
     args = parser.parse_args()
     url, redis_url = common.require_env()
     broker = os.environ.get("CELERY_BROKER_URL", redis_url)
@@ -215,7 +242,14 @@ def main() -> None:
         f"  webhook → message.created on the agent's socket: p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, "
         f"max {r['max_ms']:.1f} ms; {r['received']}/{r['messages']} received, {r['lost']} lost; "
         f"{r['sockets_open_at_end']}/{r['agents']} sockets open at the end\n"
-        f"  the webhook's own answer: p50 {r['webhook_p50_ms']:.1f} ms, p95 {r['webhook_p95_ms']:.1f} ms, "
+        + (
+            f"  webhook → the row on every socket following the inbox ({r['sockets_following_the_inbox']}): "
+            f"p50 {r['row_p50_ms']:.1f} ms, p95 {r['row_p95_ms']:.1f} ms; "
+            f"{r['rows_received']}/{r['rows_expected']} rows showing the message (a burst's rows coalesce)\n"
+            if args.inbox_view
+            else ""
+        )
+        + f"  the webhook's own answer: p50 {r['webhook_p50_ms']:.1f} ms, p95 {r['webhook_p95_ms']:.1f} ms, "
         f"{r['webhook_errors']} errors\n"
         f"  bare view (same gunicorn, {args.bare_clients} clients): {bare.summary()}; "
         f"live p95 ÷ bare p95 = {r['p95_ratio_to_bare']:.1f}×\n"

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from cxdesk.sockets import database_sync_to_async
+from cxdesk.sockets import DispatchWithoutHop, database_sync_to_async
 
 from .adapters.webchat import origin_allowed, ticket_chat_group, visitor_gone, visitor_group, visitor_seen
 from .models import Inbox
@@ -36,7 +36,7 @@ def chat_sync(fn):
     return database_sync_to_async(fn, thread_sensitive=False)
 
 
-class WebchatConsumer(AsyncWebsocketConsumer):
+class WebchatConsumer(DispatchWithoutHop, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.session: Session | None = None
         self.groups_joined: set[str] = set()

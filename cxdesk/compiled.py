@@ -69,6 +69,12 @@ class Statement:
         fields = [column[0] for column in compiler.select[: compiler.col_count]]
         return cls(sql, tuple(params), queryset.db, tuple(compiler.get_converters(fields).items()))
 
+    def with_param(self, index: int, value: Any) -> Statement:
+        """The same statement with parameter `index` replaced (a slot found as it was compiled)."""
+        params = list(self.params)
+        params[index] = value
+        return Statement(self.sql, tuple(params), self.alias, self.converters, self.labels)
+
     def rows(self) -> list:
         """Every row, converted (an empty list for a statement that matches nothing)."""
         if self.sql is None:

@@ -1,4 +1,4 @@
-"""Lookups of our own.
+"""Lookups of our own: `InConstants` and `AnyOf` (below).
 
 `InConstants(F("status"), ("new", "open"))` is `status IN ('new', 'open')` with the values
 written into the SQL instead of bound as parameters. PostgreSQL prepares a statement run
@@ -36,3 +36,23 @@ class InConstants(Lookup):
         lhs_sql, params = self.process_lhs(compiler, connection)
         literals = ", ".join(f"'{value}'" for value in self.rhs)
         return f"{lhs_sql} IN ({literals})", list(params)
+
+
+class AnyOf(Lookup):
+    """`lhs = ANY(%s)` with the values as ONE array parameter on PostgreSQL, so the
+    statement's text and parameter count are the same for any number of values (it can be
+    compiled once and run with another list: `cxdesk.compiled`); `lhs IN (%s, …)` elsewhere."""
+
+    lookup_name = "any_of"
+    prepare_rhs = False
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs_sql, params = self.process_lhs(compiler, connection)
+        values = list(self.rhs)
+        if not values:
+            return "1 = 0", []
+        return f"{lhs_sql} IN ({', '.join(['%s'] * len(values))})", [*params, *values]
+
+    def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs_sql, params = self.process_lhs(compiler, connection)
+        return f"{lhs_sql} = ANY(%s)", [*params, self.rhs]

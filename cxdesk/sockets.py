@@ -55,3 +55,21 @@ def keep_open() -> None:
             continue
         conn._kept = conn.connection
         conn.close_at = max(conn.close_at, conn.close_at - max_age + seconds)
+
+
+class DispatchWithoutHop:
+    """A consumer mixin: channels' `AsyncConsumer.dispatch`, without the
+    `aclose_old_connections()` it awaits before every message. That is a hop to the
+    database thread per message per socket, even for the many channel-layer events a socket
+    handles without touching the database: with 200 agents on their inboxes it was a quarter
+    of the ASGI process's time (bench/README.md, ninth pass). A consumer using this mixin must
+    make its database calls through `database_sync_to_async` above (or channels' own), which
+    check the thread's connections before and after each call."""
+
+    async def dispatch(self, message: dict) -> None:
+        from channels.consumer import get_handler_name
+
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)

@@ -19,19 +19,27 @@ def desk_socket(user) -> WebsocketCommunicator:
     return comm
 
 
+def unbatched(frame: dict) -> list[dict]:
+    """The frames a websocket message carries: a socket's changed inbox rows come together
+    (`{"event": "inbox.rows", "frames": [...]}`), everything else alone."""
+    return list(frame["frames"]) if frame.get("event") == "inbox.rows" else [frame]
+
+
 async def frame_until(comm, predicate, timeout: float = 3.0) -> dict:
-    """Read frames until one satisfies `predicate`; return it (fail after `timeout`)."""
+    """Read frames (batches taken apart) until one satisfies `predicate`; return it (fail
+    after `timeout`)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     seen = []
     while loop.time() < deadline:
         try:
-            frame = await comm.receive_json_from(timeout=max(0.05, deadline - loop.time()))
+            message = await comm.receive_json_from(timeout=max(0.05, deadline - loop.time()))
         except TimeoutError:
             break
-        seen.append(frame)
-        if predicate(frame):
-            return frame
+        for frame in unbatched(message):
+            seen.append(frame)
+            if predicate(frame):
+                return frame
     raise AssertionError(f"no matching frame; got {[(f.get('event'), str(f.get('html', ''))[:80]) for f in seen]}")
 
 

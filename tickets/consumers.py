@@ -29,9 +29,11 @@ See docs/realtime.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+import weakref
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
@@ -39,10 +41,10 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts import twofactor
-from accounts.roles import forget_role
+from accounts.roles import forget_role, role_groups, role_remember
 from cxdesk.i18n import agent_language_for_scope
 from cxdesk.middleware import MalformedInput, check_json
-from cxdesk.sockets import database_sync_to_async
+from cxdesk.sockets import DispatchWithoutHop, database_sync_to_async
 
 from . import presence
 
@@ -53,10 +55,20 @@ MAX_FRAME_BYTES = 64 * 1024
 RATE_FRAMES, RATE_SECONDS = 30, 10.0  # per socket
 FLOOD_FRAMES = 300  # dropped frames in one window that close the socket
 TYPING_EVERY = 3.0  # seconds between two "is replying" broadcasts for one ticket
-INBOX_EVERY = 0.3  # seconds: inbox rows and counts re-rendered at most this often per socket
+INBOX_SOON = 0.05  # seconds: changes this close together are rendered together
+INBOX_EVERY = 1.0  # seconds: inbox rows re-rendered at most this often per socket
+COUNTS_EVERY = 5.0  # seconds: the inbox's view counts re-counted at most this often per socket
 
 
-class DeskConsumer(AsyncJsonWebsocketConsumer):
+def _inbox_sync(fn):
+    """The inbox's renders run in the thread pool, not on the one thread the socket's other
+    calls share: a busy desk's rows and counts (every socket listing tickets, every second)
+    must not hold up the render of a message an agent is reading (each pool thread keeps a
+    connection of its own: cxdesk.sockets)."""
+    return database_sync_to_async(fn, thread_sensitive=False)
+
+
+class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_staff or not user.is_active:
@@ -71,6 +83,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.tickets: set[int] = set()
         self.typed: dict[int, float] = {}
         self.inbox_filters: dict[str, str] | None = None
+        self.following_inbox = False
         self.saved_active: int | None = None
         self.auth_hash = await database_sync_to_async(user.get_session_auth_hash)()
         # Live fragments render in the agent's desk language, else the handshake's (cookie,
@@ -80,6 +93,9 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.typing_sent: dict[int, float] = {}
         self.inbox_dirty: dict[int, str] = {}  # ticket id → first event name, until the next render
         self.inbox_flush: asyncio.Future | None = None
+        self.rows_at = float("-inf")  # when this socket's changed rows were last rendered
+        self.counts_at = float("-inf")  # when this socket's view counts were last counted
+        self.counts_later: asyncio.Future | None = None
         for group in ("desk", f"agent.{user.pk}"):
             await self._join(group)
         await self.accept()
@@ -93,8 +109,12 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.groups_joined.discard(group)
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "inbox_flush", None) is not None:
-            self.inbox_flush.cancel()
+        for pending in (getattr(self, "inbox_flush", None), getattr(self, "counts_later", None)):
+            if pending is not None:
+                pending.cancel()
+        if getattr(self, "following_inbox", False):
+            self.following_inbox = False
+            await inbox_hub(self.channel_layer).unfollow(self)
         for ticket_id in list(getattr(self, "tickets", ())):
             await self._unsubscribe(ticket_id)
         for group in list(getattr(self, "groups_joined", ())):
@@ -179,10 +199,12 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             from .selectors import inbox_filters_clean
 
             self.inbox_filters = inbox_filters_clean(content["inbox"])
-            if "inbox" not in self.groups_joined:
+            if not self.following_inbox:
                 # Ticket activity reaches only the sockets of pages that list tickets: an
-                # agent on a ticket page is not woken by every change on the desk.
-                await self._join("inbox")
+                # agent on a ticket page is not woken by every change on the desk. The
+                # process receives it once for all of them (`inbox_hub`).
+                self.following_inbox = True
+                await inbox_hub(self.channel_layer).follow(self)
                 await self.send_json({"event": "inbox.following"})  # from now on, rows arrive live
             saved = str(content["inbox"].get("saved") or "")
             self.saved_active = int(saved) if saved.isdecimal() else None
@@ -218,7 +240,6 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
     # --- from the channel layer ---------------------------------------------------------
 
     async def desk_event(self, event: dict) -> None:
-        forget_role(self.user)  # roles and teams can change while connected: decide per event
         name, group = event.get("event", ""), event.get("group", "")
         ticket_id = event.get("ticket_id")
         data = {k: v for k, v in event.items() if k not in ("type", "group")}
@@ -248,6 +269,14 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 f"webchat.ticket.{ticket_id}", {"type": "desk.event", "event": "agent.read", "ticket_id": ticket_id}
             )
 
+    def inbox_event(self, event: dict) -> None:
+        """A ticket change, from the process's one subscription to the "inbox" group
+        (`inbox_hub`): its row is rendered with this socket's next ones."""
+        name, ticket_id = event.get("event", ""), event.get("ticket_id")
+        if self.inbox_filters is not None and isinstance(ticket_id, int):
+            if name in ("ticket.activity", "ticket.updated", "ticket.created"):
+                self._inbox_later(ticket_id, name)
+
     async def desk_batch(self, batch: dict) -> None:
         """Several events of one group published together (one commit's, or a burst's, see
         cxdesk.realtime): each handled as if alone (inbox renders coalesce anyway)."""
@@ -255,22 +284,50 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             await self.desk_event(event)
 
     def _inbox_later(self, ticket_id: int, name: str) -> None:
-        """Inbox rows are re-rendered at most every INBOX_EVERY seconds per socket: a burst of
-        activity (a busy desk, 200 agents on their inboxes) costs each socket one render of
-        each changed row and one of the counts, not one per event."""
+        """A change is rendered INBOX_SOON after it arrives on a quiet desk; on a busy one a
+        socket's changed rows are rendered at most every INBOX_EVERY seconds, all in one
+        query, and its view counts at most every COUNTS_EVERY seconds (the last change always
+        counted, by a trailing refresh): 200 agents on their inboxes cost each socket one
+        query a second, not two per event."""
         self.inbox_dirty.setdefault(ticket_id, name)
         if self.inbox_flush is None or self.inbox_flush.done():
-            self.inbox_flush = asyncio.ensure_future(self._inbox_flush_later())
+            delay = max(INBOX_SOON, self.rows_at + INBOX_EVERY - time.monotonic())
+            self.inbox_flush = asyncio.ensure_future(self._inbox_flush_later(delay))
 
-    async def _inbox_flush_later(self) -> None:
-        await asyncio.sleep(INBOX_EVERY)
+    async def _inbox_flush_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self.rows_at = time.monotonic()
         dirty, self.inbox_dirty = self.inbox_dirty, {}
         if not dirty or self.inbox_filters is None:
             return
-        forget_role(self.user)
-        frames = await database_sync_to_async(self._localized)(self._render_inbox, list(dirty))
-        for ticket_id, html in frames:
-            await self.send_json({"event": dirty[ticket_id], "ticket_id": ticket_id, "html": html})
+        count = time.monotonic() - self.counts_at >= COUNTS_EVERY
+        frames, counted = await _inbox_sync(self._localized)(self._render_inbox, list(dirty), count)
+        if counted:
+            self.counts_at = time.monotonic()
+        elif frames:
+            self._counts_soon()
+        if frames:  # one websocket message for the lot: a busy desk changes many rows a second
+            await self.send_json(
+                {
+                    "event": "inbox.rows",
+                    "frames": [
+                        {"event": dirty[ticket_id], "ticket_id": ticket_id, "html": html} for ticket_id, html in frames
+                    ],
+                }
+            )
+
+    def _counts_soon(self) -> None:
+        """Count again once COUNTS_EVERY has passed since the last count (one pending at most)."""
+        if self.counts_later is None or self.counts_later.done():
+            self.counts_later = asyncio.ensure_future(self._counts_later())
+
+    async def _counts_later(self) -> None:
+        await asyncio.sleep(max(0.0, self.counts_at + COUNTS_EVERY - time.monotonic()))
+        if self.inbox_filters is None:
+            return
+        html = await _inbox_sync(self._localized)(self._render_counts)
+        self.counts_at = time.monotonic()
+        await self.send_json({"event": "inbox.counts", "html": html})
 
     async def desk_logout(self, event: dict) -> None:
         """The user signed out (or lost access) elsewhere: close this socket too."""
@@ -279,8 +336,18 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
     # --- rendering (in a worker thread: templates and the ORM are synchronous) ------------
 
     def _localized(self, render, *args):
+        self._fresh_role()
         with translation.override(self.language):
             return render(*args)
+
+    def _fresh_role(self) -> None:
+        """Roles can change while connected: each event is decided with the user's role as
+        it was at most a second ago (`cxdesk.memo.kept`, which forgets at once what this
+        process changes; one query a second for all the process's sockets), not with a query
+        per socket per event. Teams are read by every query that scopes (`tickets_visible_to`)."""
+        from cxdesk.memo import kept
+
+        role_remember(self.user, kept("desk-roles", role_groups).get(self.user.pk))
 
     def _render_presence(self, ticket_id: int) -> str:
         people = presence.presence_list(ticket_id=ticket_id, exclude_user=self.user.pk)
@@ -337,18 +404,25 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             return f'<ol hx-swap-oob="beforeend:#timeline-items">{html}</ol>'
         return ""
 
-    def _render_inbox(self, ticket_ids: list[int]) -> list[tuple[int, str]]:
+    def _render_inbox(self, ticket_ids: list[int], count: bool = True) -> tuple[list[tuple[int, str]], bool]:
         """(ticket id, HTML) for each changed ticket this agent may see: its row placed (top of
-        the list, in place, or removed from the view); the view counts once, with the last."""
-        from .inbox_cache import sidebar, view_counts_html
+        the list, in place, or removed from the view); with `count`, the view counts once,
+        with the last. Returns them and whether the counts are in."""
         from .inbox_rows import inbox_rows_html
-        from .selectors import inbox_row, tickets_visible_to
+        from .selectors import inbox_rows_by_id, tickets_visible_to
 
         filters = self.inbox_filters or {}
+        rows = inbox_rows_by_id(agent=self.user, ticket_ids=ticket_ids, filters=filters)
+        missing = [ticket_id for ticket_id in ticket_ids if ticket_id not in rows]
+        visible = (
+            set(tickets_visible_to(agent=self.user).filter(pk__in=missing).values_list("pk", flat=True))
+            if missing
+            else set()
+        )
         frames = []
         for ticket_id in ticket_ids:
-            row = inbox_row(agent=self.user, ticket_id=ticket_id, filters=filters)
-            if row is None and not tickets_visible_to(agent=self.user).filter(pk=ticket_id).exists():
+            row = rows.get(ticket_id)
+            if row is None and ticket_id not in visible:
                 continue  # not this agent's to see: not even that something happened
             if row is None:
                 html = f'<div id="row-{ticket_id}" hx-swap-oob="delete"></div>'
@@ -364,21 +438,25 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
                 # Another order or a later page: update the row in place if it is shown.
                 html = inbox_rows_html([row])[0].replace('id="row-', 'hx-swap-oob="true" id="row-', 1)
             frames.append((ticket_id, html))
-        if not frames:
-            return []
-        # Counted afresh (something changed), and stored for this agent's next page.
+        if not frames or not count:
+            return frames, False
+        last_id, last_html = frames[-1]
+        frames[-1] = (last_id, last_html + self._render_counts())
+        return frames, True
+
+    def _render_counts(self) -> str:
+        """The view counts, counted afresh (something changed) and stored for this agent's next page."""
+        from .inbox_cache import sidebar, view_counts_html
+
         side = sidebar(agent=self.user, fresh=True)
-        counts = view_counts_html(
+        return view_counts_html(
             counts=side.counts,
             saved_views=side.saved_views,
             saved_counts=side.saved_counts,
-            view=filters.get("view", "open"),
+            view=(self.inbox_filters or {}).get("view", "open"),
             saved_active=self.saved_active,
             oob=True,
         )
-        last_id, last_html = frames[-1]
-        frames[-1] = (last_id, last_html + counts)
-        return frames
 
     def _render_personal(self, event: dict) -> str:
         from django.urls import reverse
@@ -423,6 +501,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
     def _can_see(self, ticket_id: int) -> bool:
         from .selectors import ticket_get_for_agent
 
+        self._fresh_role()
         return ticket_get_for_agent(agent=self.user, ticket_id=ticket_id) is not None
 
     @database_sync_to_async
@@ -437,3 +516,75 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         if user.get_session_auth_hash() != self.auth_hash:
             return "signed_out"
         return "ok"
+
+
+# --- the inbox group, once per process ---------------------------------------------------------
+
+INBOX_HUB_REJOIN = 3600.0  # seconds: the group membership is renewed (channels_redis expires it)
+
+
+class InboxHub:
+    """The process's one member of the "inbox" group. Every change to a ticket is published
+    there (`cxdesk.realtime`); with each socket a member, channels_redis queued one copy per
+    socket, and the process popped and dispatched each from Redis: 200 agents on their
+    inboxes at 20 changes a second were 4,000 round trips and handler calls a second, more
+    than one process could do. The hub receives each change once and hands it to every
+    socket of the process that lists tickets (`DeskConsumer.inbox_event`, no I/O); what each
+    agent may see is still decided by each socket's own scoped query."""
+
+    def __init__(self, layer) -> None:
+        self.layer = layer
+        self.followers: set[DeskConsumer] = set()
+        self.task: asyncio.Task | None = None
+
+    async def follow(self, consumer: DeskConsumer) -> None:
+        self.followers.add(consumer)
+        if self.task is None or self.task.done():
+            channel = await self.layer.new_channel()
+            await self.layer.group_add("inbox", channel)
+            self.task = asyncio.ensure_future(self._run(channel))
+
+    async def unfollow(self, consumer: DeskConsumer) -> None:
+        self.followers.discard(consumer)
+        if not self.followers and self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def _run(self, channel: str) -> None:
+        loop = asyncio.get_running_loop()
+        joined = loop.time()
+        try:
+            while True:
+                try:
+                    message = await self.layer.receive(channel)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - the channel layer went away: try again, keep the hub
+                    log.exception("inbox hub: receiving failed; retrying in a second")
+                    await asyncio.sleep(1.0)
+                    continue
+                events = message.get("events") if message.get("type") == "desk.batch" else [message]
+                for consumer in list(self.followers):
+                    for event in events or ():
+                        try:
+                            consumer.inbox_event(event)
+                        except Exception:  # noqa: BLE001 - one socket's trouble is not the others'
+                            log.exception("inbox event for user %s", getattr(consumer.user, "pk", None))
+                if loop.time() - joined > INBOX_HUB_REJOIN:
+                    await self.layer.group_add("inbox", channel)
+                    joined = loop.time()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.layer.group_discard("inbox", channel))
+
+
+_hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop → {layer id: hub}
+
+
+def inbox_hub(layer) -> InboxHub:
+    """This event loop's hub for `layer` (a process runs one loop: one hub)."""
+    hubs = _hubs.setdefault(asyncio.get_running_loop(), {})
+    hub = hubs.get(id(layer))
+    if hub is None or hub.layer is not layer:
+        hub = hubs[id(layer)] = InboxHub(layer)
+    return hub

@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.roles import is_supervisor, user_role
 from cxdesk.compiled import Statement, Statements
-from cxdesk.lookups import InConstants
+from cxdesk.lookups import AnyOf, InConstants
 
 from .models import Inbox, Message, SavedView, Team, Ticket
 
@@ -396,10 +396,42 @@ def _inbox_tickets_compiled(key: tuple | None, build) -> list[InboxTicket]:
 
 def inbox_row(*, agent, ticket_id: int, filters: dict[str, str]) -> InboxTicket | None:
     """One ticket as an inbox row, or None when it is not (or no longer) in the agent's
-    current view and filters. Used by the live inbox."""
+    current view and filters."""
+    return inbox_rows_by_id(agent=agent, ticket_ids=[ticket_id], filters=filters).get(ticket_id)
+
+
+def inbox_rows_by_id(*, agent, ticket_ids: list[int], filters: dict[str, str]) -> dict[int, InboxTicket]:
+    """Those of `ticket_ids` that are in the agent's current view and filters, as inbox rows
+    by id: one query however many (the live inbox re-renders a socket's changed rows together).
+    The statement is compiled once per agent, role, teams and filters (`_row_statements`), the
+    ids one array parameter (`AnyOf`), so a live socket's renders build no queryset."""
+    from django.db import connections
+
+    if not ticket_ids:
+        return {}
     kwargs = {k: filters.get(k, "") for k in INBOX_FILTERS}
-    qs = inbox_queryset(agent=agent, view=filters.get("view", "open"), **kwargs).filter(pk=ticket_id)
-    return next(iter(_inbox_tickets(qs[:1])), None)
+    view = filters.get("view", "open")
+    teams = _team_ids(agent) if view == "teams" else None
+    marker: list[int] = []  # stands for the ids while compiling; found among the parameters by identity
+
+    def compile_rows() -> Statement:
+        qs = inbox_queryset(agent=agent, view=view, teams=teams, **kwargs).filter(AnyOf(F("pk"), marker)).order_by()
+        statement = Statement.of(qs.values_list(*_INBOX_TICKET_FIELDS.values()))
+        slots = [i for i, value in enumerate(statement.params) if value is marker]
+        return Statement(statement.sql, statement.params, statement.alias, statement.converters, tuple(slots))
+
+    kept = connections[Ticket.objects.db].vendor == "postgresql" and not kwargs["sla"]  # an SLA filter reads the clock
+    key = (getattr(agent, "pk", None), user_role(agent), teams, view, tuple(kwargs.values())) if kept else None
+    statement = _row_statements.get(key, compile_rows) if kept else None
+    if statement is None or len(statement.labels) != 1 or statement.sql is None:
+        qs = inbox_queryset(agent=agent, view=view, teams=teams, **kwargs).filter(pk__in=ticket_ids).order_by()
+        return {row.pk: row for row in _inbox_tickets(qs)}
+    rows = statement.with_param(statement.labels[0], list(ticket_ids)).rows()
+    return {row[0]: InboxTicket(*row) for row in rows}
+
+
+# The live inbox's row statements, compiled per process like the pages' (`_list_statements`).
+_row_statements = Statements(size=2000)
 
 
 class InboxTicket(NamedTuple):

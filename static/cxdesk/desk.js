@@ -73,6 +73,8 @@
   }
 
   function onEvent(data) {
+    // A socket's changed inbox rows come together, one frame for the lot.
+    if (data.event === "inbox.rows" && Array.isArray(data.frames)) { data.frames.forEach(onEvent); return; }
     if (data.event === "inbox.following") showLive();
     if (!joined && ticketId && data.event === "presence" && data.ticket_id === ticketId) {
       joined = true;
