@@ -96,6 +96,7 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
         self.rows_at = float("-inf")  # when this socket's changed rows were last rendered
         self.counts_at = float("-inf")  # when this socket's view counts were last counted
         self.counts_later: asyncio.Future | None = None
+        self.counts_stale = False  # rows shown since the counts were last counted
         for group in ("desk", f"agent.{user.pk}"):
             await self._join(group)
         await self.accept()
@@ -303,7 +304,7 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
         count = time.monotonic() - self.counts_at >= COUNTS_EVERY
         frames, counted = await _inbox_sync(self._localized)(self._render_inbox, list(dirty), count)
         if counted:
-            self.counts_at = time.monotonic()
+            self.counts_at, self.counts_stale = time.monotonic(), False
         elif frames:
             self._counts_soon()
         if frames:  # one websocket message for the lot: a busy desk changes many rows a second
@@ -315,19 +316,24 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
                     ],
                 }
             )
+        if self.inbox_dirty:  # changes that came during this render: their own turn, not the next change's
+            delay = max(INBOX_SOON, self.rows_at + INBOX_EVERY - time.monotonic())
+            self.inbox_flush = asyncio.ensure_future(self._inbox_flush_later(delay))
 
     def _counts_soon(self) -> None:
-        """Count again once COUNTS_EVERY has passed since the last count (one pending at most)."""
+        """Count again once COUNTS_EVERY has passed since the last count (one pending at most;
+        a change shown while it counts makes it count once more)."""
+        self.counts_stale = True
         if self.counts_later is None or self.counts_later.done():
             self.counts_later = asyncio.ensure_future(self._counts_later())
 
     async def _counts_later(self) -> None:
-        await asyncio.sleep(max(0.0, self.counts_at + COUNTS_EVERY - time.monotonic()))
-        if self.inbox_filters is None:
-            return
-        html = await _inbox_sync(self._localized)(self._render_counts)
-        self.counts_at = time.monotonic()
-        await self.send_json({"event": "inbox.counts", "html": html})
+        while self.counts_stale and self.inbox_filters is not None:
+            await asyncio.sleep(max(0.0, self.counts_at + COUNTS_EVERY - time.monotonic()))
+            self.counts_stale = False
+            html = await _inbox_sync(self._localized)(self._render_counts)
+            self.counts_at = time.monotonic()
+            await self.send_json({"event": "inbox.counts", "html": html})
 
     async def desk_logout(self, event: dict) -> None:
         """The user signed out (or lost access) elsewhere: close this socket too."""
@@ -536,13 +542,15 @@ class InboxHub:
         self.layer = layer
         self.followers: set[DeskConsumer] = set()
         self.task: asyncio.Task | None = None
+        self.joining = asyncio.Lock()  # two sockets following at once make one member
 
     async def follow(self, consumer: DeskConsumer) -> None:
         self.followers.add(consumer)
-        if self.task is None or self.task.done():
-            channel = await self.layer.new_channel()
-            await self.layer.group_add("inbox", channel)
-            self.task = asyncio.ensure_future(self._run(channel))
+        async with self.joining:
+            if self.task is None or self.task.done():
+                channel = await self.layer.new_channel()
+                await self.layer.group_add("inbox", channel)
+                self.task = asyncio.ensure_future(self._run(channel))
 
     async def unfollow(self, consumer: DeskConsumer) -> None:
         self.followers.discard(consumer)

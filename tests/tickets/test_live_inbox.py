@@ -169,3 +169,59 @@ def test_several_rows_are_one_query_compiled_once(email_inbox):
     finally:
         SQLCompiler.as_sql = real
     assert list(others) == [tickets[3].pk] and compiled == [], "run again with other ids, not compiled again"
+
+
+def test_two_sockets_following_at_once_make_one_member(email_inbox, monkeypatch):
+    from channels.layers import InMemoryChannelLayer
+
+    real = InMemoryChannelLayer.group_add
+
+    async def over_the_network(self, group, channel):  # Redis answers later: the joins overlap
+        await asyncio.sleep(0.05)
+        await real(self, group, channel)
+
+    monkeypatch.setattr(InMemoryChannelLayer, "group_add", over_the_network)
+    ana, ben = AgentFactory(username="once-ana"), AgentFactory(username="once-ben")
+
+    async def scenario():
+        a, b = communicator(ana), communicator(ben)
+        assert (await a.connect())[0] and (await b.connect())[0]
+        for comm in (a, b):  # both frames in flight before either is answered
+            await comm.send_json_to({"inbox": {"view": "open"}})
+        for comm in (a, b):
+            await until(comm, lambda f: f["event"] == "inbox.following")
+        assert len(get_channel_layer().groups.get("inbox", {})) == 1
+        await a.disconnect()
+        await b.disconnect()
+
+    asyncio.run(scenario())
+
+
+def test_a_change_that_arrives_during_a_render_is_rendered_without_another_change(email_inbox, monkeypatch):
+    import threading
+
+    rendering, release = threading.Event(), threading.Event()
+    real = consumers.DeskConsumer._render_inbox
+
+    def slow_first(self, ticket_ids, count=True):
+        if not release.is_set():
+            rendering.set()
+            release.wait(5)
+        return real(self, ticket_ids, count)
+
+    monkeypatch.setattr(consumers.DeskConsumer, "_render_inbox", slow_first)
+    ana = AgentFactory(username="during-ana")
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        a = communicator(ana)
+        await _follow(a)
+        await db(lambda: ingest(email_inbound(email_inbox, address="x1@example.com", subject="First")))
+        assert await loop.run_in_executor(None, rendering.wait, 5), "the first render started"
+        second = await db(lambda: ingest(email_inbound(email_inbox, address="x2@example.com", subject="Second")))
+        release.set()
+        frame = await until(a, lambda f: f.get("ticket_id") == second.ticket.pk, timeout=4)
+        assert "Second" in frame["html"]
+        await a.disconnect()
+
+    asyncio.run(scenario())
