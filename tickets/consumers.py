@@ -540,7 +540,7 @@ class InboxHub:
 
     def __init__(self, layer) -> None:
         self.layer = layer
-        self.followers: set[DeskConsumer] = set()
+        self.followers: weakref.WeakSet[DeskConsumer] = weakref.WeakSet()  # a socket gone without a word drops out
         self.task: asyncio.Task | None = None
         self.joining = asyncio.Lock()  # two sockets following at once make one member
 
