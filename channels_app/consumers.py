@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from cxdesk.sockets import DispatchWithoutHop, database_sync_to_async
+from cxdesk.sockets import DispatchWithoutHop, database_sync_to_async, in_pool
 
 from .adapters.webchat import origin_allowed, ticket_chat_group, visitor_gone, visitor_group, visitor_seen
 from .models import Inbox
@@ -28,14 +28,8 @@ from .webchat import Session, dispatch, error_frame, visitor_message, visitor_ti
 log = logging.getLogger(__name__)
 
 
-def chat_sync(fn):
-    """Run a visitor's frame in the worker thread pool, not the one shared thread that
-    `database_sync_to_async` uses by default: one slow ingest must not queue every other
-    visitor of this process behind it (each pool thread keeps a DB connection of its own:
-    cxdesk.sockets)."""
-    return database_sync_to_async(fn, thread_sensitive=False)
-
-
+# A visitor's frames run in the thread pool (`in_pool`): one slow ingest must not queue every
+# other visitor of this process behind it.
 class WebchatConsumer(DispatchWithoutHop, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.session: Session | None = None
@@ -54,7 +48,7 @@ class WebchatConsumer(DispatchWithoutHop, AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         visitor = self.session.visitor if self.session else None
         if visitor is not None:
-            await chat_sync(visitor_gone)(visitor.visitor_id)
+            await in_pool(visitor_gone)(visitor.visitor_id)
         for group in list(self.groups_joined):
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -82,7 +76,7 @@ class WebchatConsumer(DispatchWithoutHop, AsyncWebsocketConsumer):
             await self._send(error_frame("invalid", "not JSON"))
             return
         try:
-            replies = await chat_sync(dispatch)(self.session, frame)
+            replies = await in_pool(dispatch)(self.session, frame)
         except Exception:  # a database hiccup answers this frame, it does not drop the visitor
             log.exception("web chat frame failed")
             replies = [error_frame("server_error", "something went wrong; send it again")]
@@ -95,9 +89,9 @@ class WebchatConsumer(DispatchWithoutHop, AsyncWebsocketConsumer):
         visitor = self.session.visitor if self.session else None
         if visitor is None:
             return
-        await chat_sync(visitor_seen)(visitor.visitor_id)
+        await in_pool(visitor_seen)(visitor.visitor_id)
         wanted = {visitor_group(visitor.visitor_id)}
-        ticket = await chat_sync(visitor_ticket)(visitor)
+        ticket = await in_pool(visitor_ticket)(visitor)
         if ticket is not None:
             wanted.add(ticket_chat_group(ticket.pk))
         for group in wanted - self.groups_joined:
@@ -118,7 +112,7 @@ class WebchatConsumer(DispatchWithoutHop, AsyncWebsocketConsumer):
         if visitor is None:
             return
         if name == "chat.message":
-            frame = await chat_sync(visitor_message)(visitor=visitor, message_id=event.get("message_id"))
+            frame = await in_pool(visitor_message)(visitor=visitor, message_id=event.get("message_id"))
             if frame is not None:
                 await self._send(frame)
         elif name == "agent.typing":

@@ -43,6 +43,14 @@ class DatabaseSyncToAsync(SyncToAsync):
 database_sync_to_async: Callable[..., Any] = DatabaseSyncToAsync
 
 
+def in_pool(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`database_sync_to_async(fn)` run in the thread pool, not on the one thread a
+    process's thread-sensitive calls share: for work that must not queue the rest behind it
+    (a visitor's chat frame, the inbox renders of a busy desk). Each pool thread keeps a
+    connection of its own."""
+    return database_sync_to_async(fn, thread_sensitive=False)
+
+
 def keep_open() -> None:
     """Let this thread's open connections live KEEP_SECONDS from when they were opened,
     unless their own CONN_MAX_AGE is longer (or None: forever). Once per connection opened."""

@@ -44,7 +44,7 @@ from accounts import twofactor
 from accounts.roles import forget_role, role_groups, role_remember
 from cxdesk.i18n import agent_language_for_scope
 from cxdesk.middleware import MalformedInput, check_json
-from cxdesk.sockets import DispatchWithoutHop, database_sync_to_async
+from cxdesk.sockets import DispatchWithoutHop, database_sync_to_async, in_pool
 
 from . import presence
 
@@ -58,14 +58,6 @@ TYPING_EVERY = 3.0  # seconds between two "is replying" broadcasts for one ticke
 INBOX_SOON = 0.05  # seconds: changes this close together are rendered together
 INBOX_EVERY = 1.0  # seconds: inbox rows re-rendered at most this often per socket
 COUNTS_EVERY = 5.0  # seconds: the inbox's view counts re-counted at most this often per socket
-
-
-def _inbox_sync(fn):
-    """The inbox's renders run in the thread pool, not on the one thread the socket's other
-    calls share: a busy desk's rows and counts (every socket listing tickets, every second)
-    must not hold up the render of a message an agent is reading (each pool thread keeps a
-    connection of its own: cxdesk.sockets)."""
-    return database_sync_to_async(fn, thread_sensitive=False)
 
 
 class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
@@ -302,7 +294,9 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
         if not dirty or self.inbox_filters is None:
             return
         count = time.monotonic() - self.counts_at >= COUNTS_EVERY
-        frames, counted = await _inbox_sync(self._localized)(self._render_inbox, list(dirty), count)
+        # In the pool: a busy desk's rows and counts must not hold up the render of a message
+        # an agent is reading (on the one shared thread).
+        frames, counted = await in_pool(self._localized)(self._render_inbox, list(dirty), count)
         if counted:
             self.counts_at, self.counts_stale = time.monotonic(), False
         elif frames:
@@ -331,7 +325,7 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
         while self.counts_stale and self.inbox_filters is not None:
             await asyncio.sleep(max(0.0, self.counts_at + COUNTS_EVERY - time.monotonic()))
             self.counts_stale = False
-            html = await _inbox_sync(self._localized)(self._render_counts)
+            html = await in_pool(self._localized)(self._render_counts)
             self.counts_at = time.monotonic()
             await self.send_json({"event": "inbox.counts", "html": html})
 
