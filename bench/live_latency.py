@@ -111,6 +111,7 @@ async def measure(args, http: str, ws: str, inbox_id: int, sessions: list[tuple[
         sent: dict[str, float] = {}
         sent_at: dict[str, float] = {}  # every mark, kept: the inbox frames of all sockets
         latency: list[float] = []
+        timeline: list[tuple[float, float]] = []  # (sent, latency) of each message.created
         row_latency: list[float] = []
         frames = {"total": 0}
 
@@ -133,6 +134,7 @@ async def measure(args, http: str, ws: str, inbox_id: int, sessions: list[tuple[
                         t0 = sent.pop(found.group(0), None)
                         if t0 is not None:
                             latency.append(time.perf_counter() - t0)
+                            timeline.append((t0, latency[-1]))
             except websockets.ConnectionClosed:
                 pass
 
@@ -165,6 +167,10 @@ async def measure(args, http: str, ws: str, inbox_id: int, sessions: list[tuple[
         while sent and time.perf_counter() < deadline:
             await asyncio.sleep(0.1)
         open_at_end = sum(1 for s in sockets if s.state.name == "OPEN")
+        if args.timeline:
+            Path(args.timeline).write_text(
+                "".join(f"{at - started:.3f} {late * 1000:.1f}\n" for at, late in sorted(timeline))
+            )
         for task in readers:
             task.cancel()
         for sock in sockets:
@@ -205,6 +211,7 @@ def main() -> None:
     parser.add_argument("--bare-clients", type=int, default=4)
     parser.add_argument("--bare-requests", type=int, default=2000)
     parser.add_argument("--inbox-view", action="store_true", help="every socket also follows the open inbox list")
+    parser.add_argument("--timeline", help="write each message's send time (s) and latency (ms) to this file")
     args = parser.parse_args()
     url, redis_url = common.require_env()
     broker = os.environ.get("CELERY_BROKER_URL", redis_url)

@@ -75,6 +75,13 @@ class Statement:
         params[index] = value
         return Statement(self.sql, tuple(params), self.alias, self.converters, self.labels)
 
+    def with_values(self, values: dict[int, Any]) -> Statement:
+        """The same statement with every parameter equal to a key of `values` replaced by its
+        value: a statement compiled for a stand-in (numbers no real row has, see
+        `tickets.selectors.inbox_counts`) run for whom it stands for."""
+        params = tuple(values.get(p, p) if type(p) is int else p for p in self.params)
+        return Statement(self.sql, params, self.alias, self.converters, self.labels)
+
     def rows(self) -> list:
         """Every row, converted (an empty list for a statement that matches nothing)."""
         if self.sql is None:

@@ -32,8 +32,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
+import threading
 import time
 import weakref
+from typing import TYPE_CHECKING
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.template.loader import render_to_string
@@ -41,12 +44,15 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts import twofactor
-from accounts.roles import forget_role, role_groups, role_remember
+from accounts.roles import forget_role, role_groups, role_remember, user_role
 from cxdesk.i18n import agent_language_for_scope
 from cxdesk.middleware import MalformedInput, check_json
 from cxdesk.sockets import DispatchWithoutHop, database_sync_to_async, in_pool
 
 from . import presence
+
+if TYPE_CHECKING:
+    from .selectors import LiveRow
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +64,12 @@ TYPING_EVERY = 3.0  # seconds between two "is replying" broadcasts for one ticke
 INBOX_SOON = 0.05  # seconds: changes this close together are rendered together
 INBOX_EVERY = 1.0  # seconds: inbox rows re-rendered at most this often per socket
 COUNTS_EVERY = 5.0  # seconds: the inbox's view counts re-counted at most this often per socket
+COUNTS_SPREAD = 0.5  # each socket's period is COUNTS_EVERY × 1 to 1 + this, drawn at random
 
 
 class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
+    hub: InboxHub | None = None  # the process's inbox hub, once the page follows the inbox
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_staff or not user.is_active:
@@ -89,6 +98,9 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
         self.counts_at = float("-inf")  # when this socket's view counts were last counted
         self.counts_later: asyncio.Future | None = None
         self.counts_stale = False  # rows shown since the counts were last counted
+        # Sockets whose counts were counted together (a change on a busy desk) would count
+        # together every COUNTS_EVERY, 200 at once: each socket's own period drifts them apart.
+        self.counts_every = COUNTS_EVERY * (1 + random.random() * COUNTS_SPREAD)  # noqa: S311 - not a secret
         for group in ("desk", f"agent.{user.pk}"):
             await self._join(group)
         await self.accept()
@@ -197,7 +209,8 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
                 # agent on a ticket page is not woken by every change on the desk. The
                 # process receives it once for all of them (`inbox_hub`).
                 self.following_inbox = True
-                await inbox_hub(self.channel_layer).follow(self)
+                self.hub = inbox_hub(self.channel_layer)
+                await self.hub.follow(self)
                 await self.send_json({"event": "inbox.following"})  # from now on, rows arrive live
             saved = str(content["inbox"].get("saved") or "")
             self.saved_active = int(saved) if saved.isdecimal() else None
@@ -278,10 +291,10 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
 
     def _inbox_later(self, ticket_id: int, name: str) -> None:
         """A change is rendered INBOX_SOON after it arrives on a quiet desk; on a busy one a
-        socket's changed rows are rendered at most every INBOX_EVERY seconds, all in one
-        query, and its view counts at most every COUNTS_EVERY seconds (the last change always
-        counted, by a trailing refresh): 200 agents on their inboxes cost each socket one
-        query a second, not two per event."""
+        socket's changed rows are rendered at most every INBOX_EVERY seconds, all together
+        (each changed ticket read once for all the process's sockets, `LiveRows`), and its
+        view counts at most once a period of COUNTS_EVERY to COUNTS_EVERY × (1 +
+        COUNTS_SPREAD) seconds (the last change always counted, by a trailing refresh)."""
         self.inbox_dirty.setdefault(ticket_id, name)
         if self.inbox_flush is None or self.inbox_flush.done():
             delay = max(INBOX_SOON, self.rows_at + INBOX_EVERY - time.monotonic())
@@ -293,7 +306,7 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
         dirty, self.inbox_dirty = self.inbox_dirty, {}
         if not dirty or self.inbox_filters is None:
             return
-        count = time.monotonic() - self.counts_at >= COUNTS_EVERY
+        count = time.monotonic() - self.counts_at >= self.counts_every
         # In the pool: a busy desk's rows and counts must not hold up the render of a message
         # an agent is reading (on the one shared thread).
         frames, counted = await in_pool(self._localized)(self._render_inbox, list(dirty), count)
@@ -315,15 +328,15 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
             self.inbox_flush = asyncio.ensure_future(self._inbox_flush_later(delay))
 
     def _counts_soon(self) -> None:
-        """Count again once COUNTS_EVERY has passed since the last count (one pending at most;
-        a change shown while it counts makes it count once more)."""
+        """Count again once this socket's period has passed since the last count (one pending
+        at most; a change shown while it counts makes it count once more)."""
         self.counts_stale = True
         if self.counts_later is None or self.counts_later.done():
             self.counts_later = asyncio.ensure_future(self._counts_later())
 
     async def _counts_later(self) -> None:
         while self.counts_stale and self.inbox_filters is not None:
-            await asyncio.sleep(max(0.0, self.counts_at + COUNTS_EVERY - time.monotonic()))
+            await asyncio.sleep(max(0.0, self.counts_at + self.counts_every - time.monotonic()))
             self.counts_stale = False
             html = await in_pool(self._localized)(self._render_counts)
             self.counts_at = time.monotonic()
@@ -409,16 +422,9 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
         the list, in place, or removed from the view); with `count`, the view counts once,
         with the last. Returns them and whether the counts are in."""
         from .inbox_rows import inbox_rows_html
-        from .selectors import inbox_rows_by_id, tickets_visible_to
 
         filters = self.inbox_filters or {}
-        rows = inbox_rows_by_id(agent=self.user, ticket_ids=ticket_ids, filters=filters)
-        missing = [ticket_id for ticket_id in ticket_ids if ticket_id not in rows]
-        visible = (
-            set(tickets_visible_to(agent=self.user).filter(pk__in=missing).values_list("pk", flat=True))
-            if missing
-            else set()
-        )
+        rows, visible = self._inbox_rows(ticket_ids, filters)
         frames = []
         for ticket_id in ticket_ids:
             row = rows.get(ticket_id)
@@ -443,6 +449,41 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
         last_id, last_html = frames[-1]
         frames[-1] = (last_id, last_html + self._render_counts())
         return frames, True
+
+    def _inbox_rows(self, ticket_ids: list[int], filters: dict) -> tuple[dict, set[int]]:
+        """(the changed tickets in this agent's view and filters as rows by id, the ids of the
+        others this agent may still see). The tickets are read once per process for all its
+        sockets (`LiveRows`) and decided here in Python; filters Python does not decide (tag,
+        search, SLA) take this socket's own scoped queries."""
+        from cxdesk.memo import kept
+
+        from .selectors import (
+            LiveAgent,
+            inbox_live_rows,
+            inbox_rows_by_id,
+            live_decides,
+            live_in_view,
+            live_sees,
+            team_members,
+            tickets_visible_to,
+        )
+
+        if not live_decides(filters):
+            rows = inbox_rows_by_id(agent=self.user, ticket_ids=ticket_ids, filters=filters)
+            missing = [ticket_id for ticket_id in ticket_ids if ticket_id not in rows]
+            visible = tickets_visible_to(agent=self.user).filter(pk__in=missing).values_list("pk", flat=True)
+            return rows, set(visible) if missing else set()
+        live = self.hub.live.rows(ticket_ids) if self.hub is not None else inbox_live_rows(ticket_ids)
+        agent = LiveAgent(
+            self.user.pk, user_role(self.user), kept("desk-teams", team_members).get(self.user.pk, frozenset())
+        )
+        rows, visible = {}, set()
+        for ticket_id, row in live.items():
+            if live_in_view(row, agent, filters):
+                rows[ticket_id] = row.row
+            elif live_sees(row, agent):
+                visible.add(ticket_id)
+        return rows, visible
 
     def _render_counts(self) -> str:
         """The view counts, counted afresh (something changed) and stored for this agent's next page."""
@@ -529,11 +570,12 @@ class InboxHub:
     socket, and the process popped and dispatched each from Redis: 200 agents on their
     inboxes at 20 changes a second were 4,000 round trips and handler calls a second, more
     than one process could do. The hub receives each change once and hands it to every
-    socket of the process that lists tickets (`DeskConsumer.inbox_event`, no I/O); what each
-    agent may see is still decided by each socket's own scoped query."""
+    socket of the process that lists tickets (`DeskConsumer.inbox_event`, no I/O), and
+    reads each changed ticket once for all of them (`LiveRows`)."""
 
     def __init__(self, layer) -> None:
         self.layer = layer
+        self.live = LiveRows()
         self.followers: weakref.WeakSet[DeskConsumer] = weakref.WeakSet()  # a socket gone without a word drops out
         self.task: asyncio.Task | None = None
         self.joining = asyncio.Lock()  # two sockets following at once make one member
@@ -566,6 +608,9 @@ class InboxHub:
                     await asyncio.sleep(1.0)
                     continue
                 events = message.get("events") if message.get("type") == "desk.batch" else [message]
+                for event in events or ():
+                    if isinstance(event.get("ticket_id"), int):
+                        self.live.changed(event["ticket_id"])
                 for consumer in list(self.followers):
                     for event in events or ():
                         try:
@@ -578,6 +623,48 @@ class InboxHub:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.layer.group_discard("inbox", channel))
+
+
+class LiveRows:
+    """The changed tickets as the live inbox shows them (`selectors.inbox_live_rows`), read
+    once per change for every socket of the process: the first socket to render a change
+    reads it, the others take what it read. Each socket then decides in Python whether the
+    row is in its agent's view (`selectors.live_in_view`).
+
+    A ticket read is kept with the number of the last change to it that the hub had seen
+    before the read (`changed`, on the event loop's thread); it is taken only while that is
+    still the ticket's last change. A change during a read makes the next socket read again:
+    what a socket shows was read after the change that made it render."""
+
+    SIZE = 10_000  # tickets kept; when more have changed, all are forgotten (those in use come back)
+
+    def __init__(self) -> None:
+        self.changes: dict[int, int] = {}  # ticket id → number of its last change
+        self.read: dict[int, tuple[int, LiveRow | None]] = {}  # ticket id → (that number when read, row)
+        self.count = 0
+        self.lock = threading.Lock()  # sockets rendering at once: one reads, the others wait and take it
+
+    def changed(self, ticket_id: int) -> None:
+        if len(self.changes) >= self.SIZE and ticket_id not in self.changes:
+            with self.lock:
+                self.changes.clear()
+                self.read.clear()
+        self.count += 1
+        self.changes[ticket_id] = self.count
+
+    def rows(self, ticket_ids: list[int]) -> dict[int, LiveRow]:
+        """The tickets among `ticket_ids` that exist, read after their last change (in a thread)."""
+        from .selectors import inbox_live_rows
+
+        with self.lock:
+            seen = {ticket_id: self.changes.get(ticket_id, 0) for ticket_id in ticket_ids}
+            stale = [t for t in ticket_ids if (hit := self.read.get(t)) is None or hit[0] != seen[t]]
+            if stale:
+                fresh = inbox_live_rows(stale)
+                for ticket_id in stale:
+                    self.read[ticket_id] = (seen[ticket_id], fresh.get(ticket_id))
+            found = {ticket_id: self.read[ticket_id][1] for ticket_id in ticket_ids}
+        return {ticket_id: row for ticket_id, row in found.items() if row is not None}
 
 
 _hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop → {layer id: hub}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import NamedTuple
 
@@ -192,10 +193,16 @@ def _capped_counts_sql(querysets: dict, *, cap: int | None = None) -> tuple[str,
 
 
 def _team_ids(agent) -> tuple[int, ...]:
-    """The agent's teams (ids, in order): one query."""
-    if getattr(agent, "pk", None) is None:
+    """The agent's teams (ids, in order): one query, its statement compiled once per agent."""
+    pk = getattr(agent, "pk", None)
+    if pk is None:
         return ()
-    return tuple(sorted(agent.teams.values_list("pk", flat=True)))
+    build = lambda: Statement.of(Team.members.through.objects.filter(user_id=pk).values_list("team_id"))  # noqa: E731
+    return tuple(sorted(team_id for (team_id,) in _agent_statements.get(("teams", pk), build).rows()))
+
+
+# Statements of one agent's own rows (teams, saved views), compiled once per agent and process.
+_agent_statements = Statements(size=2000)
 
 
 def _view_tickets(*, agent, view: str, teams: tuple[int, ...] | None = None) -> QuerySet[Ticket]:
@@ -223,9 +230,9 @@ def inbox_counts_querysets(*, agent, teams: tuple[int, ...] | None = None) -> di
 _count_statements = Statements(size=2000)
 
 
-def _counts_compiled(key: tuple | None, build, cap: int) -> dict:
+def _counts_compiled(key: tuple | None, build, cap: int, values: dict[int, int] | None = None) -> dict:
     """Run the capped counts of the querysets `build()` returns, compiled once per `key`
-    (None: not kept)."""
+    (None: not kept), with `values` put in for the stand-in's numbers (`Statement.with_values`)."""
 
     def compile_counts() -> Statement:
         querysets = build()
@@ -235,7 +242,7 @@ def _counts_compiled(key: tuple | None, build, cap: int) -> dict:
         return Statement(sql, tuple(params), next(iter(querysets.values())).db, labels=tuple(querysets))
 
     statement = _count_statements.get(key, compile_counts)
-    row = statement.row()
+    row = (statement.with_values(values) if values else statement).row()
     if row is None:
         return {}
     return {label: CappedCount.of(value, cap) for label, value in zip(statement.labels, row, strict=True)}
@@ -243,11 +250,38 @@ def _counts_compiled(key: tuple | None, build, cap: int) -> dict:
 
 def inbox_counts(*, agent, cap: int | None = None) -> dict[str, CappedCount]:
     """Every built-in view's count, capped (see INBOX_COUNT_CAP), in one query (and one for
-    the agent's teams)."""
+    the agent's teams).
+
+    The statement is compiled once per role and number of teams, not once per agent: for a
+    stand-in (an unsaved user of the same role whose id, and whose teams' ids, are numbers no
+    row has), then run with the agent's own in their places. The agent's id and team ids are
+    the only parameters an agent's counts have that another's of the same role have not; 200
+    agents connecting at once after a restart compiled 200 statements (10 ms each) before."""
     cap = INBOX_COUNT_CAP if cap is None else cap
     teams = _team_ids(agent)
-    key = ("views", getattr(agent, "pk", None), user_role(agent), teams, cap)
-    return _counts_compiled(key, lambda: inbox_counts_querysets(agent=agent, teams=teams), cap)
+    role, pk = user_role(agent), getattr(agent, "pk", None)
+    if role is None or type(pk) is not int:
+        key = ("views", pk, role, teams, cap)
+        return _counts_compiled(key, lambda: inbox_counts_querysets(agent=agent, teams=teams), cap)
+    stand_in_teams = tuple(_STAND_IN_ID - 1 - i for i in range(len(teams)))
+    key = ("views", role, agent.is_superuser, len(teams), cap)
+    values = {_STAND_IN_ID: pk, **dict(zip(stand_in_teams, teams, strict=True))}
+    build = lambda: inbox_counts_querysets(agent=_stand_in(agent, role), teams=stand_in_teams)  # noqa: E731
+    return _counts_compiled(key, build, cap, values)
+
+
+_STAND_IN_ID = -(2**31) + 1000  # a stand-in's user id; its teams' ids are just below it: no row's
+
+
+def _stand_in(agent, role: str):
+    """An unsaved user with `agent`'s role and rights and `_STAND_IN_ID` for an id."""
+    from django.contrib.auth import get_user_model
+
+    from accounts.roles import role_remember
+
+    stand_in = get_user_model()(pk=_STAND_IN_ID, is_active=True, is_staff=True, is_superuser=agent.is_superuser)
+    role_remember(stand_in, role)
+    return stand_in
 
 
 def canned_for_language(*, language: str) -> list:
@@ -289,15 +323,20 @@ def inbox_queryset(
 ) -> QuerySet[Ticket]:  # fmt: skip
     """An inbox view with its filters, annotated for its rows (last message excerpt and
     direction by subquery: one query for the whole page)."""
-    from django.db.models import OuterRef, Subquery
-    from django.db.models.functions import Substr
-
     qs = _inbox_filtered(
         agent=agent, view=view, channel=channel, status=status, priority=priority, tag=tag, inbox_id=inbox_id,
         q=q, sla=sla, teams=teams,
     )  # fmt: skip
+    return _with_row_annotations(qs.select_related("customer", "assignee", "team"))
+
+
+def _with_row_annotations(qs: QuerySet[Ticket]) -> QuerySet[Ticket]:
+    """The row's last message excerpt and direction, by subquery."""
+    from django.db.models import OuterRef, Subquery
+    from django.db.models.functions import Substr
+
     last = Message.objects.filter(ticket=OuterRef("pk")).exclude(direction="note").order_by("-created_at", "-id")
-    return qs.select_related("customer", "assignee", "team").annotate(
+    return qs.annotate(
         excerpt=Subquery(last.annotate(short=Substr("body_text", 1, 140)).values("short")[:1]),
         last_direction=Subquery(last.values("direction")[:1]),
     )
@@ -405,33 +444,151 @@ def inbox_rows_by_id(*, agent, ticket_ids: list[int], filters: dict[str, str]) -
     by id: one query however many (the live inbox re-renders a socket's changed rows together).
     The statement is compiled once per agent, role, teams and filters (`_row_statements`), the
     ids one array parameter (`AnyOf`), so a live socket's renders build no queryset."""
-    from django.db import connections
-
     if not ticket_ids:
         return {}
     kwargs = {k: filters.get(k, "") for k in INBOX_FILTERS}
     view = filters.get("view", "open")
     teams = _team_ids(agent) if view == "teams" else None
-    marker: list[int] = []  # stands for the ids while compiling; found among the parameters by identity
+
+    def rows_of(ids) -> QuerySet[Ticket]:
+        qs = inbox_queryset(agent=agent, view=view, teams=teams, **kwargs).filter(ids).order_by()
+        return qs.values_list(*_INBOX_TICKET_FIELDS.values())
+
+    kept = not kwargs["sla"]  # an SLA filter reads the clock
+    key = (getattr(agent, "pk", None), user_role(agent), teams, view, tuple(kwargs.values())) if kept else None
+    return {row[0]: InboxTicket(*row) for row in _rows_by_id(key, rows_of, ticket_ids)}
+
+
+def _rows_by_id(key: tuple | None, rows_of: Callable[[Q | AnyOf], QuerySet], ticket_ids: list[int]) -> list:
+    """`rows_of(<pk among ticket_ids>)` run. On PostgreSQL the statement is compiled once per
+    `key` (`_row_statements`; None: not kept) with the ids as one array parameter (`AnyOf`):
+    the marker list stands for them while compiling and is found among the parameters by
+    identity. Elsewhere (SQLite, `make run`) a plain `pk IN (…)`."""
+    from django.db import connections
 
     def compile_rows() -> Statement:
-        qs = inbox_queryset(agent=agent, view=view, teams=teams, **kwargs).filter(AnyOf(F("pk"), marker)).order_by()
-        statement = Statement.of(qs.values_list(*_INBOX_TICKET_FIELDS.values()))
-        slots = [i for i, value in enumerate(statement.params) if value is marker]
-        return Statement(statement.sql, statement.params, statement.alias, statement.converters, tuple(slots))
+        marker: list[int] = []
+        statement = Statement.of(rows_of(AnyOf(F("pk"), marker)))
+        slots = tuple(i for i, value in enumerate(statement.params) if value is marker)
+        return Statement(statement.sql, statement.params, statement.alias, statement.converters, slots)
 
-    kept = connections[Ticket.objects.db].vendor == "postgresql" and not kwargs["sla"]  # an SLA filter reads the clock
-    key = (getattr(agent, "pk", None), user_role(agent), teams, view, tuple(kwargs.values())) if kept else None
-    statement = _row_statements.get(key, compile_rows) if kept else None
+    statement = None
+    if key is not None and connections[Ticket.objects.db].vendor == "postgresql":
+        statement = _row_statements.get(key, compile_rows)
     if statement is None or len(statement.labels) != 1 or statement.sql is None:
-        qs = inbox_queryset(agent=agent, view=view, teams=teams, **kwargs).filter(pk__in=ticket_ids).order_by()
-        return {row.pk: row for row in _inbox_tickets(qs)}
-    rows = statement.with_param(statement.labels[0], list(ticket_ids)).rows()
-    return {row[0]: InboxTicket(*row) for row in rows}
+        return list(rows_of(Q(pk__in=ticket_ids)))
+    return statement.with_param(statement.labels[0], list(ticket_ids)).rows()
 
 
 # The live inbox's row statements, compiled per process like the pages' (`_list_statements`).
 _row_statements = Statements(size=2000)
+
+
+# --- the live inbox's rows, decided per agent in Python ------------------------------------
+#
+# 200 agents on their inboxes, each socket asking for its changed rows with its own scoped
+# query, were 200 queries a second at 20 changes a second (issue 12). The live inbox reads a
+# changed ticket once per process (`inbox_live_rows`: its row and what the scope and the
+# views look at) and decides for each socket in Python (`live_in_view`, `live_sees`): the
+# rules of `tickets_visible_to`, `_view_q` and `_inbox_filtered` written a second time. They
+# must agree; tests/tickets/test_live_rules.py compares them with the SQL on every view,
+# role and filter. A filter Python does not decide (tag, search, SLA) goes to SQL.
+
+LIVE_FILTERS = ("channel", "status", "priority", "inbox_id")  # what `live_in_view` decides
+
+
+class LiveRow(NamedTuple):
+    """A ticket as the live inbox reads it once for all the process's sockets."""
+
+    row: InboxTicket
+    status: str
+    merged: bool
+    inbox_id: int | None
+    inbox_team_id: int | None  # the inbox's default team: its agents see the ticket
+
+
+class LiveAgent(NamedTuple):
+    """Who asks, as the rules need them: their id, role (None: sees nothing) and team ids."""
+
+    pk: int
+    role: str | None
+    teams: frozenset[int]
+
+
+def inbox_live_rows(ticket_ids: list[int]) -> dict[int, LiveRow]:
+    """The tickets among `ticket_ids` (whoever may see them) as `LiveRow`s: one query, its
+    statement compiled once per process."""
+    if not ticket_ids:
+        return {}
+
+    def rows_of(ids) -> QuerySet[Ticket]:
+        qs = _with_row_annotations(Ticket.objects.filter(ids).select_related("customer", "assignee", "team"))
+        return qs.order_by().values_list(
+            *_INBOX_TICKET_FIELDS.values(), "status", "merged_into_id", "inbox_id", "inbox__default_team_id"
+        )
+
+    width = len(_INBOX_TICKET_FIELDS)
+    out = {}
+    for values in _rows_by_id(("live",), rows_of, ticket_ids):
+        status, merged_into, inbox_id, inbox_team = values[width:]
+        out[values[0]] = LiveRow(InboxTicket(*values[:width]), status, merged_into is not None, inbox_id, inbox_team)
+    return out
+
+
+def team_members() -> dict[int, frozenset[int]]:
+    """{user id: the ids of their teams}, for every user in a team: one query (the live inbox
+    asks it through `cxdesk.memo.kept`, once a second for all the sockets of a process)."""
+    members: dict[int, set[int]] = {}
+    for user_id, team_id in Team.members.through.objects.values_list("user_id", "team_id"):
+        members.setdefault(user_id, set()).add(team_id)
+    return {user_id: frozenset(teams) for user_id, teams in members.items()}
+
+
+def live_sees(row: LiveRow, agent: LiveAgent) -> bool:
+    """`tickets_visible_to`'s rules for one ticket."""
+    from accounts.roles import ADMIN, SUPERVISOR
+
+    if agent.role is None:
+        return False
+    if agent.role in (SUPERVISOR, ADMIN):
+        return True
+    return row.row.assignee_id == agent.pk or row.row.team_id in agent.teams or row.inbox_team_id in agent.teams
+
+
+def live_decides(filters: dict[str, str]) -> bool:
+    """Whether `live_in_view` decides these filters (none but `LIVE_FILTERS` set)."""
+    return not any(filters.get(k) for k in INBOX_FILTERS if k not in LIVE_FILTERS)
+
+
+def live_in_view(row: LiveRow, agent: LiveAgent, filters: dict[str, str]) -> bool:
+    """Whether the ticket is in the agent's view with these filters (`inbox_queryset`'s
+    rows), for filters `live_decides`."""
+    if agent.role is None or row.merged:
+        return False
+    view, ticket = filters.get("view", "open"), row.row
+    open_ = row.status in Ticket.OPEN_STATUSES
+    if view == "mine":
+        shown = open_ and ticket.assignee_id == agent.pk
+    elif view == "teams":
+        shown = open_ and ticket.team_id in agent.teams
+    else:
+        if view == "unassigned":
+            shown = open_ and ticket.assignee_id is None
+        elif view == "pending":
+            shown = row.status == Ticket.Status.PENDING
+        elif view == "solved":
+            shown = row.status in (Ticket.Status.SOLVED, Ticket.Status.CLOSED)
+        else:
+            shown = open_
+        shown = shown and live_sees(row, agent)
+    inbox_id = filters.get("inbox_id", "")
+    return (
+        shown
+        and (not filters.get("channel") or ticket.channel == filters["channel"])
+        and (not filters.get("status") or row.status == filters["status"])
+        and (not filters.get("priority") or ticket.priority == filters["priority"])
+        and (not inbox_id.isdecimal() or row.inbox_id == int(inbox_id))
+    )
 
 
 class InboxTicket(NamedTuple):
@@ -580,8 +737,13 @@ def inbox_choices() -> InboxChoices:
 
 def saved_views_for(*, agent) -> list[SavedView]:
     """The agent's own views and every shared one, in sidebar order (the owner as its id:
-    nothing shows more of them)."""
-    return list(SavedView.objects.filter(Q(owner=agent) | Q(shared=True)).order_by("position", "name", "id"))
+    nothing shows more of them). One query, its statement compiled once per agent."""
+    names = [field.attname for field in SavedView._meta.concrete_fields]
+    views = SavedView.objects.filter(Q(owner=agent) | Q(shared=True)).order_by("position", "name", "id")
+    statement = _agent_statements.get(
+        ("saved-views", getattr(agent, "pk", None)), lambda: Statement.of(views.values_list(*names))
+    )
+    return [SavedView.from_db(statement.alias, names, row) for row in statement.rows()]
 
 
 def saved_view_get(*, agent, view_id: int) -> SavedView | None:

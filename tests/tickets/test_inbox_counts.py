@@ -209,11 +209,37 @@ def test_count_statements_are_compiled_once_per_scope(agent, email_inbox, compil
     assert len(compiled) == 4
     views[0].filters = {"view": "open", "channel": "sms"}
     assert selectors.saved_view_counts(agent=agent, views=views)[views[0].pk] == 0
+    # Another agent of the same role with as many teams (none, as `agent` had at first):
+    # the same statement, run with their own id.
     other = AgentFactory(username="other")
     Ticket.objects.filter(subject="Subject 1").update(assignee=other)
     assert selectors.inbox_counts(agent=other)["mine"] == 1
     assert selectors.inbox_counts(agent=agent)["mine"] == 0
-    assert len(compiled) == 6
+    assert len(compiled) == 5
+
+
+def test_agents_of_a_role_share_a_compiled_statement_and_each_counts_their_own(email_inbox, compiled):
+    """Compiled once per role and number of teams for a stand-in, run with each agent's id
+    and team ids: every agent's counts are what the ORM counts for them."""
+    billing, sales, legal = (TeamFactory(name=n) for n in ("Billing", "Sales", "Legal"))
+    email_inbox.default_team = legal
+    email_inbox.save()
+    agents = []
+    for n, teams in enumerate(([billing], [sales], [billing, sales], [legal], [])):
+        agent = AgentFactory(username=f"share-{n}", role="agent")
+        agent.teams.set(teams)
+        agents.append(agent)
+    agents += [AgentFactory(username="share-sup"), AgentFactory(username="share-root", is_superuser=True)]
+    for n, (status, team) in enumerate(
+        [(s, t) for s in ("new", "open", "pending", "solved") for t in (None, billing, sales, legal)]
+    ):
+        TicketFactory(status=status, team=team, assignee=agents[n % 6], inbox=email_inbox if n % 3 else None)
+    for agent in agents:
+        fresh = type(agent).objects.get(pk=agent.pk)
+        expected = {view: qs.count() for view, qs in selectors.inbox_counts_querysets(agent=fresh).items()}
+        assert selectors.inbox_counts(agent=fresh) == expected, agent.username
+    # agent ×1 team, agent ×2, agent ×0, supervisor ×0, admin ×0
+    assert len(compiled) == 5, "compiled per role and number of teams, not per agent"
 
 
 def test_a_saved_view_on_the_sla_clock_is_compiled_each_time(agent, email_inbox, compiled):

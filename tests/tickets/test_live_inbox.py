@@ -225,3 +225,62 @@ def test_a_change_that_arrives_during_a_render_is_rendered_without_another_chang
         await a.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_a_change_is_read_once_for_all_the_sockets_and_each_agent_sees_what_their_scope_shows(email_inbox, monkeypatch):
+    billing = TeamFactory(name="Read-once billing")
+    email_inbox.default_team = billing
+    email_inbox.save()
+    sup = AgentFactory(username="once-sup")
+    member = AgentFactory(username="once-member", role="agent")
+    member.teams.set([billing])
+    outsider = AgentFactory(username="once-outsider", role="agent")  # in no team
+    reads = []
+    real = selectors.inbox_live_rows
+    monkeypatch.setattr(selectors, "inbox_live_rows", lambda ids: reads.append(sorted(ids)) or real(ids))
+
+    async def scenario():
+        comms = [communicator(user) for user in (sup, member, outsider)]
+        for comm in comms:
+            await _follow(comm)
+        ticket = (await db(lambda: ingest(email_inbound(email_inbox, address="o@example.com", subject="Once")))).ticket
+        for comm in comms[:2]:
+            frame = await until(comm, lambda f: f.get("ticket_id") == ticket.pk and f["event"] == "ticket.activity")
+            assert "Once" in frame["html"]
+        shown = [f for m in await _messages(comms[2]) for f in unbatched(m) if f.get("ticket_id") == ticket.pk]
+        assert shown == [], "another team's ticket: not even its id"
+        for comm in comms:
+            await comm.disconnect()
+        return ticket
+
+    ticket = asyncio.run(scenario())
+    assert reads == [[ticket.pk]], "read once for the three sockets"
+
+
+def test_live_rows_are_read_again_after_a_change_even_one_during_a_read(email_inbox, monkeypatch):
+    from tickets.models import Ticket
+
+    ticket = ingest(email_inbound(email_inbox, address="again@example.com", subject="Before")).ticket
+    live = consumers.LiveRows()
+    reads = []
+    real = selectors.inbox_live_rows
+    monkeypatch.setattr(selectors, "inbox_live_rows", lambda ids: reads.append(1) or real(ids))
+    live.changed(ticket.pk)
+    assert live.rows([ticket.pk])[ticket.pk].row.subject == "Before"
+    assert live.rows([ticket.pk]).keys() == {ticket.pk} and len(reads) == 1, "no change since: not read again"
+    Ticket.objects.filter(pk=ticket.pk).update(subject="After")
+    live.changed(ticket.pk)
+    assert live.rows([ticket.pk])[ticket.pk].row.subject == "After" and len(reads) == 2
+
+    def changed_meanwhile(ids):  # a change published while the read is on its way
+        rows = real(ids)
+        Ticket.objects.filter(pk=ticket.pk).update(subject="Later")
+        live.changed(ticket.pk)
+        return rows
+
+    monkeypatch.setattr(selectors, "inbox_live_rows", changed_meanwhile)
+    Ticket.objects.filter(pk=ticket.pk).update(subject="During")
+    live.changed(ticket.pk)
+    assert live.rows([ticket.pk])[ticket.pk].row.subject == "During"
+    monkeypatch.setattr(selectors, "inbox_live_rows", real)
+    assert live.rows([ticket.pk])[ticket.pk].row.subject == "Later", "what was read before the change is not taken"
