@@ -357,7 +357,8 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
         """Roles can change while connected: each event is decided with the user's role as
         it was at most a second ago (`cxdesk.memo.kept`, which forgets at once what this
         process changes; one query a second for all the process's sockets), not with a query
-        per socket per event. Teams are read by every query that scopes (`tickets_visible_to`)."""
+        per socket per event. The live inbox reads teams the same way (`_inbox_rows`); every
+        query that scopes reads them itself (`tickets_visible_to`)."""
         from cxdesk.memo import kept
 
         role_remember(self.user, kept("desk-roles", role_groups).get(self.user.pk))

@@ -1,8 +1,9 @@
-"""The live inbox at scale (tickets/consumers.py, issue 12, ninth pass): the process
-receives the "inbox" group once and hands each change to its sockets; a socket's changed
-rows come in one query and one frame; the view counts at most every COUNTS_EVERY with a
-trailing refresh; roles are decided per event without a query per socket; no hop to the
-database thread per dispatched message."""
+"""The live inbox at scale (tickets/consumers.py, issue 12, ninth and tenth passes): the
+process receives the "inbox" group once and hands each change to its sockets; a socket's
+changed rows come in one frame; a change is read once for all the sockets (and again after a
+later change); the view counts at most every COUNTS_EVERY with a trailing refresh; roles are
+decided per event without a query per socket; no hop to the database thread per dispatched
+message. The Python rules each socket decides with: test_live_rules.py."""
 
 import asyncio
 import re
