@@ -18,9 +18,12 @@ where the markers landed among its parameters, the compiler's row converters and
 instances, as Django's ModelIterable would.
 
 The parameters are text: each marker must come through the field's preparation unchanged
-and land exactly once among the statement's parameters (checked as it is compiled). The
-statement depends on nothing else: a queryset that reads the clock, the settings or the
-current user must not be kept this way."""
+and land exactly once among the statement's parameters (checked as it is compiled). Names
+given as `numbers` are integers (ids): their markers are numbers no row has (`STAND_IN`,
+downwards), found by value, and may land more than once (an agent's id is in every branch of
+an agent's scope); those also given as `optional` may land nowhere (in no supervisor's). The statement depends on
+nothing else: a queryset that reads the clock, the settings or the current user must not be
+kept this way."""
 
 from __future__ import annotations
 
@@ -130,17 +133,27 @@ class Statements:
         return len(self._kept)
 
 
+STAND_IN = -(2**31) + 1000  # an id no row has: stands for a real one while compiling, and below it
+
+
 class Compiled:
     """`build(**markers)` → a queryset of model instances (select_related allowed), compiled
     once per alias; `first(**values)` runs it with `values` in the markers' places."""
 
-    def __init__(self, build: Callable[..., QuerySet], *names: str) -> None:
+    def __init__(
+        self, build: Callable[..., QuerySet], *names: str, numbers: tuple[str, ...] = (), optional: tuple[str, ...] = ()
+    ) -> None:
         self._build = build
         self._names = names
+        self._numbers = numbers
+        self._optional = optional
         self._by_alias: dict[str, tuple] = {}
 
     def _compile(self, alias: str) -> tuple:
-        markers = {name: f"\x00cxdesk-compiled-{name}\x00" for name in self._names}
+        markers: dict[str, Any] = {
+            name: STAND_IN - 1 - i if name in self._numbers else f"\x00cxdesk-compiled-{name}\x00"
+            for i, name in enumerate(self._names)
+        }
         qs = self._build(**markers).using(alias)
         qs = (qs if qs.ordered else qs.order_by("pk"))[:1]  # as `first()` reads it
         compiler = qs.query.get_compiler(alias)
@@ -148,10 +161,10 @@ class Compiled:
         params = list(params)
         slots = {}
         for name, marker in markers.items():
-            found = [i for i, value in enumerate(params) if value == marker]
-            if len(found) != 1:
+            found = [i for i, value in enumerate(params) if type(value) is type(marker) and value == marker]
+            if (len(found) > 1 and name not in self._numbers) or (not found and name not in self._optional):
                 raise ValueError(f"parameter {name!r} lands {len(found)} times in the statement, not once")
-            slots[name] = found[0]
+            slots[name] = found
         klass_info, select = compiler.klass_info, compiler.select
         fields = klass_info["select_fields"]
         start, end = fields[0], fields[-1] + 1
@@ -174,7 +187,8 @@ class Compiled:
         sql, params, slots, converters, model, init_list, (start, end), populators = compiled
         params = list(params)
         for name, value in values.items():
-            params[slots[name]] = value
+            for slot in slots[name]:
+                params[slot] = value
         connection = connections[using]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)

@@ -368,20 +368,25 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
         return render_to_string("tickets/_presence.html", {"presence": people, "oob": True})
 
     def _render_ticket_event(self, event: dict) -> str:
+        from django.db.models import prefetch_related_objects
+
         from .models import Message, TicketEvent
-        from .selectors import tickets_visible_to
+        from .selectors import for_role, tickets_visible_to
 
         name, ticket_id = event["event"], event["ticket_id"]
-        visible = tickets_visible_to(agent=self.user).filter(pk=ticket_id)
         if name in ("message.created", "message.status"):
-            message = (
-                Message.objects.filter(pk=event.get("message_id"), ticket__in=visible)
-                .select_related("author", "identity")
-                .prefetch_related("attachments")
-                .first()
+            message = for_role(
+                self.user,
+                "live-message",
+                lambda agent, message_id, ticket_id: Message.objects.filter(
+                    pk=message_id, ticket__in=tickets_visible_to(agent=agent).filter(pk=ticket_id)
+                ).select_related("author", "identity"),
+                message_id=event.get("message_id"),
+                ticket_id=ticket_id,
             )
             if message is None:
                 return ""
+            prefetch_related_objects([message], "attachments")
             if name == "message.status":
                 return render_to_string("tickets/_timeline.html#status", {"m": message}).replace(
                     'id="status-', 'hx-swap-oob="true" id="status-', 1
@@ -410,8 +415,15 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
                 return ""
             return render_to_string("tickets/ticket.html#header", {"ticket": ticket, "oob": True})
         if name == "ticket.event":
-            item = TicketEvent.objects.filter(pk=event.get("event_id"), ticket__in=visible).select_related("actor")
-            item = item.first()
+            item = for_role(
+                self.user,
+                "live-event",
+                lambda agent, event_id, ticket_id: TicketEvent.objects.filter(
+                    pk=event_id, ticket__in=tickets_visible_to(agent=agent).filter(pk=ticket_id)
+                ).select_related("actor"),
+                event_id=event.get("event_id"),
+                ticket_id=ticket_id,
+            )
             if item is None:
                 return ""
             html = render_to_string("tickets/_timeline.html#event", {"e": item})

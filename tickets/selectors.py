@@ -11,7 +11,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.roles import is_supervisor, user_role
-from cxdesk.compiled import Statement, Statements
+from cxdesk.compiled import STAND_IN, Statement, Statements
 from cxdesk.lookups import AnyOf, InConstants
 
 from .models import Inbox, Message, SavedView, Team, Ticket
@@ -38,12 +38,41 @@ def tickets_visible_to(*, agent) -> QuerySet[Ticket]:
 
 
 def ticket_get_for_agent(*, agent, ticket_id: int) -> Ticket | None:
-    return (
-        tickets_visible_to(agent=agent)
-        .select_related("customer", "assignee", "team", "inbox", "survey")
-        .filter(pk=ticket_id)
-        .first()
+    """The ticket with its customer, assignee, team, inbox and survey, if the agent may see it.
+    Compiled once per role (`for_role`): every ticket page and live header asks it."""
+    return for_role(
+        agent,
+        "ticket",
+        lambda agent, ticket_id: (
+            tickets_visible_to(agent=agent)
+            .select_related("customer", "assignee", "team", "inbox", "survey")
+            .filter(pk=ticket_id)
+        ),
+        ticket_id=ticket_id,
     )
+
+
+def for_role(agent, name: str, build: Callable[..., QuerySet], **ids: int):
+    """`build(agent, **ids).first()` — a lookup scoped to what `agent` may see — run from a
+    statement compiled once per role and lookup (`cxdesk.compiled.Compiled`) rather than built
+    on each call: for a stand-in user of the agent's role whose id no row has, then run with
+    the agent's id and `ids` in their places. Built and compiled by the ORM, a scoped lookup of
+    one row cost 3 ms of Python, ten times its query; the live desk asks one per event."""
+    from cxdesk.compiled import Compiled
+
+    role = user_role(agent)
+    if role is None or type(agent.pk) is not int or any(type(v) is not int for v in ids.values()):
+        return build(agent, **ids).first()
+    key = (name, role, agent.is_superuser)
+    compiled = _for_role.get(key)
+    if compiled is None:
+        stand_in = lambda agent_id, **marks: build(_stand_in(agent, role, agent_id), **marks)  # noqa: E731
+        compiled = Compiled(stand_in, "agent_id", *ids, numbers=("agent_id", *ids), optional=("agent_id",))
+        _for_role[key] = compiled
+    return compiled.first(using=Ticket.objects.db, agent_id=agent.pk, **ids)
+
+
+_for_role: dict[tuple, object] = {}  # (lookup, role, superuser) → its Compiled
 
 
 def ticket_list_for_agent(*, agent, status: list[str] | None = None, limit: int = 50) -> list[Ticket]:
@@ -266,20 +295,20 @@ def inbox_counts(*, agent, cap: int | None = None) -> dict[str, CappedCount]:
     stand_in_teams = tuple(_STAND_IN_ID - 1 - i for i in range(len(teams)))
     key = ("views", role, agent.is_superuser, len(teams), cap)
     values = {_STAND_IN_ID: pk, **dict(zip(stand_in_teams, teams, strict=True))}
-    build = lambda: inbox_counts_querysets(agent=_stand_in(agent, role), teams=stand_in_teams)  # noqa: E731
+    build = lambda: inbox_counts_querysets(agent=_stand_in(agent, role, _STAND_IN_ID), teams=stand_in_teams)  # noqa: E731
     return _counts_compiled(key, build, cap, values)
 
 
-_STAND_IN_ID = -(2**31) + 1000  # a stand-in's user id; its teams' ids are just below it: no row's
+_STAND_IN_ID = STAND_IN  # a stand-in's user id; its teams' ids are just below it: no row's
 
 
-def _stand_in(agent, role: str):
-    """An unsaved user with `agent`'s role and rights and `_STAND_IN_ID` for an id."""
+def _stand_in(agent, role: str, pk: int):
+    """An unsaved user with `agent`'s role and rights and `pk` (a stand-in number) for an id."""
     from django.contrib.auth import get_user_model
 
     from accounts.roles import role_remember
 
-    stand_in = get_user_model()(pk=_STAND_IN_ID, is_active=True, is_staff=True, is_superuser=agent.is_superuser)
+    stand_in = get_user_model()(pk=pk, is_active=True, is_staff=True, is_superuser=agent.is_superuser)
     role_remember(stand_in, role)
     return stand_in
 

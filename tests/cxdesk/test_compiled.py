@@ -95,3 +95,26 @@ def test_kept_statements_are_bounded_and_a_statement_that_matches_nothing_runs_n
     with CaptureQueriesContext(connection) as ctx:
         assert nothing.rows() == [] and nothing.row() is None
     assert not ctx.captured_queries
+
+
+def test_number_markers_fill_every_place_they_land_and_must_land_unless_optional():
+    from tickets.models import Ticket
+
+    customer = Customer.objects.create(name="Ann")
+    theirs = Identity.objects.create(customer=customer, kind="email", address="ann@example.com")
+    both = Compiled(
+        lambda customer_id: Identity.objects.filter(customer_id=customer_id).filter(
+            customer__name__gt="", customer__pk=customer_id
+        ),
+        "customer_id",
+        numbers=("customer_id",),
+    )
+    assert both.first(customer_id=customer.pk) == theirs
+    assert both.first(customer_id=customer.pk + 1000) is None
+    nowhere = Compiled(lambda ticket_id: Ticket.objects.all(), "ticket_id", numbers=("ticket_id",))
+    with pytest.raises(ValueError, match="lands 0 times"):
+        nowhere.first(ticket_id=1)
+    allowed = Compiled(
+        lambda ticket_id: Ticket.objects.all(), "ticket_id", numbers=("ticket_id",), optional=("ticket_id",)
+    )
+    assert allowed.first(ticket_id=1) is None

@@ -113,3 +113,37 @@ def test_filters_python_does_not_decide_go_to_sql():
     assert set(selectors.INBOX_FILTERS) - set(selectors.LIVE_FILTERS) == {"tag", "q", "sla"}, (
         "a new inbox filter: teach live_in_view it (and test it above), or leave it to SQL"
     )
+
+
+def test_a_lookup_compiled_once_per_role_finds_for_each_agent_what_their_scope_shows(world, monkeypatch):
+    from django.db import connection
+    from django.db.models.sql.compiler import SQLCompiler
+    from django.test.utils import CaptureQueriesContext
+
+    selectors._for_role.clear()
+    compiled = []
+    real = SQLCompiler.as_sql
+    monkeypatch.setattr(SQLCompiler, "as_sql", lambda self, *a, **k: compiled.append(1) or real(self, *a, **k))
+    found_any = 0
+    for agent in world["agents"]:
+        fresh = get_user_model().objects.get(pk=agent.pk)
+        visible = set(selectors.tickets_visible_to(agent=fresh).values_list("pk", flat=True))
+        for ticket in world["tickets"][::3]:
+            found = selectors.ticket_get_for_agent(agent=fresh, ticket_id=ticket.pk)
+            assert (found is not None) == (ticket.pk in visible), (agent.username, ticket.pk)
+            if found is not None:
+                found_any += 1
+                assert found.pk == ticket.pk and found.subject == ticket.subject
+                with CaptureQueriesContext(connection) as ctx:
+                    assert found.customer.pk and (found.inbox is None or found.inbox.name)
+                assert not ctx.captured_queries, "read with the ticket"
+    assert found_any > 60
+    keys = set(selectors._for_role)
+    assert keys == {("ticket", "agent", False), ("ticket", "supervisor", False), ("ticket", "admin", True)}
+    monkeypatch.setattr(SQLCompiler, "as_sql", real)
+    compiled_before = len(compiled)
+    for agent in world["agents"][:2]:
+        selectors.ticket_get_for_agent(
+            agent=get_user_model().objects.get(pk=agent.pk), ticket_id=world["tickets"][0].pk
+        )
+    assert len(compiled) == compiled_before, "run again, not compiled again"
