@@ -438,6 +438,8 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
 
         filters = self.inbox_filters or {}
         rows, visible = self._inbox_rows(ticket_ids, filters)
+        shown = [ticket_id for ticket_id in ticket_ids if ticket_id in rows]
+        items = dict(zip(shown, inbox_rows_html([rows[ticket_id] for ticket_id in shown]), strict=True))  # one pass
         frames = []
         for ticket_id in ticket_ids:
             row = rows.get(ticket_id)
@@ -447,7 +449,7 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
                 html = f'<div id="row-{ticket_id}" hx-swap-oob="delete"></div>'
             elif filters.get("sort") == "activity" and not filters.get("before"):
                 # Newest activity first: the row moves to the top.
-                item = inbox_rows_html([row])[0]
+                item = items[ticket_id]
                 html = (
                     f'<div id="row-{ticket_id}" hx-swap-oob="delete"></div>'
                     f'<p id="inbox-empty" hx-swap-oob="delete"></p>'
@@ -455,7 +457,7 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
                 )
             else:
                 # Another order or a later page: update the row in place if it is shown.
-                html = inbox_rows_html([row])[0].replace('id="row-', 'hx-swap-oob="true" id="row-', 1)
+                html = items[ticket_id].replace('id="row-', 'hx-swap-oob="true" id="row-', 1)
             frames.append((ticket_id, html))
         if not frames or not count:
             return frames, False
