@@ -769,9 +769,9 @@ def saved_views_for(*, agent) -> list[SavedView]:
     nothing shows more of them). One query, its statement compiled once per agent."""
     names = [field.attname for field in SavedView._meta.concrete_fields]
     views = SavedView.objects.filter(Q(owner=agent) | Q(shared=True)).order_by("position", "name", "id")
-    statement = _agent_statements.get(
-        ("saved-views", getattr(agent, "pk", None)), lambda: Statement.of(views.values_list(*names))
-    )
+    pk = getattr(agent, "pk", None)
+    key = ("saved-views", pk) if pk is not None else None  # None: compiled for this call only
+    statement = _agent_statements.get(key, lambda: Statement.of(views.values_list(*names)))
     return [SavedView.from_db(statement.alias, names, row) for row in statement.rows()]
 
 
