@@ -20,6 +20,7 @@ many connections this way, instead of opening one per socket per event. With psy
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 from asgiref.sync import SyncToAsync
@@ -43,12 +44,12 @@ class DatabaseSyncToAsync(SyncToAsync):
 database_sync_to_async: Callable[..., Any] = DatabaseSyncToAsync
 
 
-def in_pool(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`database_sync_to_async(fn)` run in the thread pool, not on the one thread a
-    process's thread-sensitive calls share: for work that must not queue the rest behind it
-    (a visitor's chat frame, the inbox renders of a busy desk). Each pool thread keeps a
-    connection of its own."""
-    return database_sync_to_async(fn, thread_sensitive=False)
+def in_pool(fn: Callable[..., Any], executor: Executor | None = None) -> Callable[..., Any]:
+    """`database_sync_to_async(fn)` run in the thread pool (the event loop's, or `executor`),
+    not on the one thread a process's thread-sensitive calls share: for work that must not
+    queue the rest behind it (a visitor's chat frame, the inbox renders of a busy desk). Each
+    pool thread keeps a connection of its own."""
+    return database_sync_to_async(fn, thread_sensitive=False, executor=executor)
 
 
 def keep_open() -> None:

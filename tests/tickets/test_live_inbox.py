@@ -285,3 +285,29 @@ def test_live_rows_are_read_again_after_a_change_even_one_during_a_read(email_in
     assert live.rows([ticket.pk])[ticket.pk].row.subject == "During"
     monkeypatch.setattr(selectors, "inbox_live_rows", real)
     assert live.rows([ticket.pk])[ticket.pk].row.subject == "Later", "what was read before the change is not taken"
+
+
+def test_inbox_renders_run_on_their_own_thread_not_the_event_loops_pool(email_inbox, monkeypatch):
+    import threading
+
+    threads = set()
+    real = consumers.DeskConsumer._render_inbox
+
+    def noting(self, ticket_ids, count=True):
+        threads.add(threading.current_thread().name)
+        return real(self, ticket_ids, count)
+
+    monkeypatch.setattr(consumers.DeskConsumer, "_render_inbox", noting)
+    ana, ben = AgentFactory(username="thread-ana"), AgentFactory(username="thread-ben")
+
+    async def scenario():
+        comms = [communicator(ana), communicator(ben)]
+        for comm in comms:
+            await _follow(comm)
+        ticket = (await db(lambda: ingest(email_inbound(email_inbox, address="t@example.com", subject="T")))).ticket
+        for comm in comms:
+            await until(comm, lambda f: f.get("ticket_id") == ticket.pk and f["event"] == "ticket.activity")
+            await comm.disconnect()
+
+    asyncio.run(scenario())
+    assert len(threads) == 1 and next(iter(threads)).startswith("inbox-render"), threads
