@@ -63,7 +63,7 @@ RATE_FRAMES, RATE_SECONDS = 30, 10.0  # per socket
 FLOOD_FRAMES = 300  # dropped frames in one window that close the socket
 TYPING_EVERY = 3.0  # seconds between two "is replying" broadcasts for one ticket
 INBOX_SOON = 0.05  # seconds: changes this close together are rendered together
-INBOX_EVERY = 1.0  # seconds: inbox rows re-rendered at most this often per socket
+INBOX_EVERY = 0.5  # seconds: inbox rows re-rendered at most this often per socket (bench README, tenth pass)
 COUNTS_EVERY = 5.0  # seconds: the inbox's view counts re-counted at most this often per socket
 COUNTS_SPREAD = 0.5  # each socket's period is COUNTS_EVERY × 1 to 1 + this, drawn at random
 # The inbox renders (rows and counts) run on one thread of their own: off the thread that
