@@ -21,9 +21,9 @@ The parameters are text: each marker must come through the field's preparation u
 and land exactly once among the statement's parameters (checked as it is compiled). Names
 given as `numbers` are integers (ids): their markers are numbers no row has (`STAND_IN`,
 downwards), found by value, and may land more than once (an agent's id is in every branch of
-an agent's scope); those also given as `optional` may land nowhere (in no supervisor's). The statement depends on
-nothing else: a queryset that reads the clock, the settings or the current user must not be
-kept this way."""
+an agent's scope); those also given as `optional` may land nowhere (in no supervisor's). The
+statement depends on nothing else: a queryset that reads the clock, the settings or the
+current user must not be kept this way."""
 
 from __future__ import annotations
 
