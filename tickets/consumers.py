@@ -304,8 +304,13 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
         COUNTS_SPREAD) seconds (the last change always counted, by a trailing refresh)."""
         self.inbox_dirty.setdefault(ticket_id, name)
         if self.inbox_flush is None or self.inbox_flush.done():
-            delay = max(INBOX_SOON, self.rows_at + INBOX_EVERY - time.monotonic())
-            self.inbox_flush = asyncio.ensure_future(self._inbox_flush_later(delay))
+            self._inbox_flush_next()
+
+    def _inbox_flush_next(self) -> None:
+        """The next render of this socket's changed rows: INBOX_SOON from now, or INBOX_EVERY
+        after the last one if that is later."""
+        delay = max(INBOX_SOON, self.rows_at + INBOX_EVERY - time.monotonic())
+        self.inbox_flush = asyncio.ensure_future(self._inbox_flush_later(delay))
 
     async def _inbox_flush_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -331,8 +336,7 @@ class DeskConsumer(DispatchWithoutHop, AsyncJsonWebsocketConsumer):
                 }
             )
         if self.inbox_dirty:  # changes that came during this render: their own turn, not the next change's
-            delay = max(INBOX_SOON, self.rows_at + INBOX_EVERY - time.monotonic())
-            self.inbox_flush = asyncio.ensure_future(self._inbox_flush_later(delay))
+            self._inbox_flush_next()
 
     def _counts_soon(self) -> None:
         """Count again once this socket's period has passed since the last count (one pending

@@ -10,7 +10,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from accounts.roles import is_supervisor, user_role
+from accounts.roles import ADMIN, SUPERVISOR, is_supervisor, user_role
 from cxdesk.compiled import STAND_IN, Statement, Statements
 from cxdesk.lookups import AnyOf, InConstants
 
@@ -575,8 +575,6 @@ def team_members() -> dict[int, frozenset[int]]:
 
 def live_sees(row: LiveRow, agent: LiveAgent) -> bool:
     """`tickets_visible_to`'s rules for one ticket."""
-    from accounts.roles import ADMIN, SUPERVISOR
-
     if agent.role is None:
         return False
     if agent.role in (SUPERVISOR, ADMIN):
