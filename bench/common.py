@@ -151,6 +151,18 @@ def twilio_sms(url: str, token: str, *, sender: str, body: str, to: str = "+4850
 # --- servers ------------------------------------------------------------------------------
 
 
+def one_connection_a_thread(worker_class: str, threads: int) -> list[str]:
+    """gunicorn options that spread the clients' connections over every gthread worker.
+
+    A gthread worker accepts every connection it is offered and keeps it alive: the clients'
+    8 keep-alive connections landed 8 on one worker and 0 on the other in about half the runs
+    (`ss -tnp`), so the whole load, the bare view's too, ran on one core (the GIL) and the
+    ratios swung with it. A worker that holds no more connections than it has threads takes
+    its share; it then answers each request on a connection of its own (`Connection: close`),
+    as nginx's requests to deploy/'s sync workers are, and as providers' webhooks arrive."""
+    return ["--worker-connections", str(threads)] if worker_class == "gthread" else []
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -195,7 +207,7 @@ class Servers:
         cmd = [sys.executable, "-m", "gunicorn", "bench.wsgi_bare:application", "-c",
                str(ROOT / "deploy" / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}",
                "--workers", str(workers), "--worker-class", worker_class, "--threads", str(threads),
-               "--max-requests", "0"]  # fmt: skip
+               "--max-requests", "0"] + one_connection_a_thread(worker_class, threads)  # fmt: skip
         proc = self.start(f"gunicorn-{port}", cmd, env)
         wait_http(f"http://127.0.0.1:{port}/bench/bare/", proc, self.log_dir / f"gunicorn-{port}.log")
         return proc

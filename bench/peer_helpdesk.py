@@ -206,7 +206,8 @@ def main() -> None:
         servers.celery(env, concurrency=2)
         servers.gunicorn(ours_port, env, workers=2, worker_class="gthread", threads=4)
         cmd = [str(peer_python), "-m", "gunicorn", "django.core.wsgi:get_wsgi_application()", "--bind",
-               f"127.0.0.1:{peer_port}", "--workers", "2", "--worker-class", "gthread", "--threads", "4"]  # fmt: skip
+               f"127.0.0.1:{peer_port}", "--workers", "2", "--worker-class", "gthread", "--threads", "4",
+               *common.one_connection_a_thread("gthread", 4)]  # fmt: skip
         proc = servers.start("peer", cmd, {**peer_env, "PATH": os.environ.get("PATH", "")})
         common.wait_http(f"{peer}/bench/bare/", proc, log_dir / "peer.log")
         for tag, todo in (("wo", ours_creates(4 * args.clients, "w")), ("wp", peer_creates(4 * args.clients, "w"))):

@@ -5,6 +5,12 @@ import os
 
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+# With GUNICORN_THREADS > 1 gunicorn runs gthread workers, and a gthread worker accepts and
+# keeps every connection it is offered: nginx's kept-alive upstream connections pile onto one
+# worker, one core for the whole node (the GIL). Holding no more connections than threads,
+# each worker takes its share and answers each request on a connection of its own, as the
+# default sync workers do (gunicorn then warns that no keep-alive connection can be held).
+worker_connections = threads if threads > 1 else 1000
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
