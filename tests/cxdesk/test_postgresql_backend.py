@@ -52,3 +52,39 @@ def test_a_connection_the_database_dropped_while_it_rested_is_replaced(checks, m
         admin.execute("SELECT pg_terminate_backend(%s)", [pid])
     monkeypatch.setattr("cxdesk.postgresql.base.HEALTH_CHECK_AFTER", 0.0)
     assert _request() != pid, "checked, found dead, and opened again: the request works"
+
+
+def _list_dumper(server_side_binding: bool) -> str:
+    """The dumper psycopg picks for a list of texts on a connection made with these settings."""
+    from psycopg.adapt import PyFormat, Transformer
+
+    settings_dict = {**connection.settings_dict}
+    settings_dict["OPTIONS"] = {**settings_dict["OPTIONS"], "server_side_binding": server_side_binding}
+    params = type(connections["default"])(settings_dict).get_connection_params()
+    return type(Transformer(params["context"]).get_dumper(["a"], PyFormat.AUTO)).__name__
+
+
+def test_lists_go_as_binary_arrays_where_the_server_binds_parameters():
+    if connection.vendor != "postgresql":
+        pytest.fail("needs PostgreSQL")
+    assert _list_dumper(True) == "ListBinaryDumper"
+    assert _list_dumper(False) == "ListDumper"  # psycopg's client-side binding quotes text only
+
+
+@pytest.mark.django_db
+def test_binary_arrays_bring_back_what_was_sent():
+    from django.utils import timezone
+
+    if connection.vendor != "postgresql":
+        pytest.fail("needs PostgreSQL")
+    now = timezone.now()
+    texts = ["zażółć", 'a"b\\c,{}', "", None, "NULL"]
+    times = [now, None, now, None, now]
+    numbers = [1, 2**40, None, 3, 70000]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT * FROM unnest(%s::varchar[], %s::timestamptz[], %s::bigint[])",
+            [texts, times, numbers],
+        )
+        rows = cursor.fetchall()
+    assert rows == list(zip(texts, times, numbers, strict=True))
