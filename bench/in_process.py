@@ -8,7 +8,9 @@ the machine disturb far less than wall-clock rates:
   - the bare view (`/bench/bare/`);
   - a signed Twilio SMS webhook's acknowledgement (its durable INSERT included);
   - the drain of those deliveries by `webhook_queue.drain()` (what a Celery drainer runs);
-  - `POST /api/v1/tickets/` with an API key, each for a new customer email.
+  - `POST /api/v1/tickets/` with an API key, each for a new customer email;
+  - the API's floor: `GET /api/v1/tags/` (an empty list) with the same key, what every API
+    call costs before its own work (the key, the rate count, DRF's cycle, one query).
 
     DATABASE_URL=postgres://postgres@/cxdesk_bench_run REDIS_URL=redis://127.0.0.1:6379/13 \\
         .venv/bin/python bench/in_process.py --messages 2000 --creates 500
@@ -105,6 +107,13 @@ def main() -> None:
     def create(i: int) -> None:
         assert call(application, creates[i]).startswith("201")
 
+    floors = [
+        requests.get("/api/v1/tags/", HTTP_AUTHORIZATION=f"Bearer {key}").environ for _ in range(args.creates + 50)
+    ]
+
+    def floor(i: int) -> None:
+        assert call(application, floors[i]).startswith("200")
+
     print(f"{common.now_utc()}, load average before: {common.load_average()}")
     for i in range(len(warm)):  # warm: the first of everything (imports, compiled statements)
         hook(i)
@@ -112,6 +121,7 @@ def main() -> None:
     for i in range(50):
         bare(i)
         create(args.creates + i)
+        floor(args.creates + i)
     hooks = hooks[len(warm) :]
     bare_before = user_cpu_per(args.bare, bare)
     ack = user_cpu_per(args.messages, hook)
@@ -119,6 +129,7 @@ def main() -> None:
     stored = webhook_queue.drain()
     drain = (os.times().user - started) / max(stored, 1) * 1000
     creates = user_cpu_per(args.creates, create)
+    floor_ms = user_cpu_per(args.creates, floor)
     bare_after = user_cpu_per(args.bare, bare)
     bare_ms = (bare_before + bare_after) / 2
     webhook_ingest.purge(os.environ.get("CELERY_BROKER_URL", redis_url))  # the wake-ups nobody ran
@@ -128,6 +139,7 @@ def main() -> None:
         ("SMS webhook acknowledged", ack),
         (f"SMS drained ({stored} messages)", drain),
         ("API create", creates),
+        ("API floor (GET of an empty list)", floor_ms),
     ]:
         print(f"  {name:34s} {value:7.3f} ms  = {value / bare_ms:5.2f} bare views")
 
