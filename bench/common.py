@@ -155,9 +155,9 @@ def one_connection_a_thread(worker_class: str, threads: int) -> list[str]:
     """gunicorn options that spread the clients' connections over every gthread worker.
 
     A gthread worker accepts every connection it is offered and keeps it alive: the clients'
-    8 keep-alive connections landed 8 on one worker and 0 on the other in about half the runs
-    (`ss -tnp`), so the whole load, the bare view's too, ran on one core (the GIL) and the
-    ratios swung with it. A worker that holds no more connections than it has threads takes
+    8 keep-alive connections landed 8/0 or 7/1 on the two workers in most phases of the runs
+    watched with `ss -tnp`, so the load, the bare view's too, ran on one core (the GIL) and
+    the ratios swung with it. A worker that holds no more connections than it has threads takes
     its share; it then answers each request on a connection of its own (`Connection: close`),
     as nginx's requests to deploy/'s sync workers are, and as providers' webhooks arrive."""
     return ["--worker-connections", str(threads)] if worker_class == "gthread" else []
