@@ -7,9 +7,10 @@ beside a figure measured another day. This runs both side by side, in rounds:
 
     for each round: cxdesk's bare view, cxdesk's creates, the peer's creates, the peer's bare view
 
-Each server is gunicorn, 2 gthread workers × 4 threads, persistent database connections, on
-its own PostgreSQL database; each has a bare Django view behind its own middleware. cxdesk:
-`POST /api/v1/tickets/` with an API key (and its Celery worker running, as in
+Each server is gunicorn, 2 gthread workers × 4 threads, each worker holding at most 4
+connections (`common.one_connection_a_thread`: both cores serve), persistent database
+connections, on its own PostgreSQL database; each has a bare Django view behind its own
+middleware. cxdesk: `POST /api/v1/tickets/` with an API key (and its Celery worker running, as in
 bench/api_create.py). The peer: `POST /api/tickets/` (its DRF `TicketViewSet`) with a DRF
 token for a superuser, into one queue; the customer of each ticket is a new email, as for
 cxdesk. Its mail goes to Django's dummy backend (rendered, not sent: remote SMTP is the
