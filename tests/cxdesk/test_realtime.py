@@ -110,3 +110,33 @@ def test_one_publish_per_transaction_and_a_rolled_back_savepoint_publishes_nothi
             for i in range(3):
                 realtime.broadcast_on_commit("g", f"after {i}")
     assert calls == [["kept", "after 0", "after 1", "after 2"]]
+
+
+def test_groups_nobody_listens_to_are_not_sent_to(redis_layer, monkeypatch):
+    listener, _ = _listen(redis_layer, ["listened"])
+    sent_to = []
+    group_send = redis_layer.group_send
+
+    async def counted(group, message):
+        sent_to.append(group)
+        await group_send(group, message)
+
+    monkeypatch.setattr(redis_layer, "group_send", counted)
+    realtime.publish(
+        realtime._message("nobody.1", "a", {}),
+        realtime._message("listened", "b", {}),
+        realtime._message("nobody.2", "c", {}),
+        realtime._message("listened", "d", {}),
+    )
+    assert realtime.flush(5)
+    assert sent_to == ["listened"], "one send, to the one group with a member"
+    received = _received(redis_layer, listener)
+    assert [e["event"] for e in received[0]["events"]] == ["b", "d"]
+
+    async def leave():
+        await redis_layer.group_discard("listened", listener)
+
+    asyncio.run(leave())
+    realtime.publish(realtime._message("listened", "e", {}))
+    assert realtime.flush(5)
+    assert sent_to == ["listened"], "its last member gone, the group is not sent to"
