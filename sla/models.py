@@ -66,6 +66,18 @@ class TicketSla(models.Model):
         indexes = [
             models.Index(fields=["first_response_due"], name="sla_frt_due_idx"),
             models.Index(fields=["resolution_due"], name="sla_res_due_idx"),
+            # The breaches counted for /metrics (cxdesk.metrics): an index of the breached
+            # rows only, so a scrape reads them and not one row per ticket ever opened.
+            models.Index(
+                fields=["first_response_breached_at"],
+                condition=models.Q(first_response_breached_at__isnull=False),
+                name="sla_frt_breached_idx",
+            ),
+            models.Index(
+                fields=["resolution_breached_at"],
+                condition=models.Q(resolution_breached_at__isnull=False),
+                name="sla_res_breached_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -3,9 +3,12 @@ import logging
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from cxdesk import health, observability, retention
+from cxdesk import health, metrics, observability, retention
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +79,7 @@ def test_metrics_count_the_desk(client, settings, sms_inbox):
 
     settings.CXDESK_METRICS_TOKEN = "s3cret-token"
     settings.CXDESK_METRICS_CACHE_SECONDS = 0
+    cache.delete(metrics.INGESTED_KEY)
     ingest(inbound(sms_inbox))
     RawInbound.objects.create(source="webhook", payload=b"", sha256="x", status="failed")
     RawInbound.objects.create(source="webhook", payload=b"", sha256="y", status="pending")
@@ -88,6 +92,61 @@ def test_metrics_count_the_desk(client, settings, sms_inbox):
     assert "cxdesk_sla_breaches_total" in text
     assert "cxdesk_webhook_deliveries" in text
     assert "django_http_requests_total_by_method_total" in text  # django-prometheus
+
+
+@pytest.fixture
+def ingested_state():
+    cache.delete(metrics.INGESTED_KEY)
+    yield
+    cache.delete(metrics.INGESTED_KEY)
+
+
+def test_ingested_counts_only_the_newest_ids_at_each_scrape(sms_inbox, monkeypatch, ingested_state):
+    """Messages behind the newest INGESTED_LAG ids are counted once and kept; a scrape counts
+    the rest over the primary key, never the whole table."""
+    from channels_app.services import ingest
+    from tests.channels_app.factories import inbound
+    from tickets.models import Message
+
+    monkeypatch.setattr(metrics, "INGESTED_LAG", 2)
+    stored = [ingest(inbound(sms_inbox, address=f"+4860010020{i}", text=f"m{i}")).message for i in range(5)]
+    Message.objects.filter(pk=stored[-1].pk).update(channel="whatsapp")
+    assert metrics._ingested(Message) == {"sms": 4, "whatsapp": 1}
+    frozen = cache.get(metrics.INGESTED_KEY)["frozen"]
+    assert stored[0].pk <= frozen < stored[-1].pk
+
+    Message.objects.filter(pk=stored[0].pk).delete()  # retention: gone, but it was ingested
+    with CaptureQueriesContext(connection) as queries:
+        assert metrics._ingested(Message) == {"sms": 4, "whatsapp": 1}
+    live = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"]]
+    assert len(live) == 1 and '"tickets_message"."id" >' in live[0], "only the ids after the frozen one"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("EXPLAIN " + live[0])
+            plan = " ".join(row[0] for row in cursor.fetchall())
+        assert "tickets_message_pkey" in plan, plan
+
+    ingest(inbound(sms_inbox, address="+48600100299", text="later"))
+    assert metrics._ingested(Message) == {"sms": 5, "whatsapp": 1}
+
+    cache.delete(metrics.INGESTED_KEY)  # the cache lost it: everything is counted once more
+    assert metrics._ingested(Message) == {"sms": 4, "whatsapp": 1}
+
+
+def test_breaches_are_counted_from_an_index_of_the_breached_only():
+    from sla.models import TicketSla
+
+    if connection.vendor != "postgresql":
+        pytest.fail("needs PostgreSQL: the plan is PostgreSQL's")
+    for target in ("first_response", "resolution"):
+        with CaptureQueriesContext(connection) as queries:
+            TicketSla.objects.filter(**{f"{target}_breached_at__isnull": False}).count()
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("EXPLAIN " + queries.captured_queries[-1]["sql"])
+            plan = " ".join(row[0] for row in cursor.fetchall())
+        assert f"sla_{'frt' if target == 'first_response' else 'res'}_breached_idx" in plan, plan
 
 
 def test_request_id_is_echoed_and_generated(client):
