@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 
 from django.apps import apps
 from django.conf import settings
@@ -121,15 +122,13 @@ def _ingested(message) -> dict[str, int]:
         state = {"frozen": 0, "base": {}}
     frozen = newest - INGESTED_LAG
     if frozen > state["frozen"]:
-        base = dict(state["base"])
-        for channel, n in counted(id__gt=state["frozen"], id__lte=frozen).items():
-            base[channel] = base.get(channel, 0) + n
-        state = {"frozen": frozen, "base": base}
+        base = Counter(state["base"])
+        base.update(counted(id__gt=state["frozen"], id__lte=frozen))
+        state = {"frozen": frozen, "base": dict(base)}
         cache.set(INGESTED_KEY, state, timeout=None)
-    totals = dict(state["base"])
-    for channel, n in counted(id__gt=state["frozen"]).items():
-        totals[channel] = totals.get(channel, 0) + n
-    return totals
+    totals = Counter(state["base"])
+    totals.update(counted(id__gt=state["frozen"]))
+    return dict(totals)
 
 
 class DeskCollector:
