@@ -155,16 +155,17 @@ def hold_slots() -> None:
 
 
 def release_slots() -> None:
-    """Give the slots back and queue a drainer for each, as drainers finishing their batch would."""
+    """Hand each slot to a drainer, as an acknowledgement that finds it free does (`wake`):
+    each drainer takes its slot's deliveries until none is left."""
     from django.conf import settings
     from django.core.cache import cache
 
     from channels_app.tasks import drain_webhooks
-    from channels_app.webhook_queue import SLOT_KEY
+    from channels_app.webhook_queue import SLOT_KEY, SLOT_SECONDS
 
     for slot in range(settings.CXDESK_WEBHOOK_DRAINERS):
-        cache.delete(SLOT_KEY.format(slot))
-        drain_webhooks.delay(None)
+        cache.set(SLOT_KEY.format(slot), 1, SLOT_SECONDS)
+        drain_webhooks.delay(slot)
 
 
 def tickets_count(inbox_id: int) -> int:

@@ -28,6 +28,9 @@ class RawInbound(models.Model):
         "tickets.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     request_id = models.CharField(max_length=64, blank=True, help_text="the request that stored it (its log lines)")
+    # Which drainer takes it: a hash of its first sender (channels_app/webhook_queue.py,
+    # `lane_of`), so one sender's deliveries go to one drainer. Empty: any drainer.
+    lane = models.SmallIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 

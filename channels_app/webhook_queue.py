@@ -12,10 +12,14 @@ transaction per batch, and runs the batch's routing right after its commit. A de
 cannot be ingested becomes a dead letter, visible in the desk and retryable.
 
 Waking is cheap and exact: a drainer holds one of `CXDESK_WEBHOOK_DRAINERS` slots (a cache
-key added with NX). An acknowledgement that finds a free slot takes it and queues a drainer;
-one that finds every slot taken queues nothing, because a drainer gives its slot back and
-only then looks for pending rows one last time — so a row committed before that look is
-drained by it, and a row committed after finds the slot free. That last look is two, the
+key added with NX). Each delivery belongs to one slot, by its lane (a hash of its sender,
+`lane_of`): the drainer of that slot takes it, so one sender's deliveries are taken by one
+drainer, in order, and two drainers never wait for each other on a common sender's turn
+(`customers.services.senders_take_turns`, still taken: a delivery of several senders may
+share one with another lane). An acknowledgement that finds its slot free takes it and
+queues a drainer; one that finds it taken queues nothing, because a drainer gives its slot
+back and only then looks for its pending rows one last time — so a row committed before
+that look is drained by it, and a row committed after finds the slot free. That last look is two, the
 second GRACE_SECONDS after the first, so an acknowledgement that found the slot held less
 than GRACE_SECONDS ago need not ask the cache again (under a flood, most of them). Should
 the broker or the cache be down at the moment, the row is still durable and the beat sweep
@@ -28,17 +32,21 @@ the request, acknowledge after the message's commit). bench/webhook_ingest.py me
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import logging
 import time
 import zlib
+from collections.abc import Sequence
 from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Mod
 from django.http import HttpRequest, QueryDict
 from django.http.request import RawPostDataException
 from django.utils import timezone
@@ -50,7 +58,7 @@ from outbox.services import batch as outbox_batch
 
 from .models import Inbox, RawInbound
 from .services import ingest, ingest_batched, raw_inbound_failed, raw_inbound_processed, status_apply
-from .types import WebhookError
+from .types import InboundMessage, WebhookError
 
 log = logging.getLogger(__name__)
 task_log = logging.getLogger("cxdesk.tasks")
@@ -64,15 +72,25 @@ LINGER_SECONDS = 0.02  # after a short batch, wait this long for more before tak
 GRACE_SECONDS = 0.05  # a slot seen held this recently is not asked for again (see `wake`)
 MEMO_SECONDS = 1.0  # settings every message asks about, asked again at most this often
 STALE = timedelta(seconds=10)  # pending this long: the sweep wakes a drainer (a lost wake-up)
+LANES = 1 << 15  # lanes are 0 … LANES - 1 (a smallint); a slot takes the lanes ≡ its number
 
 
 def queued(adapter) -> bool:
     return settings.CXDESK_WEBHOOKS == "queued" and getattr(adapter, "queue_webhooks", False)
 
 
-def webhook_store(*, request: HttpRequest, inbox: Inbox) -> int:
-    """The delivery as received (body and content type), committed, and a drainer woken.
-    Returns the stored row's id."""
+def lane_of(inbound: Sequence[InboundMessage]) -> int | None:
+    """A delivery's lane: a hash of its first sender as the provider names them (a provider
+    names a sender the same way each time), or None (statuses only: any drainer)."""
+    if not inbound:
+        return None
+    sender = inbound[0].sender
+    return zlib.crc32(f"{sender.kind}:{sender.address}".encode()) % LANES
+
+
+def webhook_store(*, request: HttpRequest, inbox: Inbox, lane: int | None = None) -> int:
+    """The delivery as received (body and content type), committed, and its slot's drainer
+    woken. Returns the stored row's id."""
     content_type = request.content_type or "application/octet-stream"
     try:
         body = request.body
@@ -92,6 +110,7 @@ def webhook_store(*, request: HttpRequest, inbox: Inbox) -> int:
         "error": "",
         "attempts": 0,
         "request_id": get_request_id()[:64],
+        "lane": lane,
         "created_at": connection.ops.adapt_datetimefield_value(timezone.now()),
     }
     with connection.cursor() as cursor:
@@ -101,7 +120,8 @@ def webhook_store(*, request: HttpRequest, inbox: Inbox) -> int:
             list(values.values()),
         )
         pk = cursor.fetchone()[0]
-    transaction.on_commit(wake)  # now, in autocommit; after the caller's commit otherwise
+    # Now, in autocommit; after the caller's commit otherwise.
+    transaction.on_commit(functools.partial(wake, lane))
     return pk
 
 
@@ -117,18 +137,34 @@ def _shared_cache() -> bool:
     return "locmem" not in settings.CACHES["default"]["BACKEND"].lower()
 
 
-def wake() -> None:
-    """Queue a drainer if a slot is free. Never raises: the row is durable and the sweep
-    finds it if the cache or the broker is down right now."""
+def _slot_of(lane: int | None) -> int:
+    """The slot whose drainer takes a delivery of this lane (None: any, taken in turn)."""
+    if lane is None:
+        # Any slot's drainer takes it: one in turn, so a burst of them runs every drainer.
+        return next(_turn) % len(_slots())
+    return lane % len(_slots())
+
+
+def _pending(slot: int | None) -> QuerySet[RawInbound]:
+    """The pending deliveries a drainer holding `slot` takes: its lanes' and those of no
+    lane (None: every one, as the sweep's drainer takes them)."""
+    rows = RawInbound.objects.filter(source=SOURCE, status=RawInbound.Status.PENDING)
+    slots = len(_slots())
+    if slot is None or slots == 1:
+        return rows
+    return rows.alias(slot=Mod("lane", slots)).filter(Q(slot=slot % slots) | Q(lane__isnull=True))
+
+
+def wake(lane: int | None = None) -> None:
+    """Queue the drainer of this lane's slot if the slot is free. Never raises: the row is
+    durable and the sweep finds it if the cache or the broker is down right now."""
     from .tasks import drain_webhooks
 
     try:
         if not _shared_cache():  # slots need a cache every process sees: wake every time
             drain_webhooks.delay(None)
             return
-        # One slot, in turn: correct with any of them (whoever holds it looks again after
-        # giving it back), and spreading the tries lets a burst run every drainer.
-        slot = next(_turn) % len(_slots())
+        slot = _slot_of(lane)
         asked = time.monotonic()
         if asked - _held_at.get(slot, float("-inf")) < GRACE_SECONDS:
             # Found held less than GRACE_SECONDS ago (asked at `asked`): its holder had not
@@ -169,7 +205,7 @@ def _drain(slot: int | None, batch: int, settings_memo: contextlib.ExitStack) ->
             settings_memo.enter_context(memo_scope())
             memo_until = time.monotonic() + MEMO_SECONDS
         try:
-            taken, count = _drain_batch(batch)
+            taken, count = _drain_batch(batch, slot)
             conflicts = 0  # the retries below are counted per batch
         except OperationalError as exc:
             if _transient(exc) and conflicts < 5:
@@ -196,10 +232,10 @@ def _drain(slot: int | None, batch: int, settings_memo: contextlib.ExitStack) ->
             # A repeat of a stored message (a provider's retry): each delivery alone knows
             # what to do with it.
             log.info("a batch of webhook deliveries met a stored row (%s); taking them one at a time", exc)
-            taken, count = _drain_singly(batch)
+            taken, count = _drain_singly(batch, slot)
         except Exception:  # noqa: BLE001 - something broke the batch's transaction: take its rows one by one
             log.exception("a batch of webhook deliveries failed; taking them one at a time")
-            taken, count = _drain_singly(batch)
+            taken, count = _drain_singly(batch, slot)
         stored += count
         if taken == batch or (taken and slot is not None):
             if slot is not None:
@@ -219,11 +255,11 @@ def _drain(slot: int | None, batch: int, settings_memo: contextlib.ExitStack) ->
         if slot is None:
             return stored
         cache.delete(SLOT_KEY.format(slot))
-        if not _unclaimed_left():
+        if not _unclaimed_left(slot):
             # An acknowledgement that found the slot held within the last GRACE_SECONDS
             # woke nobody (`wake`): look once more after that long.
             time.sleep(GRACE_SECONDS)
-            if not _unclaimed_left():
+            if not _unclaimed_left(slot):
                 return stored
         if not cache.add(SLOT_KEY.format(slot), 1, SLOT_SECONDS):
             return stored  # an acknowledgement took the slot: its drainer will take the rows
@@ -243,26 +279,23 @@ def _transient(exc: OperationalError) -> bool:
     return getattr(exc.__cause__, "sqlstate", None) in ("40P01", "40001")
 
 
-def _unclaimed_left() -> bool:
-    """A pending delivery no drainer holds (rows in another drainer's batch are locked)."""
+def _unclaimed_left(slot: int | None) -> bool:
+    """A pending delivery of this slot that no drainer holds (rows in another drainer's
+    batch are locked)."""
     with transaction.atomic():
-        return bool(
-            RawInbound.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(source=SOURCE, status=RawInbound.Status.PENDING)
-            .values_list("pk", flat=True)[:1]
-        )
+        return bool(_pending(slot).select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)[:1])
 
 
-def _drain_batch(batch: int) -> tuple[int, int]:
-    """One transaction: claim up to `batch` pending deliveries, ingest them and route their
+def _drain_batch(batch: int, slot: int | None) -> tuple[int, int]:
+    """One transaction: claim up to `batch` pending deliveries of the slot, ingest them and route their
     tickets (before the commit, on the tickets the batch holds locked or created). Returns
     (claimed, messages stored)."""
     stored = 0
     with memo_scope(), outbox_batch(before_commit=("route",)):
         records = list(
-            RawInbound.objects.select_for_update(skip_locked=True, of=("self",))
+            _pending(slot)
+            .select_for_update(skip_locked=True, of=("self",))
             .select_related("inbox")
-            .filter(source=SOURCE, status=RawInbound.Status.PENDING)
             .order_by("created_at")[:batch]
         )
         # Parsed first (bad content is a dead letter, nothing written), so the batch's
@@ -286,15 +319,11 @@ def _drain_batch(batch: int) -> tuple[int, int]:
     return len(records), stored
 
 
-def _drain_singly(batch: int) -> tuple[int, int]:
-    """The next `batch` pending deliveries, each in its own transaction (after a batch
-    failed): one that still fails is a dead letter, the others are stored."""
+def _drain_singly(batch: int, slot: int | None) -> tuple[int, int]:
+    """The slot's next `batch` pending deliveries, each in its own transaction (after a
+    batch failed): one that still fails is a dead letter, the others are stored."""
     stored = 0
-    ids = list(
-        RawInbound.objects.filter(source=SOURCE, status=RawInbound.Status.PENDING)
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:batch]
-    )
+    ids = list(_pending(slot).order_by("created_at").values_list("pk", flat=True)[:batch])
     for pk in ids:
         with memo_scope():
             try:

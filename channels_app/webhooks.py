@@ -78,7 +78,8 @@ def provider_webhook(request: HttpRequest, route: str, inbox_id: int) -> HttpRes
         log.warning("%s webhook for inbox %s: malformed payload (%s: %s)", route, inbox.pk, type(exc).__name__, exc)
         return _error(400, f"malformed {route} payload: a field has an unexpected type or is missing")
     if (inbound or statuses) and webhook_queue.queued(adapter):
-        webhook_queue.webhook_store(request=request, inbox=inbox)  # durable; processed by a worker
+        # Durable; processed by the drainer of its sender's lane.
+        webhook_queue.webhook_store(request=request, inbox=inbox, lane=webhook_queue.lane_of(inbound))
         return adapter.acknowledge(request, inbox, [])
     results = []
     try:

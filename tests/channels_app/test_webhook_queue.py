@@ -4,6 +4,7 @@ ingests pending deliveries in batches with the same idempotency as the inline pa
 
 import logging
 import time
+from types import SimpleNamespace
 
 import pytest
 from django.core.cache import cache
@@ -13,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from channels_app import webhook_queue
 from channels_app.models import Inbox, RawInbound
 from outbox.models import OutboxTask
-from tests.channels_app.test_twilio import _signed, _sms, post
+from tests.channels_app.test_twilio import SID, _signed, _sms, post
 from tickets.models import Message, Team, Ticket
 
 pytestmark = pytest.mark.django_db
@@ -132,8 +133,8 @@ def test_an_acknowledgement_that_just_found_the_slot_held_asks_nothing_and_its_r
     looks = []
     real_look = webhook_queue._unclaimed_left
 
-    def look():
-        found = real_look()
+    def look(slot):
+        found = real_look(slot)
         looks.append(found)
         if len(looks) == 1:  # just after the holder's first look: an acknowledgement that skipped
             webhook_queue._held_at[0] = time.monotonic()
@@ -368,13 +369,13 @@ def test_a_batch_chosen_as_a_deadlock_victim_is_taken_again(client, twilio_inbox
     real = webhook_queue._drain_batch
     calls = []
 
-    def once_a_victim(batch):
+    def once_a_victim(batch, slot):
         calls.append(batch)
         if len(calls) == 1:
             error = OperationalError("deadlock detected")
             error.__cause__ = psycopg.errors.DeadlockDetected("deadlock detected")
             raise error
-        return real(batch)
+        return real(batch, slot)
 
     monkeypatch.setattr(webhook_queue, "_drain_batch", once_a_victim)
     assert webhook_queue.drain() == 1 and len(calls) == 2
@@ -384,7 +385,7 @@ def test_a_batch_chosen_as_a_deadlock_victim_is_taken_again(client, twilio_inbox
 def test_a_database_outage_gives_the_slot_back_and_raises(client, twilio_inbox, queued, monkeypatch):
     from django.db import OperationalError
 
-    def down(batch):
+    def down(batch, slot):
         raise OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(webhook_queue, "_drain_batch", down)
@@ -608,3 +609,53 @@ def test_a_batchs_rows_are_stored_as_they_were_announced(client, twilio_inbox, q
     ticket = Ticket.objects.get()
     assert ticket.last_message_at > stored[min(stored)].created_at
     assert RawInbound.objects.filter(status="processed", message__isnull=False).count() == 2
+
+
+def _senders_by_slot(slots: int) -> dict[int, list[str]]:
+    """Numbers whose deliveries fall to each of `slots` drainers (two of each)."""
+    by_slot: dict[int, list[str]] = {slot: [] for slot in range(slots)}
+    for n in range(100, 200):
+        sender = f"+48600100{n}"
+        lane = webhook_queue.lane_of([SimpleNamespace(sender=SimpleNamespace(kind="phone", address=sender))])
+        if len(by_slot[lane % slots]) < 2:
+            by_slot[lane % slots].append(sender)
+    assert all(len(found) == 2 for found in by_slot.values())
+    return by_slot
+
+
+def test_each_senders_deliveries_go_to_the_drainer_of_its_lane(
+    client, twilio_inbox, queued, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """With two drainers, a delivery belongs to the slot of its sender's lane: its
+    acknowledgement wakes that slot, and that slot's drainer takes it and no other's. So one
+    sender's messages are taken by one drainer, in order, and two drainers never wait for
+    each other's turn on a sender. Statuses (no sender) go to either; the sweep takes all."""
+    settings.CXDESK_WEBHOOK_DRAINERS = 2
+    woken = []
+    monkeypatch.setattr("channels_app.tasks.drain_webhooks.delay", lambda slot: woken.append(slot))
+    by_slot = _senders_by_slot(2)
+    sent = []
+    for k, (slot, sender) in enumerate((s, n) for s, numbers in by_slot.items() for n in numbers for _ in (1, 2)):
+        _free_slots()  # each acknowledgement finds its slot free and says whom it wakes
+        webhook_queue._held_at.clear()
+        with django_capture_on_commit_callbacks(execute=True):
+            _store(client, f"m{k}", f"SMl{k}", sender=sender)
+        assert woken[-1] == slot, (sender, woken)
+        sent.append((slot, sender, f"m{k}"))
+    lanes = dict(RawInbound.objects.values_list("pk", "lane"))
+    assert None not in lanes.values() and len(set(lanes.values())) == 4, "one lane a sender"
+
+    _free_slots()
+    assert webhook_queue.drain(slot=1) == 4
+    taken = list(Message.objects.order_by("pk").values_list("body_text", "ticket__customer__identities__address"))
+    assert taken == [(body, sender) for slot, sender, body in sent if slot == 1], "slot 1's senders, in order"
+    assert RawInbound.objects.filter(status="pending").count() == 4, "slot 0's rows wait for slot 0's drainer"
+    assert not webhook_queue._unclaimed_left(1) and webhook_queue._unclaimed_left(0)
+
+    status = {"MessageSid": "SMl0", "MessageStatus": "delivered", "AccountSid": SID}
+    assert post(client, "/hooks/twilio/3/", status, _signed(status)).status_code == 200
+    assert RawInbound.objects.get(lane__isnull=True).status == "pending"
+    assert webhook_queue._unclaimed_left(1), "a delivery of no lane is any drainer's"
+    assert webhook_queue.drain() == 4, "the sweep's drainer takes every lane"
+    assert not RawInbound.objects.filter(status="pending").exists()
+    assert sorted(Message.objects.values_list("body_text", flat=True)) == sorted(body for *_x, body in sent)
