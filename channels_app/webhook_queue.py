@@ -19,11 +19,12 @@ drainer, in order, and two drainers never wait for each other on a common sender
 share one with another lane). An acknowledgement that finds its slot free takes it and
 queues a drainer; one that finds it taken queues nothing, because a drainer gives its slot
 back and only then looks for its pending rows one last time — so a row committed before
-that look is drained by it, and a row committed after finds the slot free. That last look is two, the
-second GRACE_SECONDS after the first, so an acknowledgement that found the slot held less
-than GRACE_SECONDS ago need not ask the cache again (under a flood, most of them). Should
-the broker or the cache be down at the moment, the row is still durable and the beat sweep
-(`drain_stale`) queues a drainer for rows left pending.
+that look is drained by it, and a row committed after finds the slot free. That last look
+is two, the second GRACE_SECONDS after the first, so an acknowledgement that found the slot
+held less than GRACE_SECONDS ago need not ask the cache again (under a flood, most of
+them). Should the broker or the cache be down at the moment, the row is still durable and
+the beat sweep (`drain_stale`) queues a drainer for rows left pending; the sweep's drainer
+takes every lane.
 
 `CXDESK_WEBHOOKS` chooses: "queued" (acknowledge after the raw write) or "inline" (ingest in
 the request, acknowledge after the message's commit). bench/webhook_ingest.py measures both.
@@ -287,9 +288,9 @@ def _unclaimed_left(slot: int | None) -> bool:
 
 
 def _drain_batch(batch: int, slot: int | None) -> tuple[int, int]:
-    """One transaction: claim up to `batch` pending deliveries of the slot, ingest them and route their
-    tickets (before the commit, on the tickets the batch holds locked or created). Returns
-    (claimed, messages stored)."""
+    """One transaction: claim up to `batch` pending deliveries of the slot, ingest them and
+    route their tickets (before the commit, on the tickets the batch holds locked or
+    created). Returns (claimed, messages stored)."""
     stored = 0
     with memo_scope(), outbox_batch(before_commit=("route",)):
         records = list(
