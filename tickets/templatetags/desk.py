@@ -275,9 +275,7 @@ def choice_label(value) -> str:
     channel code becomes its label; anything else (names, tags) stays as written."""
     if value in (None, ""):
         return ""
-    from channels_app.models import Channel
-
-    from ..models import Ticket
+    from ..models import Channel, Ticket
 
     for choices in (Ticket.Status, Ticket.Priority, Channel):
         if isinstance(value, str) and value in choices.values:
